@@ -1,0 +1,1 @@
+"""Exchange implementations behind one interface: ccxt (live), sim (in-process)."""

@@ -1,0 +1,1 @@
+"""Strategy loading and bundled strategies."""

@@ -1,0 +1,1 @@
+"""Zarr event traces: the writer, readers and replay."""

@@ -1,0 +1,100 @@
+"""The trace schema: column layout, the versioned event-kind enum, and the recorder protocol."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+SCHEMA_VERSION = 1
+
+# Each column is a 1-D Zarr array of this dtype; `payload` holds msgpack bytes.
+COLUMNS: dict[str, str] = {
+    "seq": "uint64",
+    "ts_ns": "int64",
+    "ts_exchange_ns": "int64",
+    "kind": "uint16",
+    "asset": "int32",  # index into the group's symbol table; -1 for none
+}
+NO_ASSET = -1
+
+
+class Kind(enum.IntEnum):
+    """What a trace record is. Codes are stable: add new ones, never renumber (bump SCHEMA_VERSION
+    when a payload's meaning changes)."""
+
+    RUN_STARTED = 1
+    RUN_STOPPED = 2
+    # Order path. Payloads of ORDER_* and TRADE are ccxt unified dicts or the request sent.
+    ORDER_INTENT = 10  # client id and parameters, written before the order is sent
+    ORDER_ACK = 11  # the exchange's answer to create_order
+    ORDER_UPDATE = 12  # an order as reported later (watcher, fetch, simulated exchange)
+    ORDER_REJECTED = 13  # the exchange refused the order
+    ORDER_CHECK_FAILED = 14  # a local check refused it; it never reached the exchange
+    CANCEL_REQUEST = 15
+    ORDER_UNKNOWN = 16  # send timed out or lost its connection; resolving by client id
+    TRADE = 20  # a fill
+    TRADE_EMULATED = 21  # a fill derived from cumulative filled/cost deltas
+    # Account.
+    BALANCE = 30
+    POSITION = 31
+    LEVERAGE = 32
+    MARGIN_MODE = 33
+    LIQUIDATION = 34
+    # Market data.
+    BAR = 40
+    TICKER = 41
+    PUBLIC_TRADES = 42
+    ORDER_BOOK = 43
+    # Plumbing.
+    ERROR = 50
+    RECONNECT = 51
+    GAP_FILL = 52
+    HEALTH = 53
+    HOOK_ERROR = 54
+    RECONCILE = 60
+    STATE = 70  # a snapshot of strategy state, written at run stop, that replay must reproduce
+
+
+class Recorder(Protocol):
+    """Where the runtime sends every event. The Zarr trace writer is the real one."""
+
+    def record(
+        self,
+        kind: Kind,
+        payload: Mapping[str, Any],
+        *,
+        ts_ns: int,
+        asset: str | None = None,
+        ts_exchange_ns: int = -1,
+        durable: bool = False,
+    ) -> int:
+        """Append one event and return its seq. With ``durable=True`` the record has reached the
+        OS (and is fsynced if the policy says so) when this returns."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class NullRecorder:
+    """Records nothing; seq still counts, so callers see the same numbers."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+
+    def record(
+        self,
+        kind: Kind,
+        payload: Mapping[str, Any],
+        *,
+        ts_ns: int,
+        asset: str | None = None,
+        ts_exchange_ns: int = -1,
+        durable: bool = False,
+    ) -> int:
+        seq = self.seq
+        self.seq += 1
+        return seq
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,1 @@
+"""Watchers that keep local state in step with an exchange (Live and Paper modes)."""
