@@ -1,0 +1,123 @@
+"""Regenerate the offline market snapshot with real ccxt parsing.
+
+Run ``python -m runtime.exchanges.ccxt._snapshot`` after changing
+``runtime/exchanges/_binance_info.py`` or upgrading ccxt. It loads markets through real
+``ccxt.binance`` (spot only) and ``ccxt.binanceusdm`` (linear only) whose HTTP layer, ``fetch``,
+answers from the canned ``exchangeInfo`` bodies, so ccxt's own ``parse_market`` produces the
+unified market dicts (precision, limits, fees, ``info``). Nothing touches the network: any request
+other than ``exchangeInfo`` fails loudly. The server time is fixed, so the output is byte-for-byte
+reproducible for a given ccxt version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import ccxt
+
+from runtime.exchanges._binance_info import (
+    FUTURES_SYMBOLS,
+    SPOT_SYMBOLS,
+    futures_exchange_info,
+    spot_exchange_info,
+)
+
+__all__ = ["EXCHANGES", "SERVER_TIME_MS", "build_snapshot", "main", "render", "write_snapshots"]
+
+#: Fixed server time of the canned responses: 2025-01-01T00:00:00Z.
+SERVER_TIME_MS: Final = 1_735_689_600_000
+#: The exchanges a snapshot is produced for.
+EXCHANGES: Final = ("binance", "binanceusdm")
+GENERATED_BY: Final = "python -m runtime.exchanges.ccxt._snapshot"
+MARKETS_DIR: Final = Path(__file__).resolve().parents[1] / "markets"
+
+
+def _canned(url: str, method: str) -> dict[str, Any]:
+    path = urlsplit(url).path
+    if method == "GET" and path == "/api/v3/exchangeInfo":
+        return spot_exchange_info(SERVER_TIME_MS)
+    if method == "GET" and path == "/fapi/v1/exchangeInfo":
+        return futures_exchange_info(SERVER_TIME_MS)
+    # The snapshot must stay offline: a new endpoint in load_markets needs a canned body here.
+    raise RuntimeError(f"no canned response for {method} {url}; add one to _snapshot._canned")
+
+
+class _CannedBinance(ccxt.binance):
+    def fetch(
+        self, url: str, method: str = "GET", headers: Any = None, body: Any = None
+    ) -> dict[str, Any]:
+        return _canned(url, method)
+
+
+class _CannedBinanceUsdm(ccxt.binanceusdm):
+    def fetch(
+        self, url: str, method: str = "GET", headers: Any = None, body: Any = None
+    ) -> dict[str, Any]:
+        return _canned(url, method)
+
+
+def _exchange(name: str) -> Any:
+    # Restrict each exchange to the one market type it snapshots, so only one endpoint is hit.
+    if name == "binance":
+        return _CannedBinance({"options": {"fetchMarkets": {"types": ["spot"]}}})
+    if name == "binanceusdm":
+        return _CannedBinanceUsdm({"options": {"fetchMarkets": {"types": ["linear"]}}})
+    raise ValueError(f"no snapshot for exchange {name!r}; valid: {', '.join(EXCHANGES)}")
+
+
+def build_snapshot(exchange: str) -> dict[str, Any]:
+    """The snapshot document of ``exchange`` ("binance" or "binanceusdm"), as JSON-ready data.
+
+    ``{"ccxt_version": ..., "generated_by": ..., "markets": {symbol: unified market}}``, with the
+    markets exactly as ``load_markets()`` of real ccxt returns them, ``info`` included.
+    """
+    ex = _exchange(exchange)
+    markets = ex.load_markets()
+    wanted = SPOT_SYMBOLS if exchange == "binance" else FUTURES_SYMBOLS
+    missing = sorted(set(wanted) - set(markets))
+    if missing:
+        raise RuntimeError(f"ccxt did not produce markets {missing} for {exchange}")
+    document = {
+        "ccxt_version": ccxt.__version__,
+        "generated_by": GENERATED_BY,
+        "markets": {symbol: markets[symbol] for symbol in sorted(wanted)},
+    }
+    # A JSON round trip turns ccxt's tuples and the like into what a reader of the file gets.
+    result: dict[str, Any] = json.loads(render(document))
+    return result
+
+
+def render(document: dict[str, Any]) -> str:
+    """The file text of a snapshot document: sorted keys, indent 1, trailing newline."""
+    return json.dumps(document, sort_keys=True, indent=1, allow_nan=False) + "\n"
+
+
+def write_snapshots(directory: Path = MARKETS_DIR) -> list[Path]:
+    """Write ``<exchange>.json`` for every exchange in :data:`EXCHANGES`; return the paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in EXCHANGES:
+        path = directory / f"{name}.json"
+        path.write_text(render(build_snapshot(name)), encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=GENERATED_BY.removeprefix("python -m "), description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--out", type=Path, default=MARKETS_DIR, help="output directory")
+    args = parser.parse_args(argv)
+    for path in write_snapshots(args.out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
