@@ -4,6 +4,7 @@
 
     VigilError
     ├── ConfigError                 bad strategy, mode, data or config input
+    ├── OrderCheckFailed            a local check refused an order; carries ``rule``
     ├── ExchangeError               anything an exchange said or failed to say
     │   ├── NetworkError            retryable: timeouts, resets, 5xx
     │   │   └── RateLimited         429/418; carries ``retry_after`` seconds
@@ -66,3 +67,14 @@ class TraceError(VigilError):
 
 class ReplayMismatch(TraceError):
     """State rebuilt from a trace differs from the state recorded alongside it."""
+
+
+class OrderCheckFailed(VigilError):
+    """A local check refused an order before it reached the exchange (`call` returns None).
+
+    `rule` names the check (e.g. "amount_min", "free_cash"); the message gives the values.
+    """
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule

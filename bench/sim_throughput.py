@@ -1,0 +1,107 @@
+"""Sim throughput: bars per second for `sma_cross`, a do-nothing strategy, and a plain loop.
+
+All three run on the same 1,000,000 generated one-minute bars of one market, in this run. The
+plain-Python loop computes the same SMA(10)/SMA(30) crossover signals from running sums and the
+same fills (price, slippage and fee formulas of the simulated exchange), without the runtime.
+It is the baseline the ratios are measured against.
+
+    python bench/sim_throughput.py [--bars N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import trio
+
+from runtime import Sim, start, strategy
+from runtime._bars import generate_bars
+from runtime.exchanges._markets import market_for
+from runtime.exchanges.sim._exchange import FillModel
+
+HERE = Path(__file__).resolve().parent
+SYMBOL = "BTC/USDT"
+
+
+def plain_loop(cols: dict, fast: int = 10, slow: int = 30, cash: float = 10_000.0) -> tuple[int, float]:
+    """The crossover strategy as one Python loop: (fills, final cash)."""
+    market = market_for("binance", SYMBOL)
+    step = market["precision"]["amount"]
+    taker = market["taker"]
+    cost_min = market["limits"]["cost"]["min"]
+    fm = FillModel()
+    close = cols["close"].tolist()
+    high = cols["high"].tolist()
+    low = cols["low"].tolist()
+    volume = cols["volume"].tolist()
+    sums = [0.0] * len(close)
+    running = 0.0
+    holding = 0.0
+    fills = 0
+    for i, c in enumerate(close):
+        running += c
+        sums[i] = running
+        if i + 1 < slow:
+            continue
+        f = (running - sums[i - fast]) / fast if i >= fast else running / fast
+        s = (running - sums[i - slow]) / slow if i >= slow else running / slow
+        if f > s and holding == 0.0:
+            amount = math.floor(cash * 0.95 / (c * (1 + taker)) / step) * step
+            if amount * c < cost_min:
+                continue  # the cash is spent: the strategy stops buying, as sma_cross does
+            slip = fm.spread_bps / 2e4 + fm.impact * (high[i] - low[i]) / c * math.sqrt(
+                min(1.0, amount / volume[i])
+            )
+            price = c * (1 + slip)
+            cash -= amount * price * (1 + taker)
+            holding = amount
+            fills += 1
+        elif f < s and holding > 0.0:
+            slip = fm.spread_bps / 2e4 + fm.impact * (high[i] - low[i]) / c * math.sqrt(
+                min(1.0, holding / volume[i])
+            )
+            price = c * (1 - slip)
+            cash += holding * price * (1 - taker)
+            holding = 0.0
+            fills += 1
+    return fills, cash
+
+
+async def backtest(name: str, data: dict) -> tuple[float, int]:
+    s = strategy(name, mode=Sim(), data=data, config={"trace": False, "markets": [SYMBOL]})
+    t0 = time.perf_counter()
+    await start(s)
+    elapsed = time.perf_counter() - t0
+    return elapsed, len(s.universe[SYMBOL].trades)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bars", type=int, default=1_000_000)
+    args = parser.parse_args()
+    n = args.bars
+    data = generate_bars([SYMBOL], n, seed=1)
+    frame = data[SYMBOL]
+    cols = {c: frame[c].to_numpy() for c in ("open", "high", "low", "close", "volume")}
+
+    t0 = time.perf_counter()
+    base_fills, _ = plain_loop(cols)
+    base = n / (time.perf_counter() - t0)
+
+    sma_time, sma_fills = trio.run(backtest, "sma_cross", data)
+    noop_time, _ = trio.run(backtest, str(HERE / "noop_strategy.py"), data)
+    sma = n / sma_time
+    noop = n / noop_time
+    print(f"bars: {n:,} one-minute bars of {SYMBOL}")
+    print(f"plain-Python loop (baseline): {base:,.0f} bars/s, {base_fills} fills")
+    print(f"sma_cross:                    {sma:,.0f} bars/s, {sma_fills} fills, "
+          f"{sma / base:.3f}x baseline (target 0.05x)")
+    print(f"do-nothing strategy:          {noop:,.0f} bars/s, {noop / base:.3f}x baseline "
+          f"(target 0.15x)")
+
+
+if __name__ == "__main__":
+    main()

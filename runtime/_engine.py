@@ -1,0 +1,448 @@
+"""The engine: the only code that changes strategy state.
+
+State changes only through `apply(state, event)`. Live watchers, the simulated exchange and
+trace replay all produce the same events and feed them here, which is why replay equals live.
+The engine is synchronous and does no I/O.
+
+Accounting rules:
+
+* **Spot.** A buy fill adds `amount` base and removes `amount × price` quote; a sell does the
+  reverse. The fee is taken from its own currency's balance. An open buy commits quote
+  (`amount × price × (1 + taker)`), an open sell commits base (`amount`); a fill releases the
+  commitment pro rata, and the order's end releases what is left.
+* **Margin** (isolated, one-way). A fill in the position's direction grows it at the weighted
+  entry price and moves `size × price / leverage` into position margin; a fill against it
+  realises `±size × (price − entry)` into the settle balance and releases margin pro rata; a fill
+  larger than the position closes it and opens the other side with the rest. Settle-currency
+  `committed` = open-order margin + position margins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ._assets import LONG, SHORT, AssetInstance, Balance, Position
+from ._errors import VigilError
+from ._orders import (
+    CANCELED,
+    CLOSED,
+    EXPIRED,
+    OPEN,
+    ORDER_TYPES,
+    REJECTED,
+    Order,
+    Trade,
+    side_of,
+)
+
+
+class EngineError(VigilError):
+    """An event cannot be applied to this state (unknown market, or an unknown order)."""
+
+
+# Events. Plain frozen values: they are what the trace stores and what replay feeds back.
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCreated:
+    symbol: str
+    client_id: str
+    side: str
+    order_type: str  # a name in ORDER_TYPES, e.g. "GTCOrder"
+    amount: float
+    price: float | None
+    timestamp: int
+    id: str | None = None
+    reduce_only: bool = False
+    # Price used to size the commitment of a market order (the last price when it was sent).
+    reference_price: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAcknowledged:
+    """The exchange's id for an order we created (Live: the ack may trail the first update)."""
+
+    symbol: str
+    client_id: str
+    id: str
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFilled:
+    symbol: str
+    client_id: str
+    trade_id: str
+    timestamp: int
+    amount: float
+    price: float
+    fee: float
+    fee_currency: str
+    taker: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCancelled:
+    symbol: str
+    client_id: str
+    timestamp: int
+    status: str = CANCELED  # or EXPIRED (IOC/FOK remainder, post-only that would cross)
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRejected:
+    symbol: str
+    client_id: str
+    timestamp: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceUpdated:
+    """The exchange's total for a currency: authoritative, overwrites the local total."""
+
+    currency: str
+    total: float
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class PositionUpdated:
+    """The exchange's view of a position; `contracts == 0` means flat."""
+
+    symbol: str
+    side: str
+    contracts: float
+    entry_price: float
+    leverage: float
+    margin: float
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeverageChanged:
+    symbol: str
+    leverage: float
+    timestamp: int
+
+
+Event = (
+    OrderCreated
+    | OrderAcknowledged
+    | OrderFilled
+    | OrderCancelled
+    | OrderRejected
+    | BalanceUpdated
+    | PositionUpdated
+    | LeverageChanged
+)
+EVENT_TYPES: dict[str, type] = {
+    t.__name__: t
+    for t in (
+        OrderCreated,
+        OrderAcknowledged,
+        OrderFilled,
+        OrderCancelled,
+        OrderRejected,
+        BalanceUpdated,
+        PositionUpdated,
+        LeverageChanged,
+    )
+}
+
+
+class State:
+    """Everything the engine owns for one strategy."""
+
+    def __init__(
+        self, assets: dict[str, AssetInstance], balances: dict[str, Balance], margin: str | None
+    ) -> None:
+        self.assets = assets
+        self.balances = balances
+        self.margin = margin
+        self.orders: dict[str, Order] = {}  # client id -> order, open and closed
+        self.orders_by_id: dict[str, Order] = {}  # exchange id -> order
+        self.trade_ids: set[str] = set()
+        self.fees_paid: dict[str, float] = {}
+
+    def balance(self, currency: str) -> Balance:
+        b = self.balances.get(currency)
+        if b is None:
+            b = self.balances[currency] = Balance(currency)
+        return b
+
+    def asset(self, symbol: str) -> AssetInstance:
+        try:
+            return self.assets[symbol]
+        except KeyError:
+            raise EngineError(
+                f"event for {symbol!r}, which is not in the universe ({', '.join(self.assets)})"
+            ) from None
+
+    def order(self, client_id: str) -> Order:
+        try:
+            return self.orders[client_id]
+        except KeyError:
+            raise EngineError(f"event for unknown order client id {client_id!r}") from None
+
+
+# Tolerance on amounts: exchanges report filled amounts in decimal strings we parse as floats.
+def _eps(amount: float) -> float:
+    return 1e-9 * max(1.0, abs(amount))
+
+
+def commitment(ai: AssetInstance, side: str, amount: float, price: float) -> float:
+    """What an open order reserves: quote with fees for a spot buy, base for a spot sell,
+    margin at the asset's leverage for a derivative."""
+    if ai.contract:
+        return amount * ai.contract_size * price / ai.leverage
+    if side == "buy":
+        return amount * price * (1.0 + ai.taker)
+    return amount
+
+
+def _commit_currency(ai: AssetInstance, side: str) -> str:
+    if ai.contract:
+        return ai.settle
+    return ai.quote if side == "buy" else ai.base
+
+
+def _release(state: State, ai: AssetInstance, order: Order, value: float) -> None:
+    value = min(value, order.committed)
+    if value <= 0:
+        return
+    order.committed -= value
+    b = state.balance(_commit_currency(ai, order.side))
+    b.committed = max(b.committed - value, 0.0)
+
+
+def _close_order(state: State, ai: AssetInstance, order: Order, status: str) -> None:
+    order.status = status
+    _release(state, ai, order, order.committed)
+    order.committed = 0.0
+    ai.open_orders.pop(order.client_id, None)
+
+
+def _apply_created(state: State, e: OrderCreated) -> Order:
+    ai = state.asset(e.symbol)
+    known = state.orders.get(e.client_id)
+    if known is not None:  # a second report of the same order: idempotent
+        if e.id and not known.id:
+            known.id = e.id
+            state.orders_by_id[e.id] = known
+        return known
+    order_type = ORDER_TYPES[e.order_type][side_of(e.side)]  # type: ignore[misc]
+    order = Order(
+        symbol=e.symbol,
+        client_id=e.client_id,
+        side=e.side,
+        type=order_type,
+        amount=e.amount,
+        price=e.price,
+        timestamp=e.timestamp,
+        id=e.id,
+        reduce_only=e.reduce_only,
+    )
+    state.orders[e.client_id] = order
+    if e.id:
+        state.orders_by_id[e.id] = order
+    ai.open_orders[e.client_id] = order
+    basis = e.price if e.price is not None else (e.reference_price or ai.price)
+    if not e.reduce_only:
+        value = commitment(ai, e.side, e.amount, basis)
+        order.committed = value
+        state.balance(_commit_currency(ai, e.side)).committed += value
+    return order
+
+
+def _apply_ack(state: State, e: OrderAcknowledged) -> Order:
+    order = state.order(e.client_id)
+    if order.id != e.id:
+        order.id = e.id
+        state.orders_by_id[e.id] = order
+    return order
+
+
+def _spot_fill(state: State, ai: AssetInstance, order: Order, e: OrderFilled) -> None:
+    value = e.amount * e.price
+    if order.side == "buy":
+        state.balance(ai.base).total += e.amount
+        state.balance(ai.quote).total -= value
+    else:
+        state.balance(ai.base).total -= e.amount
+        state.balance(ai.quote).total += value
+
+
+def _grow(state: State, ai: AssetInstance, side: str, size: float, e: OrderFilled) -> None:
+    margin = size * ai.contract_size * e.price / ai.leverage
+    pos = ai.long if side == LONG else ai.short
+    if pos is None:
+        pos = Position(ai, side, size, e.price, ai.leverage, margin, e.timestamp)
+        if side == LONG:
+            ai.long = pos
+        else:
+            ai.short = pos
+    else:
+        total = pos.contracts + size
+        pos.entry_price = (pos.contracts * pos.entry_price + size * e.price) / total
+        pos.contracts = total
+        pos.margin += margin
+        pos.timestamp = e.timestamp
+    state.balance(ai.settle).committed += margin
+
+
+def _shrink(state: State, ai: AssetInstance, pos: Position, size: float, e: OrderFilled) -> None:
+    sign = 1.0 if pos.side == LONG else -1.0
+    state.balance(ai.settle).total += sign * size * ai.contract_size * (e.price - pos.entry_price)
+    released = pos.margin * size / pos.contracts
+    b = state.balance(ai.settle)
+    b.committed = max(b.committed - released, 0.0)
+    pos.margin -= released
+    pos.contracts -= size
+    pos.timestamp = e.timestamp
+    if pos.contracts <= _eps(size):
+        b.committed = max(b.committed - pos.margin, 0.0)
+        if pos.side == LONG:
+            ai.long = None
+        else:
+            ai.short = None
+
+
+def _margin_fill(state: State, ai: AssetInstance, order: Order, e: OrderFilled) -> None:
+    size = e.amount
+    opposite = ai.short if order.side == "buy" else ai.long
+    if opposite is not None:
+        closing = min(size, opposite.contracts)
+        _shrink(state, ai, opposite, closing, e)
+        size -= closing
+    if size > _eps(e.amount) and not order.reduce_only:
+        _grow(state, ai, LONG if order.side == "buy" else SHORT, size, e)
+
+
+def _apply_filled(state: State, e: OrderFilled) -> Trade | None:
+    if e.trade_id in state.trade_ids:
+        return None  # the same fill reported twice (websocket and REST)
+    ai = state.asset(e.symbol)
+    order = state.order(e.client_id)
+    state.trade_ids.add(e.trade_id)
+    remaining_before = order.remaining
+    if order.committed > 0 and remaining_before > 0:
+        _release(state, ai, order, order.committed * min(e.amount / remaining_before, 1.0))
+    if ai.contract:
+        _margin_fill(state, ai, order, e)
+    else:
+        _spot_fill(state, ai, order, e)
+    if e.fee:
+        state.balance(e.fee_currency).total -= e.fee
+        state.fees_paid[e.fee_currency] = state.fees_paid.get(e.fee_currency, 0.0) + e.fee
+    order.filled += e.amount
+    trade = Trade(
+        id=e.trade_id,
+        order=order,
+        timestamp=e.timestamp,
+        amount=e.amount,
+        price=e.price,
+        value=e.amount * e.price * ai.contract_size,
+        fee=e.fee,
+        fee_currency=e.fee_currency,
+        leverage=ai.leverage if ai.contract else 1.0,
+        taker=e.taker,
+    )
+    order.fills.append(trade)
+    ai.trades.append(trade)
+    if order.status == OPEN and order.remaining <= _eps(order.amount):
+        _close_order(state, ai, order, CLOSED)
+    return trade
+
+
+def _apply_cancelled(state: State, e: OrderCancelled) -> Order:
+    order = state.order(e.client_id)
+    if order.status == OPEN:
+        _close_order(state, state.asset(e.symbol), order, e.status if e.status else CANCELED)
+    return order
+
+
+def _apply_rejected(state: State, e: OrderRejected) -> Order:
+    order = state.order(e.client_id)
+    if order.status == OPEN:
+        _close_order(state, state.asset(e.symbol), order, REJECTED)
+    return order
+
+
+def _apply_balance(state: State, e: BalanceUpdated) -> Balance:
+    b = state.balance(e.currency)
+    b.total = e.total
+    return b
+
+
+def _apply_position(state: State, e: PositionUpdated) -> Position | None:
+    ai = state.asset(e.symbol)
+    pos = ai.long if e.side == LONG else ai.short
+    b = state.balance(ai.settle)
+    if pos is not None:
+        b.committed = max(b.committed - pos.margin, 0.0)
+    if e.contracts <= 0:
+        new = None
+    else:
+        new = Position(ai, e.side, e.contracts, e.entry_price, e.leverage, e.margin, e.timestamp)
+        b.committed += e.margin
+    if e.side == LONG:
+        ai.long = new
+    else:
+        ai.short = new
+    return new
+
+
+def _apply_leverage(state: State, e: LeverageChanged) -> None:
+    state.asset(e.symbol).leverage = e.leverage
+
+
+_APPLY: dict[type, Any] = {
+    OrderCreated: _apply_created,
+    OrderAcknowledged: _apply_ack,
+    OrderFilled: _apply_filled,
+    OrderCancelled: _apply_cancelled,
+    OrderRejected: _apply_rejected,
+    BalanceUpdated: _apply_balance,
+    PositionUpdated: _apply_position,
+    LeverageChanged: _apply_leverage,
+}
+
+
+def apply(state: State, event: Event) -> Any:
+    """Apply one event. Returns the `Trade` for a new fill (None for a duplicate), the `Order`
+    for order events, the `Balance` or `Position` for account events."""
+    return _APPLY[type(event)](state, event)
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """The event as a plain dict with its type name under "event" (for traces)."""
+    out: dict[str, Any] = {"event": type(event).__name__}
+    for name in event.__dataclass_fields__:
+        out[name] = getattr(event, name)
+    return out
+
+
+def event_from_dict(payload: dict[str, Any]) -> Event:
+    fields = dict(payload)
+    cls = EVENT_TYPES[fields.pop("event")]
+    return cls(**fields)  # type: ignore[no-any-return]
+
+
+__all__ = [
+    "CANCELED",
+    "EXPIRED",
+    "BalanceUpdated",
+    "EngineError",
+    "LeverageChanged",
+    "OrderAcknowledged",
+    "OrderCancelled",
+    "OrderCreated",
+    "OrderFilled",
+    "OrderRejected",
+    "PositionUpdated",
+    "State",
+    "apply",
+]

@@ -1,0 +1,59 @@
+"""`start` and `stop`: run a strategy in its mode until the data ends or `stop` is called."""
+
+from __future__ import annotations
+
+import trio
+
+from traces._schema import Kind
+
+from ._dispatch import _runtime
+from ._errors import ConfigError
+from ._strategy import Strategy
+
+
+async def start(
+    s: Strategy,
+    *,
+    foreground: bool = True,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run `s` until its data ends (Sim) or `stop(s)` is called.
+
+    Usable as ``await nursery.start(start, s)``: `task_status.started()` is called once the
+    strategy is running. On cancellation the run is recorded as stopped and the trace flushed.
+    """
+    rt = _runtime(s)
+    if not foreground:
+        raise ConfigError(
+            "start(s, foreground=False) needs the IPython loop (%load_ext runtime); "
+            "in a script use `await start(s)` or nursery.start(start, s)"
+        )
+    if rt.running:
+        raise ConfigError(f"strategy {rt.name} is already running; stop(s) it first")
+    rt.running = True
+    rt.stopping = False
+    try:
+        task_status.started()
+        await rt.call_hook("on_start", s.on_start)
+        await rt.driver.run(s)
+        await rt.call_hook("on_stop", s.on_stop)
+    finally:
+        rt.running = False
+        rt.record(Kind.RUN_STOPPED, {"run_id": rt.run_id, "state": state_snapshot(s)},
+                  durable=True)
+        flush = getattr(rt.recorder, "flush", None)
+        if flush is not None:
+            flush()
+
+
+async def stop(s: Strategy) -> None:
+    """Ask a running strategy to stop after its current tick. Returns at once in Sim."""
+    rt = _runtime(s)
+    rt.stopping = True
+
+
+def state_snapshot(s: Strategy) -> dict[str, object]:
+    """The strategy state that replay must reproduce, as plain values (see traces.replay)."""
+    from traces._state import snapshot
+
+    return snapshot(s._rt.state)

@@ -1,0 +1,263 @@
+"""Sim mode: a deterministic backtest over bars, against the simulated exchange.
+
+Time moves only when something waits. The run loop shows one more bar, lets the exchange match
+resting orders against it, and calls `on_tick`. A `call` that waits for a resting order (its
+`waitfor`), or `Pending.wait`, advances the same clock through the bars up to its deadline;
+the run loop then carries on after them, as a live strategy blocked in a wait misses ticks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from traces._schema import Kind
+
+from ._assets import AssetInstance, Balance, BarWindow, Cursor, Universe
+from ._bars import Bars, generate_bars, load_bars, timeframe_ns
+from ._engine import BalanceUpdated, LeverageChanged, State, apply
+from ._errors import ConfigError
+from ._modes import RunConfig, Sim
+from ._orders import Order
+from ._runtime import Runtime
+from .exchanges._markets import market_for, markets_exchange, synthetic_market
+from .exchanges.sim._exchange import Bar, SimExchange
+
+if TYPE_CHECKING:
+    from ._strategy import Strategy
+
+log = logging.getLogger("vigil")
+
+
+class BarFeed:
+    """The simulated market: the last closed bar of each symbol at the shared cursor."""
+
+    def __init__(self, bars: Bars, cursor: Cursor) -> None:
+        self.cursor = cursor
+        self.columns = bars.columns
+        self.time_ms = bars.time_ns // 1_000_000
+        self.close_ms = self.time_ms + bars.timeframe_ns // 1_000_000
+
+    def bar(self, symbol: str) -> Bar | None:
+        i = self.cursor.n - 1
+        if i < 0:
+            return None
+        c = self.columns[symbol]
+        return Bar(
+            int(self.time_ms[i]),
+            float(c["open"][i]),
+            float(c["high"][i]),
+            float(c["low"][i]),
+            float(c["close"][i]),
+            float(c["volume"][i]),
+        )
+
+    def now_ms(self) -> int:
+        """The close time of the newest visible bar."""
+        return int(self.close_ms[self.cursor.n - 1])
+
+
+class SimDriver:
+    """The Sim clock and run loop."""
+
+    def __init__(self, rt: Runtime, bars: Bars, cursor: Cursor, exchange: SimExchange) -> None:
+        self.rt = rt
+        self.bars = bars
+        self.cursor = cursor
+        self.exchange = exchange
+        self.feed: BarFeed = exchange.feed  # type: ignore[assignment]
+        self.n_total = len(bars.time_ns)
+        self.tick_times = (bars.time_ns + bars.timeframe_ns).view("datetime64[ns]")
+        # (bar index, balances, positions) after each fill: the equity curve's breakpoints.
+        self.marks: list[tuple[int, dict[str, float], dict[str, tuple[float, float]]]] = []
+        self.start_index = cursor.n
+        self.end_index = cursor.n
+        rt.on_fill = self._mark
+
+    def now_ms(self) -> int:
+        return self.feed.now_ms()
+
+    def _mark(self, ai: AssetInstance, trade: Any) -> None:
+        state = self.rt.state
+        positions: dict[str, tuple[float, float]] = {}
+        for sym, a in state.assets.items():
+            if a.long is not None:
+                positions[sym] = (a.long.contracts, a.long.entry_price)
+            elif a.short is not None:
+                positions[sym] = (-a.short.contracts, a.short.entry_price)
+        totals = {c: b.total for c, b in state.balances.items()}
+        self.marks.append((self.cursor.n - 1, totals, positions))
+
+    def step(self) -> bool:
+        """Show one more bar; False at the end of the data."""
+        cursor = self.cursor
+        if cursor.n >= self.n_total:
+            return False
+        cursor.n += 1
+        if self.exchange.has_work:
+            self.exchange.on_bar()
+        return True
+
+    async def advance_to(self, deadline_ms: int, until: Callable[[], bool] | None = None) -> None:
+        """Step through every bar that closes by `deadline_ms`, stopping early once `until()`."""
+        close_ms = self.feed.close_ms
+        while self.cursor.n < self.n_total and close_ms[self.cursor.n] <= deadline_ms:
+            self.step()
+            if self.rt.has_hooks:
+                await self.rt.run_hooks()
+            if until is not None and until():
+                break
+
+    async def wait_order(self, order: Order, deadline_ms: int) -> bool:
+        seen = len(order.fills)
+
+        def changed() -> bool:
+            return len(order.fills) > seen or not order.is_open
+
+        await self.advance_to(deadline_ms, changed)
+        return changed()
+
+    async def sync_order(self, order: Order) -> None:
+        ex = self.exchange
+        report = await ex.fetch_order(order.id, order.symbol)
+        for trade in await ex.fetch_my_trades(order.symbol, since=order.timestamp):
+            if trade["order"] == order.id:
+                self.rt.on_exchange("trade", trade)
+        self.rt.on_exchange("order", report)
+
+    async def run(self, s: Strategy) -> None:
+        rt = self.rt
+        cursor = self.cursor
+        n_total = self.n_total
+        exchange = self.exchange
+        tick = s.on_tick
+        tick_times = self.tick_times
+        while not rt.stopping:
+            await tick(tick_times[cursor.n - 1])
+            if rt.has_hooks:
+                await rt.run_hooks()
+            if cursor.n >= n_total:
+                break
+            cursor.n += 1
+            if exchange.has_work:
+                exchange.on_bar()
+                if rt.has_hooks:
+                    await rt.run_hooks()
+        self.end_index = cursor.n
+
+
+def _normalize_symbol(symbol: str, margin: str | None) -> str:
+    if margin and ":" not in symbol:
+        quote = symbol.split("/")[1]
+        return f"{symbol}:{quote}"
+    return symbol
+
+
+def _normalize_data(data: Any, symbols: list[str], margin: str | None) -> Any:
+    if isinstance(data, Mapping):
+        return {_normalize_symbol(str(k), margin): v for k, v in data.items()}
+    return data
+
+
+def setup_sim(
+    s: Strategy,
+    *,
+    name: str,
+    mode: Sim,
+    data: Any,
+    exchange: str,
+    margin: str | None,
+    initial_cash: float | Mapping[str, float] | None,
+    config: RunConfig,
+) -> None:
+    cls = type(s)
+    symbols = [_normalize_symbol(m, margin) for m in (config.markets or cls.markets)]
+    if not symbols:
+        raise ConfigError(f"strategy {name!r} lists no markets; set markets = ['BTC/USDT']")
+    tf_ns = timeframe_ns(cls.timeframe)
+    if data is None:
+        data = generate_bars(symbols, mode.bars, timeframe=cls.timeframe, seed=mode.seed)
+    bars = load_bars(_normalize_data(data, symbols, margin), symbols)
+    if bars.timeframe_ns != tf_ns:
+        log.warning(
+            "strategy %s has timeframe %s but its data has %d s bars; ticking once per bar",
+            name, cls.timeframe, bars.timeframe_ns // 1_000_000_000,
+        )
+    n_bars = len(bars.time_ns)
+    if n_bars < 1:
+        raise ConfigError(f"strategy {name!r}: the data has no bars")
+
+    market_source = markets_exchange(exchange, margin)
+    markets: dict[str, dict[str, Any]] = {}
+    for sym in symbols:
+        try:
+            markets[sym] = market_for(market_source, sym)
+        except ConfigError:
+            first = float(bars.columns[sym]["close"][0])
+            markets[sym] = synthetic_market(sym, price=first, contract=bool(margin))
+
+    cash_currency = config.cash_currency or (
+        markets[symbols[0]].get("settle") or markets[symbols[0]]["quote"]
+    )
+    if initial_cash is None:
+        cash: dict[str, float] = {cash_currency: float(cls.initial_cash)}
+    elif isinstance(initial_cash, Mapping):
+        cash = {str(c): float(v) for c, v in initial_cash.items()}
+    else:
+        cash = {cash_currency: float(initial_cash)}
+    for currency, amount in cash.items():
+        if not (amount >= 0 and np.isfinite(amount)):
+            raise ConfigError(f"initial cash {amount!r} {currency} must be finite and not negative")
+
+    cursor = Cursor(0)
+    balances: dict[str, Balance] = {}
+    assets: dict[str, AssetInstance] = {}
+    for sym in symbols:
+        ai = AssetInstance(markets[sym], balances)
+        ai.ohlcv = BarWindow(bars.time_ns, bars.columns[sym], cursor)
+        assets[sym] = ai
+    state = State(assets, balances, margin)
+    universe = Universe(assets)
+    rt = Runtime(
+        name=name,
+        mode=mode,
+        config=config,
+        exchange_id=exchange,
+        margin=margin,
+        universe=universe,
+        state=state,
+        cash_currency=cash_currency,
+    )
+    rt.strategy = s
+    rt.initial_cash = dict(cash)
+    s._rt = rt
+    feed = BarFeed(bars, cursor)
+    sim_exchange = SimExchange(
+        markets, feed, balances=cash, margin=margin, fill_model=mode.fill_model,
+        exchange_id=exchange,
+    )
+    sim_exchange.add_listener(rt.on_exchange)
+    rt.exchange = sim_exchange
+    cursor.n = min(max(cls.warmup, 1), n_bars)
+    rt.driver = SimDriver(rt, bars, cursor, sim_exchange)
+    if config.trace:
+        from traces import open_recorder
+
+        rt.recorder = open_recorder(config.trace_root, exchange, "sim", name)
+    rt.run_id = int(rt.now_ms())
+    rt.record(Kind.RUN_STARTED, {
+        "run_id": rt.run_id, "strategy": name, "mode": "sim", "exchange": exchange,
+        "margin": margin, "markets": symbols, "fresh": True, "cash_currency": cash_currency,
+        "timeframe": cls.timeframe,
+    }, durable=True)
+    now = rt.now_ms()
+    for currency, amount in sorted(cash.items()):
+        rt.emit(BalanceUpdated(currency, amount, now))
+    if margin:
+        leverage = float(config.leverage or cls.leverage)
+        for sym in symbols:
+            apply(sim_exchange.ledger, LeverageChanged(sym, leverage, now))
+            rt.emit(LeverageChanged(sym, leverage, now))

@@ -1,0 +1,192 @@
+"""`Strategy`, the base class of every strategy file, and `strategy(...)`, which loads one."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ._errors import ConfigError
+from ._modes import Live, Mode, Paper, RunConfig, Sim
+
+if TYPE_CHECKING:
+    from ._assets import AssetInstance, Balance, Universe
+    from ._orders import Order, Trade
+    from ._results import Results
+    from ._runtime import Runtime
+
+
+class Strategy:
+    """Subclass this in a strategy file. Class attributes describe the strategy; hooks act.
+
+    The runtime calls `on_tick(ts)` once per bar in Sim and once per timeframe in Paper and
+    Live, after `warmup` bars are visible; `ts` is the close time of the newest bar.
+    """
+
+    exchange: ClassVar[str] = "binance"
+    markets: ClassVar[list[str]] = ["BTC/USDT"]
+    timeframe: ClassVar[str] = "1m"
+    margin: ClassVar[str | None] = None  # or "isolated"
+    warmup: ClassVar[int] = 0
+    leverage: ClassVar[float] = 1.0  # initial leverage of margin assets
+    initial_cash: ClassVar[float] = 10_000.0
+
+    _rt: Runtime
+
+    async def on_start(self) -> None:
+        """Called once, before the first tick."""
+
+    async def on_tick(self, ts: Any) -> None:
+        """Called at each tick. Override it."""
+
+    async def on_trade(self, ai: AssetInstance, trade: Trade) -> None:
+        """Called for every new fill of one of the strategy's orders."""
+
+    async def on_order_error(self, ai: AssetInstance, order: Order | None, error: Exception) -> None:
+        """Called when an order is refused, by a local check or by the exchange."""
+
+    async def on_stop(self) -> None:
+        """Called once when the run ends."""
+
+    # State, read-only for strategies.
+    @property
+    def universe(self) -> Universe:
+        return self._rt.universe
+
+    @property
+    def cash(self) -> float:
+        """Total cash in the strategy's cash currency (the settle currency on margin)."""
+        return self._rt.state.balance(self._rt.cash_currency).total
+
+    @property
+    def cash_committed(self) -> float:
+        """Cash reserved by open orders (and, on margin, held as position margin)."""
+        return self._rt.state.balance(self._rt.cash_currency).committed
+
+    @property
+    def balances(self) -> dict[str, Balance]:
+        """Every currency's balance, by currency."""
+        return self._rt.state.balances
+
+    @property
+    def mode(self) -> Mode:
+        return self._rt.mode
+
+    @property
+    def name(self) -> str:
+        return self._rt.name
+
+    @property
+    def results(self) -> Results:
+        """Sim results: `.trades`, `.equity`, `.stats` (computed at the end of a run)."""
+        from ._results import compute_results
+
+        return compute_results(self)
+
+    @property
+    def trace_path(self) -> Path | None:
+        path = getattr(self._rt.recorder, "path", None)
+        return None if path is None else Path(path)
+
+    def __repr__(self) -> str:
+        if not hasattr(self, "_rt"):
+            return f"<{type(self).__name__} (not loaded)>"
+        rt = self._rt
+        orders = sum(len(ai.open_orders) for ai in rt.universe)
+        mode = type(rt.mode).__name__
+        return (
+            f"<{type(self).__name__} {rt.name} {mode} {rt.exchange_id} "
+            f"cash={self.cash:.2f} {rt.cash_currency} committed={self.cash_committed:.2f} "
+            f"open_orders={orders} markets={','.join(rt.universe.keys())}>"
+        )
+
+
+def bundled_strategies() -> list[str]:
+    """Names of the strategies shipped in the `strategies` package."""
+    folder = Path(__file__).resolve().parent.parent / "strategies"
+    return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+
+
+def load_strategy_class(name_or_path: str | Path) -> tuple[str, type[Strategy]]:
+    """The one `Strategy` subclass defined in a bundled strategy or a file."""
+    text = str(name_or_path)
+    path = Path(text)
+    if text.endswith(".py") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"strategy file {text!r} does not exist")
+        module_name = f"vigil_user_strategy_{abs(hash(str(path.resolve())))}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise ConfigError(f"cannot load strategy file {text!r}: not a Python module")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+        name = path.stem
+    else:
+        available = bundled_strategies()
+        if text not in available:
+            raise ConfigError(
+                f"unknown strategy {text!r}; bundled strategies are {', '.join(available)} "
+                "(or pass a path to a strategy file)"
+            )
+        module = importlib.import_module(f"strategies.{text}")
+        name = text
+    classes = [
+        c
+        for c in vars(module).values()
+        if inspect.isclass(c) and issubclass(c, Strategy) and c.__module__ == module.__name__
+    ]
+    if len(classes) != 1:
+        found = ", ".join(c.__name__ for c in classes) or "none"
+        raise ConfigError(
+            f"strategy {text!r} must define exactly one Strategy subclass; found {found}"
+        )
+    return name, classes[0]
+
+
+def strategy(
+    name_or_path: str | Path,
+    *,
+    mode: Mode,
+    data: Any = None,
+    exchange: str | None = None,
+    sandbox: bool = True,
+    margin: str | None = None,
+    initial_cash: float | Mapping[str, float] | None = None,
+    config: Mapping[str, Any] | RunConfig | None = None,
+) -> Strategy:
+    """Load a strategy (bundled name or file path) and wire it to `mode`.
+
+    In Sim, `data` is a DataFrame, a CSV or Parquet path, or a dict from market to either;
+    without it Sim generates seeded bars. `initial_cash` is an amount of the cash currency or a
+    mapping from currency to amount.
+    """
+    if not isinstance(mode, Sim | Paper | Live):
+        raise ConfigError(f"mode must be Sim(), Paper() or Live(), not {mode!r}")
+    if margin not in (None, "isolated"):
+        raise ConfigError(f"margin={margin!r} is not supported; use None (spot) or 'isolated'")
+    name, cls = load_strategy_class(name_or_path)
+    run_config = RunConfig.from_mapping(config)
+    s = cls()
+    if isinstance(mode, Sim):
+        from ._sim import setup_sim
+
+        setup_sim(
+            s,
+            name=name,
+            mode=mode,
+            data=data,
+            exchange=exchange or cls.exchange,
+            margin=margin if margin is not None else cls.margin,
+            initial_cash=initial_cash,
+            config=run_config,
+        )
+        return s
+    mode_name = type(mode).__name__
+    raise ConfigError(
+        f"{mode_name} mode needs the exchange layer, which this build does not include yet; "
+        "use mode=Sim()"
+    )

@@ -1,0 +1,591 @@
+"""The simulated exchange: an in-process, pure-trio exchange with a matching engine.
+
+It keeps its own account ledger (an engine `State`, so its accounting is the runtime's) and
+answers the exchange interface with ccxt unified dicts. Market data comes from a `MarketFeed`:
+bars in Sim mode; Paper mode and the loopback server bring their own feeds.
+
+**Bar fill model.** Prices come from the last *closed* bar; nothing looks ahead.
+
+* A market order, or a limit order that is marketable on arrival, fills at once, in full, as
+  taker, at ``close × (1 ± slippage)`` (a limit order never beyond its limit), where::
+
+      slippage = spread_bps / 2 / 1e4 + impact × (high − low) / close × sqrt(min(1, amount / volume))
+
+  so wide, thin bars cost more and the cost grows with the share of the bar's volume taken.
+* IOC and FOK orders take at most ``volume_cap × volume`` of the last bar: IOC fills what it
+  can and expires the rest; FOK fills in full or expires.
+* A post-only order that would cross is rejected ("Order would immediately match and take."),
+  as Binance does.
+* A resting limit order fills, as maker, on a later bar that trades *through* its price
+  (``low < price`` for a buy, ``high > price`` for a sell), at its price, or at the bar's open
+  when the bar opens beyond it. Each bar gives at most ``volume_cap × volume`` to resting orders,
+  in time priority, so orders fill partially on thin bars and continue on the next ones.
+* Isolated positions are liquidated, at the liquidation price, on a bar that reaches it: the
+  exchange closes them with its own reduce-only market order (client id ``autoclose-...``).
+
+Checks run the way Binance runs them, and fail with the same kind of error
+(`OrderRejected` carrying Binance's filter message, `InsufficientFunds`, `OrderNotFound`).
+Fees are charged in the quote (settle) currency.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+from ..._assets import LONG, AssetInstance, Balance
+from ..._engine import (
+    LeverageChanged,
+    OrderCancelled,
+    OrderCreated,
+    OrderFilled,
+    State,
+    apply,
+    commitment,
+)
+from ..._errors import ConfigError, InsufficientFunds, OrderNotFound, OrderRejected
+from ..._orders import CANCELED, EXPIRED, OPEN, Order
+
+
+class Bar(NamedTuple):
+    time_ms: int  # open time
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class MarketFeed(Protocol):
+    """Where the exchange sees the market: the last closed bar of a symbol, and the time."""
+
+    def bar(self, symbol: str) -> Bar | None: ...
+
+    def now_ms(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FillModel:
+    """Parameters of the bar fill model (see the module docstring)."""
+
+    spread_bps: float = 2.0
+    impact: float = 0.1
+    volume_cap: float = 0.25
+
+
+Listener = Callable[[str, dict[str, Any]], None]
+
+
+def iso8601(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+_TIF = {"GTC": "GTCOrder", "IOC": "IOCOrder", "FOK": "FOKOrder", "PO": "PostOnlyOrder"}
+
+
+class SimExchange:
+    """An exchange account and matching engine in one process. See the module docstring."""
+
+    def __init__(
+        self,
+        markets: Mapping[str, Mapping[str, Any]],
+        feed: MarketFeed,
+        *,
+        balances: Mapping[str, float],
+        margin: str | None = None,
+        fill_model: FillModel | None = None,
+        exchange_id: str = "sim",
+    ) -> None:
+        self.id = exchange_id
+        self.markets = {s: dict(m) for s, m in markets.items()}
+        self.feed = feed
+        self.fill_model = fill_model or FillModel()
+        ledger_balances = {c: Balance(c, float(v)) for c, v in balances.items()}
+        assets = {s: AssetInstance(m, ledger_balances) for s, m in self.markets.items()}
+        self.ledger = State(assets, ledger_balances, margin)
+        self._listeners: list[Listener] = []
+        self._ids = itertools.count(1)
+        self._trade_ids = itertools.count(1)
+        self._meta: dict[str, dict[str, Any]] = {}  # client id -> exchange-only order fields
+        self._resting: dict[str, list[Order]] = {}
+        self._bar_used: dict[str, tuple[int, float]] = {}  # symbol -> (bar time, volume taken)
+        self._trades: dict[str, list[dict[str, Any]]] = {}
+        self._margin_mode: dict[str, str] = {}
+
+    # Listeners: Sim applies events synchronously; streams (watch_*) are listeners too.
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self._listeners.remove(listener)
+
+    def _emit(self, kind: str, payload: dict[str, Any]) -> None:
+        for listener in self._listeners:
+            listener(kind, payload)
+
+    @property
+    def has_work(self) -> bool:
+        """True when a new bar may change something: resting orders or open positions."""
+        if any(self._resting.values()):
+            return True
+        return any(a.long is not None or a.short is not None for a in self.ledger.assets.values())
+
+    # Interface.
+    async def load_markets(self) -> dict[str, dict[str, Any]]:
+        return self.markets
+
+    async def create_order(
+        self,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: float,
+        price: float | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return self.submit(symbol, type, side, amount, price, params or {})
+
+    def submit(
+        self,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: float,
+        price: float | None,
+        params: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """create_order without the coroutine: validate, book, match at once if marketable."""
+        ai = self._asset(symbol)
+        now = self.feed.now_ms()
+        client_id = str(params.get("clientOrderId") or f"sim-{next(self._ids)}")
+        tif, post_only = self._time_in_force(type, params)
+        reduce_only = bool(params.get("reduceOnly", False))
+        if side not in ("buy", "sell"):
+            raise OrderRejected(f"Invalid side {side!r}; use 'buy' or 'sell'.")
+        known = self.ledger.orders.get(client_id)
+        if known is not None and known.status == OPEN:
+            raise OrderRejected(f"Duplicate order sent: client order id {client_id} is open.")
+        bar = self.feed.bar(symbol)
+        if bar is None:
+            raise OrderRejected(f"No market data yet for {symbol}: the market is not trading.")
+        self._check_filters(ai, type, amount, price, bar)
+        ref = ai.last_price = bar.close
+        marketable = type == "market" or (
+            price is not None and (price >= ref if side == "buy" else price <= ref)
+        )
+        if post_only and marketable:
+            raise OrderRejected("Order would immediately match and take.")
+        exec_price = self._taker_price(ai, side, amount, bar, price) if marketable else price
+        assert exec_price is not None
+        self._check_funds(ai, side, amount, exec_price, reduce_only)
+
+        order_id = str(next(self._ids))
+        order_type = "MarketOrder" if type == "market" else _TIF[tif]
+        apply(
+            self.ledger,
+            OrderCreated(
+                symbol=symbol,
+                client_id=client_id,
+                side=side,
+                order_type=order_type,
+                amount=amount,
+                price=price if type != "market" else None,
+                timestamp=now,
+                id=order_id,
+                reduce_only=reduce_only,
+                reference_price=exec_price,
+            ),
+        )
+        order = self.ledger.orders[client_id]
+        self._meta[client_id] = {"timeInForce": tif, "postOnly": post_only, "updated": now}
+        self._emit("order", self.order_dict(order))
+
+        if marketable:
+            fill_amount = amount
+            if tif in ("IOC", "FOK") and type != "market":
+                available = self._available(symbol, bar) if bar.volume > 0 else 0.0
+                fill_amount = min(amount, ai.round_amount(available))
+                if tif == "FOK" and fill_amount < amount:
+                    fill_amount = 0.0
+            if fill_amount > 0:
+                if tif in ("IOC", "FOK") and type != "market":
+                    self._take_volume(symbol, bar, fill_amount)
+                self._fill(ai, order, fill_amount, exec_price, taker=True, now=now)
+            if order.status == OPEN:  # IOC/FOK remainder
+                self._end(order, EXPIRED, now, "not filled at once")
+        else:
+            self._resting.setdefault(symbol, []).append(order)
+        return self.order_dict(order)
+
+    async def cancel_order(
+        self, id: str | None, symbol: str, params: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        order = self._lookup(id, symbol, params or {})
+        if order.status != OPEN:
+            raise OrderNotFound(f"Unknown order sent: {order.client_id} is {order.status}.")
+        self._end(order, CANCELED, self.feed.now_ms(), "canceled by user")
+        return self.order_dict(order)
+
+    async def fetch_order(
+        self, id: str | None, symbol: str, params: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return self.order_dict(self._lookup(id, symbol, params or {}))
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        assets = [self._asset(symbol)] if symbol else list(self.ledger.assets.values())
+        return [self.order_dict(o) for a in assets for o in a.open_orders.values()]
+
+    async def fetch_closed_orders(
+        self, symbol: str, since: int | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        self._asset(symbol)
+        orders = [
+            o
+            for o in self.ledger.orders.values()
+            if o.symbol == symbol and o.status != OPEN and (since is None or o.timestamp >= since)
+        ]
+        if limit is not None:
+            orders = orders[-limit:]
+        return [self.order_dict(o) for o in orders]
+
+    async def fetch_my_trades(
+        self, symbol: str, since: int | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        self._asset(symbol)
+        trades = [t for t in self._trades.get(symbol, []) if since is None or t["timestamp"] >= since]
+        return trades[-limit:] if limit is not None else trades
+
+    async def fetch_balance(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"free": {}, "used": {}, "total": {}, "info": {}}
+        for currency, b in sorted(self.ledger.balances.items()):
+            entry = {"free": b.free, "used": b.committed, "total": b.total}
+            out[currency] = entry
+            for key in ("free", "used", "total"):
+                out[key][currency] = entry[key]
+        return out
+
+    async def fetch_positions(self, symbols: list[str] | None = None) -> list[dict[str, Any]]:
+        out = []
+        for symbol, ai in self.ledger.assets.items():
+            if symbols and symbol not in symbols:
+                continue
+            for pos in (ai.long, ai.short):
+                if pos is not None:
+                    out.append(self.position_dict(ai, pos.side))
+        return out
+
+    async def set_leverage(self, leverage: float, symbol: str) -> dict[str, Any]:
+        ai = self._asset(symbol)
+        if not 1 <= leverage <= ai.leverage_max:
+            raise OrderRejected(
+                f"Leverage {leverage:g} is not valid for {symbol}: use 1 to {ai.leverage_max:g}."
+            )
+        apply(self.ledger, LeverageChanged(symbol, float(leverage), self.feed.now_ms()))
+        return {"symbol": symbol, "leverage": float(leverage)}
+
+    async def set_margin_mode(self, mode: str, symbol: str) -> dict[str, Any]:
+        self._asset(symbol)
+        if mode != "isolated":
+            raise ConfigError(f"margin mode {mode!r} is not supported; use 'isolated'")
+        self._margin_mode[symbol] = mode
+        return {"symbol": symbol, "marginMode": mode}
+
+    async def close(self) -> None:
+        self._listeners.clear()
+
+    # Market data in.
+    def on_bar(self) -> None:
+        """Match resting orders and check liquidations against each symbol's newest bar."""
+        for symbol, resting in self._resting.items():
+            if resting:
+                bar = self.feed.bar(symbol)
+                if bar is not None:
+                    self._match(symbol, resting, bar)
+        for ai in self.ledger.assets.values():
+            if ai.long is not None or ai.short is not None:
+                self._check_liquidation(ai)
+
+    def _match(self, symbol: str, resting: list[Order], bar: Bar) -> None:
+        ai = self.ledger.assets[symbol]
+        for order in list(resting):
+            if order.timestamp > bar.time_ms:
+                continue  # placed after this bar opened: it only sees later bars
+            assert order.price is not None
+            if order.side == "buy":
+                if not bar.low < order.price:
+                    continue
+                price = min(order.price, bar.open)
+            else:
+                if not bar.high > order.price:
+                    continue
+                price = max(order.price, bar.open)
+            amount = ai.round_amount(min(order.remaining, self._available(symbol, bar)))
+            if amount <= 0:
+                break  # this bar's volume is used up
+            self._take_volume(symbol, bar, amount)
+            self._fill(ai, order, amount, price, taker=False, now=bar.time_ms)
+        resting[:] = [o for o in resting if o.status == OPEN]
+
+    def _check_liquidation(self, ai: AssetInstance) -> None:
+        bar = self.feed.bar(ai.symbol)
+        if bar is None:
+            return
+        ai.last_price = bar.close
+        for pos in (ai.long, ai.short):
+            if pos is None:
+                continue
+            liq = pos.liquidation_price
+            hit = bar.low <= liq if pos.side == LONG else bar.high >= liq
+            if not hit:
+                continue
+            for order in list(ai.open_orders.values()):
+                self._end(order, CANCELED, bar.time_ms, "liquidation")
+            client_id = f"autoclose-{next(self._ids)}"
+            side = "sell" if pos.side == LONG else "buy"
+            apply(
+                self.ledger,
+                OrderCreated(
+                    symbol=ai.symbol,
+                    client_id=client_id,
+                    side=side,
+                    order_type="MarketOrder",
+                    amount=pos.contracts,
+                    price=None,
+                    timestamp=bar.time_ms,
+                    id=str(next(self._ids)),
+                    reduce_only=True,
+                    reference_price=liq,
+                ),
+            )
+            order = self.ledger.orders[client_id]
+            self._meta[client_id] = {"timeInForce": "GTC", "postOnly": False, "updated": 0}
+            self._emit("order", self.order_dict(order))
+            self._fill(ai, order, pos.contracts, ai.round_price(liq), True, bar.time_ms)
+
+    # Internals.
+    def _asset(self, symbol: str) -> AssetInstance:
+        ai = self.ledger.assets.get(symbol)
+        if ai is None:
+            raise OrderRejected(f"Invalid symbol {symbol!r}: this exchange lists {len(self.ledger.assets)} markets.")
+        return ai
+
+    @staticmethod
+    def _time_in_force(type: str, params: Mapping[str, Any]) -> tuple[str, bool]:
+        if type == "market":
+            return "IOC", False
+        if type != "limit":
+            raise OrderRejected(f"Invalid order type {type!r}; this exchange takes market and limit.")
+        post_only = bool(params.get("postOnly")) or params.get("timeInForce") in ("PO", "GTX")
+        tif = "PO" if post_only else str(params.get("timeInForce", "GTC"))
+        if tif not in _TIF:
+            raise OrderRejected(f"Invalid timeInForce {tif!r}; use GTC, IOC, FOK or PO.")
+        return tif, post_only
+
+    def _check_filters(
+        self, ai: AssetInstance, type: str, amount: float, price: float | None, bar: Bar
+    ) -> None:
+        if not (math.isfinite(amount) and amount > 0):
+            raise OrderRejected(f"Filter failure: LOT_SIZE (amount {amount!r} must be positive).")
+        if abs(ai.round_amount(amount) - amount) > 1e-12 * max(1.0, amount):
+            raise OrderRejected(
+                f"Filter failure: LOT_SIZE (amount {amount!r} is not a multiple of "
+                f"the step {ai.amount_step:g} for {ai.symbol})."
+            )
+        if amount < ai.amount_min or amount > ai.amount_max:
+            raise OrderRejected(
+                f"Filter failure: LOT_SIZE (amount {amount:g} outside [{ai.amount_min:g}, "
+                f"{ai.amount_max:g}] for {ai.symbol})."
+            )
+        if type == "limit":
+            if price is None or not (math.isfinite(price) and price > 0):
+                raise OrderRejected(f"Filter failure: PRICE_FILTER (price {price!r} must be positive).")
+            if abs(ai.round_price(price) - price) > 1e-9 * ai.price_tick:
+                raise OrderRejected(
+                    f"Filter failure: PRICE_FILTER (price {price!r} is not a multiple of the "
+                    f"tick {ai.price_tick:g} for {ai.symbol})."
+                )
+        notional = amount * ai.contract_size * (price if price is not None else bar.close)
+        if notional < ai.cost_min:
+            raise OrderRejected(
+                f"Filter failure: NOTIONAL (value {notional:g} below the minimum {ai.cost_min:g} "
+                f"for {ai.symbol})."
+            )
+
+    def _check_funds(
+        self, ai: AssetInstance, side: str, amount: float, price: float, reduce_only: bool
+    ) -> None:
+        if ai.contract:
+            pos = ai.short if side == "buy" else ai.long
+            if reduce_only:
+                if pos is None or amount > pos.contracts + 1e-12:
+                    raise OrderRejected("ReduceOnly Order is rejected: it would not reduce the position.")
+                return
+            closing = min(amount, pos.contracts) if pos is not None else 0.0
+            opening = amount - closing
+            need = commitment(ai, side, opening, price) + amount * price * ai.taker
+            have = self.ledger.balance(ai.settle).free
+            currency = ai.settle
+        else:
+            need = commitment(ai, side, amount, price)
+            currency = ai.quote if side == "buy" else ai.base
+            have = self.ledger.balance(currency).free
+        if need > have + 1e-12:
+            raise InsufficientFunds(
+                f"Account has insufficient balance for requested action: needs {need:g} "
+                f"{currency}, free {have:g}."
+            )
+
+    def _taker_price(
+        self, ai: AssetInstance, side: str, amount: float, bar: Bar, limit: float | None
+    ) -> float:
+        fm = self.fill_model
+        participation = min(1.0, amount / bar.volume) if bar.volume > 0 else 1.0
+        slip = fm.spread_bps / 2e4 + fm.impact * (bar.high - bar.low) / bar.close * math.sqrt(
+            participation
+        )
+        price = bar.close * (1 + slip) if side == "buy" else bar.close * (1 - slip)
+        if limit is not None:
+            price = min(price, limit) if side == "buy" else max(price, limit)
+        return price
+
+    def _available(self, symbol: str, bar: Bar) -> float:
+        used_time, used = self._bar_used.get(symbol, (bar.time_ms, 0.0))
+        if used_time != bar.time_ms:
+            used = 0.0
+        return max(bar.volume * self.fill_model.volume_cap - used, 0.0)
+
+    def _take_volume(self, symbol: str, bar: Bar, amount: float) -> None:
+        used_time, used = self._bar_used.get(symbol, (bar.time_ms, 0.0))
+        if used_time != bar.time_ms:
+            used = 0.0
+        self._bar_used[symbol] = (bar.time_ms, used + amount)
+
+    def _fill(
+        self, ai: AssetInstance, order: Order, amount: float, price: float, taker: bool, now: int
+    ) -> None:
+        fee_rate = ai.taker if taker else ai.maker
+        fee = amount * price * ai.contract_size * fee_rate
+        trade_id = str(next(self._trade_ids))
+        apply(
+            self.ledger,
+            OrderFilled(
+                symbol=ai.symbol,
+                client_id=order.client_id,
+                trade_id=trade_id,
+                timestamp=now,
+                amount=amount,
+                price=price,
+                fee=fee,
+                fee_currency=ai.settle if ai.contract else ai.quote,
+                taker=taker,
+            ),
+        )
+        self._meta[order.client_id]["updated"] = now
+        trade = self.trade_dict(order.fills[-1])
+        self._trades.setdefault(ai.symbol, []).append(trade)
+        self._emit("trade", trade)
+        self._emit("order", self.order_dict(order))
+
+    def _end(self, order: Order, status: str, now: int, reason: str) -> None:
+        apply(self.ledger, OrderCancelled(order.symbol, order.client_id, now, status, reason))
+        self._meta[order.client_id]["updated"] = now
+        resting = self._resting.get(order.symbol)
+        if resting and order in resting:
+            resting.remove(order)
+        self._emit("order", self.order_dict(order))
+
+    def _lookup(self, id: str | None, symbol: str, params: Mapping[str, Any]) -> Order:
+        client_id = params.get("clientOrderId") or params.get("origClientOrderId")
+        order = None
+        if id is not None:
+            order = self.ledger.orders_by_id.get(str(id))
+        elif client_id is not None:
+            order = self.ledger.orders.get(str(client_id))
+        if order is None or order.symbol != symbol:
+            raise OrderNotFound(
+                f"Order does not exist: no order {id or client_id!r} for {symbol} on this account."
+            )
+        return order
+
+    # ccxt unified structures.
+    def order_dict(self, order: Order) -> dict[str, Any]:
+        meta = self._meta[order.client_id]
+        filled = order.filled
+        cost = sum(t.value for t in order.fills)
+        average = cost / (filled * self.ledger.assets[order.symbol].contract_size) if filled else None
+        fee_cost = sum(t.fee for t in order.fills)
+        fee_currency = order.fills[0].fee_currency if order.fills else None
+        return {
+            "id": order.id,
+            "clientOrderId": order.client_id,
+            "timestamp": order.timestamp,
+            "datetime": iso8601(order.timestamp),
+            "lastTradeTimestamp": order.fills[-1].timestamp if order.fills else None,
+            "lastUpdateTimestamp": meta["updated"],
+            "symbol": order.symbol,
+            "type": "market" if order.price is None else "limit",
+            "timeInForce": meta["timeInForce"],
+            "postOnly": meta["postOnly"],
+            "reduceOnly": order.reduce_only,
+            "side": order.side,
+            "price": order.price if order.price is not None else average,
+            "triggerPrice": None,
+            "amount": order.amount,
+            "filled": filled,
+            "remaining": order.amount - filled,
+            "cost": cost,
+            "average": average,
+            "status": order.status,
+            "fee": {"cost": fee_cost, "currency": fee_currency} if order.fills else None,
+            "fees": [],
+            "trades": [],
+            "info": {},
+        }
+
+    def trade_dict(self, trade: Any) -> dict[str, Any]:
+        order: Order = trade.order
+        return {
+            "id": trade.id,
+            "order": order.id,
+            "clientOrderId": order.client_id,
+            "timestamp": trade.timestamp,
+            "datetime": iso8601(trade.timestamp),
+            "symbol": order.symbol,
+            "type": "market" if order.price is None else "limit",
+            "side": order.side,
+            "takerOrMaker": "taker" if trade.taker else "maker",
+            "price": trade.price,
+            "amount": trade.amount,
+            "cost": trade.value,
+            "fee": {"cost": trade.fee, "currency": trade.fee_currency},
+            "fees": [{"cost": trade.fee, "currency": trade.fee_currency}],
+            "info": {},
+        }
+
+    def position_dict(self, ai: AssetInstance, side: str) -> dict[str, Any]:
+        pos = ai.long if side == LONG else ai.short
+        assert pos is not None
+        return {
+            "symbol": ai.symbol,
+            "side": side,
+            "contracts": pos.contracts,
+            "contractSize": ai.contract_size,
+            "entryPrice": pos.entry_price,
+            "markPrice": ai.price,
+            "notional": pos.notional,
+            "leverage": pos.leverage,
+            "collateral": pos.margin,
+            "initialMargin": pos.margin,
+            "maintenanceMargin": pos.maintenance_margin,
+            "liquidationPrice": pos.liquidation_price,
+            "unrealizedPnl": pos.unrealized_pnl,
+            "marginMode": "isolated",
+            "hedged": False,
+            "timestamp": pos.timestamp,
+            "datetime": iso8601(pos.timestamp),
+            "info": {},
+        }

@@ -1,0 +1,38 @@
+"""SMA crossover on spot: hold a market while its fast moving average is above the slow one.
+
+Each market gets an equal share of the cash. The averages are O(1) running-sum reads
+(`ai.ohlcv.sma`), so the strategy costs little per bar even on millions of bars.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runtime import Buy, MarketOrder, Sell, Strategy, call
+
+
+class SmaCross(Strategy):
+    exchange = "binance"
+    markets = ["BTC/USDT", "ETH/USDT"]
+    timeframe = "1m"
+    margin = None
+    warmup = 30
+    initial_cash = 10_000.0
+
+    fast = 10
+    slow = 30
+    allocation = 0.95  # share of each market's slice of cash put to work
+
+    async def on_tick(self, ts: Any) -> None:
+        for ai in self.universe:
+            bars = ai.ohlcv
+            fast = bars.sma("close", self.fast)
+            slow = bars.sma("close", self.slow)
+            holding = (ai.cash - ai.cash_committed) * ai.price >= ai.cost_min
+            if fast > slow and not holding:
+                budget = self.cash * self.allocation / len(self.universe)
+                amount = budget / (ai.price * (1 + ai.taker))
+                if amount * ai.price >= ai.cost_min:
+                    await call(self, ai, MarketOrder[Buy], amount=amount)
+            elif fast < slow and holding:
+                await call(self, ai, MarketOrder[Sell], amount=ai.cash - ai.cash_committed)
