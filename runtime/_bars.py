@@ -475,23 +475,23 @@ def _normalise(frame: pd.DataFrame, symbol: str) -> _Market:
         if bad.any():
             i = int(np.argmax(bad))
             raise ConfigError(
-                f"{name} price {a[i]!r} at {_iso(int(times[i]))} for {symbol} must be finite "
-                "and positive; drop or fill that bar"
+                f"{name} price {float(a[i])!r} at {_iso(int(times[i]))} for {symbol} must be "
+                "finite and positive; drop or fill that bar"
             )
     high, low = values["high"], values["low"]
     bad = high < low
     if bad.any():
         i = int(np.argmax(bad))
         raise ConfigError(
-            f"high {high[i]!r} is below low {low[i]!r} at {_iso(int(times[i]))} for {symbol}: "
-            "every bar needs high >= low; fix or drop that bar"
+            f"high {float(high[i])!r} is below low {float(low[i])!r} at {_iso(int(times[i]))} "
+            f"for {symbol}: every bar needs high >= low; fix or drop that bar"
         )
     volume = values["volume"]
     bad = ~(np.isfinite(volume) & (volume >= 0))
     if bad.any():
         i = int(np.argmax(bad))
         raise ConfigError(
-            f"volume {volume[i]!r} at {_iso(int(times[i]))} for {symbol} must be finite and "
+            f"volume {float(volume[i])!r} at {_iso(int(times[i]))} for {symbol} must be finite and "
             "non-negative; fill it with 0 if unknown"
         )
     opens, closes = values["open"], values["close"]
@@ -522,7 +522,8 @@ def _to_ns(values: pd.Series | pd.Index, symbol: str, where: str) -> Int64Array:
         if not np.isfinite(raw).all():
             i = int(np.argmax(~np.isfinite(raw)))
             raise ConfigError(
-                f"time {raw[i]!r} in row {i} of the bars for {symbol} is missing; drop that row"
+                f"time {float(raw[i])!r} in row {i} of the bars for {symbol} is missing; "
+                "drop that row"
             )
         # Epoch unit from magnitude: 1e11 s is the year 5138, 1e11 ms is 1973.
         peak = float(np.abs(raw).max())
