@@ -246,8 +246,9 @@ class AssetInstance:
 
     # Rules.
     def round_amount(self, amount: float) -> float:
-        """Round down to the amount step, with ccxt's helper."""
-        return truncate_to_step(amount, self.amount_step)
+        """Round down to the amount step, with ccxt's helper (float noise removed first, so
+        0.45999999999999996 stays 0.46)."""
+        return truncate_to_step(float(f"{amount:.12g}"), self.amount_step)
 
     def round_price(self, price: float) -> float:
         """Round to the nearest price tick, with ccxt's helper."""
@@ -259,7 +260,9 @@ class AssetInstance:
         """The last known price: the last bar's close in Sim, the last ticker or fill otherwise."""
         if self.last_price is not None:
             return self.last_price
-        return self.ohlcv.last_close
+        window = self.ohlcv
+        n = window._cursor.n
+        return float(window._cols["close"][n - 1]) if n else math.nan
 
     @property
     def orders(self) -> tuple[Order, ...]:
@@ -314,15 +317,15 @@ class Universe:
         self._assets = dict(assets)
 
     def __getitem__(self, symbol: str) -> AssetInstance:
-        try:
-            return self._assets[symbol]
-        except KeyError:
+        ai = self.get(symbol)
+        if ai is None:
             raise KeyError(
                 f"{symbol!r} is not in this strategy's universe; it has {', '.join(self._assets)}"
-            ) from None
+            )
+        return ai
 
     def __contains__(self, symbol: object) -> bool:
-        return symbol in self._assets
+        return isinstance(symbol, str) and self.get(symbol) is not None
 
     def __iter__(self) -> Iterator[AssetInstance]:
         return iter(self._assets.values())
@@ -340,7 +343,11 @@ class Universe:
         return iter(self._assets.items())
 
     def get(self, symbol: str) -> AssetInstance | None:
-        return self._assets.get(symbol)
+        """By ccxt symbol; a perpetual also answers to its spot name ("BTC/USDT")."""
+        ai = self._assets.get(symbol)
+        if ai is None and ":" not in symbol and "/" in symbol:
+            ai = self._assets.get(f"{symbol}:{symbol.split('/')[1]}")
+        return ai
 
     def __repr__(self) -> str:
         return "<Universe " + ", ".join(self._assets) + ">"

@@ -89,6 +89,12 @@ def _runtime(s: Strategy) -> Runtime:
     return rt
 
 
+def _n(x: float) -> str:
+    """A number as people write it: 0.00001, not 1e-05."""
+    text = f"{x:.12f}".rstrip("0").rstrip(".") if math.isfinite(x) and abs(x) < 1e15 else repr(x)
+    return text if text not in ("", "-0") else "0"
+
+
 def _refuse(rule: str, message: str) -> OrderCheckFailed:
     return OrderCheckFailed(rule, message)
 
@@ -119,26 +125,26 @@ def check_order(
         if rounded_price <= 0:
             return _refuse(
                 "price_tick",
-                f"price {price!r} rounds to 0 at the tick {ai.price_tick:g} for {sym}",
+                f"price {price!r} rounds to 0 at the tick {_n(ai.price_tick)} for {sym}",
             )
     rounded = ai.round_amount(float(amount))
     if rounded < ai.amount_min or rounded <= 0:
         return _refuse(
             "amount_min",
-            f"amount {amount:g} below the market minimum {ai.amount_min:g} for {sym}"
-            + (f" (rounded down to the step {ai.amount_step:g})" if rounded != amount else ""),
+            f"amount {_n(amount)} below the market minimum {_n(ai.amount_min)} for {sym}"
+            + (f" (rounded down to the step {_n(ai.amount_step)})" if rounded != amount else ""),
         )
     if rounded > ai.amount_max:
-        return _refuse("amount_max", f"amount {rounded:g} above the market maximum {ai.amount_max:g} for {sym}")
+        return _refuse("amount_max", f"amount {_n(rounded)} above the market maximum {_n(ai.amount_max)} for {sym}")
     basis = rounded_price if rounded_price is not None else ai.price
     if not math.isfinite(basis) or basis <= 0:
         return _refuse("no_price", f"no market price known yet for {sym}; wait for data")
     value = rounded * basis * ai.contract_size
-    if value < ai.cost_min:
+    if value < ai.cost_min and not reduce_only:  # exchanges let a position close below it
         return _refuse(
             "cost_min",
-            f"order value {value:g} below the market minimum cost {ai.cost_min:g} for {sym} "
-            f"(amount {rounded:g} at {basis:g})",
+            f"order value {_n(value)} below the market minimum cost {_n(ai.cost_min)} for {sym} "
+            f"(amount {_n(rounded)} at {_n(basis)})",
         )
     side = order_type.side
     if ai.contract:
@@ -149,7 +155,7 @@ def check_order(
                 have = opposite.contracts if opposite is not None else 0.0
                 return _refuse(
                     "reduce_only",
-                    f"reduce-only {side} of {rounded:g} exceeds the position {have:g} on {sym}",
+                    f"reduce-only {side} of {_n(rounded)} exceeds the position {_n(have)} on {sym}",
                 )
             return rounded, rounded_price
         need = commitment(ai, side, rounded - closing, basis) + value * ai.taker
@@ -162,7 +168,7 @@ def check_order(
         what = "margin" if ai.contract else ("quote cash, fees included" if side == "buy" else "base cash")
         return _refuse(
             "free_cash",
-            f"order needs {need:g} {currency} ({what}) but only {free:g} is free for {sym}",
+            f"order needs {_n(need)} {currency} ({what}) but only {_n(free)} is free for {sym}",
         )
     return rounded, rounded_price
 

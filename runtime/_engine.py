@@ -188,6 +188,12 @@ class State:
             raise EngineError(f"event for unknown order client id {client_id!r}") from None
 
 
+def clean(quantity: float) -> float:
+    """`quantity` without float noise (0.45999999999999996 -> 0.46): exchange quantities are
+    decimals, and sums of their float forms drift below a step."""
+    return float(f"{quantity:.12g}")
+
+
 # Tolerance on amounts: exchanges report filled amounts in decimal strings we parse as floats.
 def _eps(amount: float) -> float:
     return 1e-9 * max(1.0, abs(amount))
@@ -267,11 +273,12 @@ def _apply_ack(state: State, e: OrderAcknowledged) -> Order:
 
 def _spot_fill(state: State, ai: AssetInstance, order: Order, e: OrderFilled) -> None:
     value = e.amount * e.price
+    base = state.balance(ai.base)
     if order.side == "buy":
-        state.balance(ai.base).total += e.amount
+        base.total = clean(base.total + e.amount)
         state.balance(ai.quote).total -= value
     else:
-        state.balance(ai.base).total -= e.amount
+        base.total = clean(base.total - e.amount)
         state.balance(ai.quote).total += value
 
 
@@ -285,7 +292,7 @@ def _grow(state: State, ai: AssetInstance, side: str, size: float, e: OrderFille
         else:
             ai.short = pos
     else:
-        total = pos.contracts + size
+        total = clean(pos.contracts + size)
         pos.entry_price = (pos.contracts * pos.entry_price + size * e.price) / total
         pos.contracts = total
         pos.margin += margin
@@ -300,7 +307,7 @@ def _shrink(state: State, ai: AssetInstance, pos: Position, size: float, e: Orde
     b = state.balance(ai.settle)
     b.committed = max(b.committed - released, 0.0)
     pos.margin -= released
-    pos.contracts -= size
+    pos.contracts = clean(pos.contracts - size)
     pos.timestamp = e.timestamp
     if pos.contracts <= _eps(size):
         b.committed = max(b.committed - pos.margin, 0.0)
@@ -337,7 +344,7 @@ def _apply_filled(state: State, e: OrderFilled) -> Trade | None:
     if e.fee:
         state.balance(e.fee_currency).total -= e.fee
         state.fees_paid[e.fee_currency] = state.fees_paid.get(e.fee_currency, 0.0) + e.fee
-    order.filled += e.amount
+    order.filled = clean(order.filled + e.amount)
     trade = Trade(
         id=e.trade_id,
         order=order,

@@ -115,6 +115,8 @@ class SimExchange:
         self._bar_used: dict[str, tuple[int, float]] = {}  # symbol -> (bar time, volume taken)
         self._trades: dict[str, list[dict[str, Any]]] = {}
         self._margin_mode: dict[str, str] = {}
+        # True when a new bar may change something: resting orders or open positions.
+        self.has_work = False
 
     # Listeners: Sim applies events synchronously; streams (watch_*) are listeners too.
     def add_listener(self, listener: Listener) -> None:
@@ -127,12 +129,11 @@ class SimExchange:
         for listener in self._listeners:
             listener(kind, payload)
 
-    @property
-    def has_work(self) -> bool:
-        """True when a new bar may change something: resting orders or open positions."""
-        if any(self._resting.values()):
-            return True
-        return any(a.long is not None or a.short is not None for a in self.ledger.assets.values())
+    def _refresh_work(self) -> None:
+        # Read once per bar by the Sim loop, so kept as a plain attribute.
+        self.has_work = any(self._resting.values()) or any(
+            a.long is not None or a.short is not None for a in self.ledger.assets.values()
+        )
 
     # Interface.
     async def load_markets(self) -> dict[str, dict[str, Any]]:
@@ -172,7 +173,7 @@ class SimExchange:
         bar = self.feed.bar(symbol)
         if bar is None:
             raise OrderRejected(f"No market data yet for {symbol}: the market is not trading.")
-        self._check_filters(ai, type, amount, price, bar)
+        self._check_filters(ai, type, amount, price, bar, reduce_only)
         ref = ai.last_price = bar.close
         marketable = type == "market" or (
             price is not None and (price >= ref if side == "buy" else price <= ref)
@@ -217,8 +218,11 @@ class SimExchange:
                 self._fill(ai, order, fill_amount, exec_price, taker=True, now=now)
             if order.status == OPEN:  # IOC/FOK remainder
                 self._end(order, EXPIRED, now, "not filled at once")
+        elif tif in ("IOC", "FOK"):
+            self._end(order, EXPIRED, now, "not marketable")
         else:
             self._resting.setdefault(symbol, []).append(order)
+        self._refresh_work()
         return self.order_dict(order)
 
     async def cancel_order(
@@ -329,6 +333,7 @@ class SimExchange:
             self._take_volume(symbol, bar, amount)
             self._fill(ai, order, amount, price, taker=False, now=bar.time_ms)
         resting[:] = [o for o in resting if o.status == OPEN]
+        self._refresh_work()
 
     def _check_liquidation(self, ai: AssetInstance) -> None:
         bar = self.feed.bar(ai.symbol)
@@ -386,7 +391,13 @@ class SimExchange:
         return tif, post_only
 
     def _check_filters(
-        self, ai: AssetInstance, type: str, amount: float, price: float | None, bar: Bar
+        self,
+        ai: AssetInstance,
+        type: str,
+        amount: float,
+        price: float | None,
+        bar: Bar,
+        reduce_only: bool,
     ) -> None:
         if not (math.isfinite(amount) and amount > 0):
             raise OrderRejected(f"Filter failure: LOT_SIZE (amount {amount!r} must be positive).")
@@ -409,7 +420,7 @@ class SimExchange:
                     f"tick {ai.price_tick:g} for {ai.symbol})."
                 )
         notional = amount * ai.contract_size * (price if price is not None else bar.close)
-        if notional < ai.cost_min:
+        if notional < ai.cost_min and not reduce_only:
             raise OrderRejected(
                 f"Filter failure: NOTIONAL (value {notional:g} below the minimum {ai.cost_min:g} "
                 f"for {ai.symbol})."
@@ -487,6 +498,7 @@ class SimExchange:
         self._meta[order.client_id]["updated"] = now
         trade = self.trade_dict(order.fills[-1])
         self._trades.setdefault(ai.symbol, []).append(trade)
+        self._refresh_work()
         self._emit("trade", trade)
         self._emit("order", self.order_dict(order))
 
@@ -496,6 +508,7 @@ class SimExchange:
         resting = self._resting.get(order.symbol)
         if resting and order in resting:
             resting.remove(order)
+        self._refresh_work()
         self._emit("order", self.order_dict(order))
 
     def _lookup(self, id: str | None, symbol: str, params: Mapping[str, Any]) -> Order:
