@@ -181,6 +181,10 @@ class Runtime:
         try:
             await hook(*args)
         except Exception as exc:
-            log.exception("strategy %s: %s raised", self.name, name)
-            self.record(Kind.HOOK_ERROR, {"hook": name, "error": repr(exc)})
+            self.hook_failed(name, exc)
             raise
+
+    def hook_failed(self, name: str, exc: Exception) -> None:
+        """Log (with the traceback) and record a user hook's exception; the caller re-raises."""
+        log.error("strategy %s: %s raised %r", self.name, name, exc, exc_info=exc)
+        self.record(Kind.HOOK_ERROR, {"hook": name, "error": repr(exc)})

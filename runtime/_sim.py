@@ -135,18 +135,25 @@ class SimDriver:
         exchange = self.exchange
         tick = s.on_tick
         tick_times = self.tick_times
-        while not rt.stopping:
-            await tick(tick_times[cursor.n - 1])
-            if rt.has_hooks:
-                await rt.run_hooks()
-            if cursor.n >= n_total:
-                break
-            cursor.n += 1
-            if exchange.has_work:
-                exchange.on_bar()
+        try:
+            while not rt.stopping:
+                try:
+                    await tick(tick_times[cursor.n - 1])
+                except Exception as exc:
+                    # Outside the per-bar path: the try costs nothing until something raises.
+                    rt.hook_failed("on_tick", exc)
+                    raise
                 if rt.has_hooks:
                     await rt.run_hooks()
-        self.end_index = cursor.n
+                if cursor.n >= n_total:
+                    break
+                cursor.n += 1
+                if exchange.has_work:
+                    exchange.on_bar()
+                    if rt.has_hooks:
+                        await rt.run_hooks()
+        finally:
+            self.end_index = cursor.n
 
 
 def _normalize_symbol(symbol: str, margin: str | None) -> str:
