@@ -58,7 +58,8 @@ SECRET_KEYS: frozenset[str] = frozenset(
 
 # `name=value` inside a string (a query string, a URL, a signed body): mask the value.
 _PARAM_RE = re.compile(
-    r"(?i)\b(" + "|".join(sorted((re.escape(k) for k in SECRET_KEYS), key=len, reverse=True))
+    r"(?i)\b("
+    + "|".join(sorted((re.escape(k) for k in SECRET_KEYS), key=len, reverse=True))
     + r")=([^&\s\"']*)"
 )
 _PARAM_RE_B = re.compile(_PARAM_RE.pattern.encode())
@@ -190,6 +191,11 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _view(arr: np.ndarray) -> memoryview:
+    """A zero-copy byte view of a contiguous uint8 array."""
+    return memoryview(arr.data)
+
+
 @dataclass(frozen=True, slots=True)
 class Payloads:
     """Encoded payloads stored column-wise: payload ``i`` is
@@ -201,9 +207,7 @@ class Payloads:
 
     @staticmethod
     def empty() -> Payloads:
-        return Payloads(
-            np.empty(0, np.uint8), np.empty(0, np.int64), np.empty(0, np.uint32)
-        )
+        return Payloads(np.empty(0, np.uint8), np.empty(0, np.int64), np.empty(0, np.uint32))
 
     @staticmethod
     def from_bytes(parts: Sequence[bytes]) -> Payloads:
@@ -252,8 +256,9 @@ class Payloads:
         lo, hi = int(self.offsets[0]), int(ends[-1])
         if np.array_equal(self.offsets[1:], ends[:-1]):  # already contiguous
             return self.blob[lo:hi].tobytes()
-        buf = self.blob.tobytes() if len(self.blob) < 1 << 16 else memoryview(self.blob)
-        return b"".join(buf[o : o + s] for o, s in zip(self.offsets.tolist(), self.sizes.tolist(), strict=True))
+        buf = _view(self.blob)
+        pairs = zip(self.offsets.tolist(), self.sizes.tolist(), strict=True)
+        return b"".join(buf[o : o + s] for o, s in pairs)
 
     def raw(self, i: int) -> bytes:
         o = int(self.offsets[i])
@@ -261,11 +266,11 @@ class Payloads:
 
     def decode(self, i: int) -> Any:
         o = int(self.offsets[i])
-        return decode(memoryview(self.blob)[o : o + int(self.sizes[i])])
+        return decode(_view(self.blob)[o : o + int(self.sizes[i])])
 
     def decode_all(self) -> list[Any]:
         """Decode every payload, with the GC paused."""
-        mv = memoryview(self.blob)
+        mv = _view(self.blob)
         unpackb = msgpack.unpackb
         with gc_paused():
             return [

@@ -312,7 +312,9 @@ def scan_wal(wal_dir: Path, from_seq: int) -> WalScan:
         # A torn tail ends this segment only: the next is readable if it continues the seq
         # (a writer that reopened after the crash starts a new segment at `expected`).
     if cols:
-        joined = cols[0] if len(cols) == 1 else tuple(np.concatenate(c) for c in zip(*cols, strict=True))
+        joined = cols[0]
+        if len(cols) > 1:
+            joined = tuple(np.concatenate(c) for c in zip(*cols, strict=True))
         blob = blobs[0] if len(blobs) == 1 else np.concatenate(blobs)
         ts, tsx, kind, asset, off, size = joined
         scan.records = WalRecords(from_seq, ts, tsx, kind, asset, Payloads(blob, off, size))
