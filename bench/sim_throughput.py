@@ -26,7 +26,9 @@ HERE = Path(__file__).resolve().parent
 SYMBOL = "BTC/USDT"
 
 
-def plain_loop(cols: dict, fast: int = 10, slow: int = 30, cash: float = 10_000.0) -> tuple[int, float]:
+def plain_loop(
+    cols: dict, fast: int = 10, slow: int = 30, cash: float = 10_000.0
+) -> tuple[int, float]:
     """The crossover strategy as one Python loop: (fills, final cash)."""
     market = market_for("binance", SYMBOL)
     step = market["precision"]["amount"]
@@ -97,10 +99,14 @@ def main() -> None:
     noop = n / noop_time
     print(f"bars: {n:,} one-minute bars of {SYMBOL}")
     print(f"plain-Python loop (baseline): {base:,.0f} bars/s, {base_fills} fills")
-    print(f"sma_cross:                    {sma:,.0f} bars/s, {sma_fills} fills, "
-          f"{sma / base:.3f}x baseline (target 0.05x)")
-    print(f"do-nothing strategy:          {noop:,.0f} bars/s, {noop / base:.3f}x baseline "
-          f"(target 0.15x)")
+    print(
+        f"sma_cross:                    {sma:,.0f} bars/s, {sma_fills} fills, "
+        f"{sma / base:.3f}x baseline (target 0.05x)"
+    )
+    print(
+        f"do-nothing strategy:          {noop:,.0f} bars/s, {noop / base:.3f}x baseline "
+        f"(target 0.15x)"
+    )
 
 
 if __name__ == "__main__":

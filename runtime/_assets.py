@@ -79,7 +79,9 @@ class Position:
     @property
     def unrealized_pnl(self) -> float:
         sign = 1.0 if self.side == LONG else -1.0
-        return sign * self.contracts * self.asset.contract_size * (self.asset.price - self.entry_price)
+        return (
+            sign * self.contracts * self.asset.contract_size * (self.asset.price - self.entry_price)
+        )
 
     def __repr__(self) -> str:
         return (
@@ -195,9 +197,7 @@ class BarWindow:
 
 
 def empty_window() -> BarWindow:
-    return BarWindow(
-        np.zeros(0, dtype=np.int64), {c: np.zeros(0) for c in OHLCV}, Cursor(0)
-    )
+    return BarWindow(np.zeros(0, dtype=np.int64), {c: np.zeros(0) for c in OHLCV}, Cursor(0))
 
 
 def _num(value: Any, default: float) -> float:

@@ -55,7 +55,8 @@ class Pending:
         self.state = state
         self._seen = len(order.fills)
 
-    async def wait(self, timeout: float | None = None) -> Trade | None:
+    # DESIGN §3 names the parameter `timeout`.
+    async def wait(self, timeout: float | None = None) -> Trade | None:  # noqa: ASYNC109
         """Wait up to `timeout` seconds (forever if None) for a fill; see the class docstring."""
         order = self.order
         if len(order.fills) == self._seen and order.is_open:
@@ -110,17 +111,23 @@ def check_order(
     """The local checks of DESIGN §3.2: the rounded (amount, price), or the refusal."""
     sym = ai.symbol
     if not isinstance(amount, int | float) or not math.isfinite(amount) or amount <= 0:
-        return _refuse("amount_positive", f"amount {amount!r} must be finite and positive for {sym}")
+        return _refuse(
+            "amount_positive", f"amount {amount!r} must be finite and positive for {sym}"
+        )
     is_market = order_type.ccxt_type == "market"
     if is_market:
         if price is not None:
-            return _refuse("market_price", f"a market order takes no price (got {price!r}) for {sym}")
+            return _refuse(
+                "market_price", f"a market order takes no price (got {price!r}) for {sym}"
+            )
         rounded_price = None
     else:
         if price is None:
             return _refuse("price_required", f"{order_type.__name__} needs a price for {sym}")
         if not isinstance(price, int | float) or not math.isfinite(price) or price <= 0:
-            return _refuse("price_positive", f"price {price!r} must be finite and positive for {sym}")
+            return _refuse(
+                "price_positive", f"price {price!r} must be finite and positive for {sym}"
+            )
         rounded_price = ai.round_price(float(price))
         if rounded_price <= 0:
             return _refuse(
@@ -135,7 +142,10 @@ def check_order(
             + (f" (rounded down to the step {_n(ai.amount_step)})" if rounded != amount else ""),
         )
     if rounded > ai.amount_max:
-        return _refuse("amount_max", f"amount {_n(rounded)} above the market maximum {_n(ai.amount_max)} for {sym}")
+        return _refuse(
+            "amount_max",
+            f"amount {_n(rounded)} above the market maximum {_n(ai.amount_max)} for {sym}",
+        )
     basis = rounded_price if rounded_price is not None else ai.price
     if not math.isfinite(basis) or basis <= 0:
         return _refuse("no_price", f"no market price known yet for {sym}; wait for data")
@@ -165,7 +175,11 @@ def check_order(
         currency = ai.quote if side == "buy" else ai.base
     free = rt.state.balance(currency).free
     if need > free + 1e-12:
-        what = "margin" if ai.contract else ("quote cash, fees included" if side == "buy" else "base cash")
+        what = (
+            "margin"
+            if ai.contract
+            else ("quote cash, fees included" if side == "buy" else "base cash")
+        )
         return _refuse(
             "free_cash",
             f"order needs {_n(need)} {currency} ({what}) but only {_n(free)} is free for {sym}",
@@ -338,15 +352,20 @@ async def _cancel(rt: Runtime, orders: list[Order]) -> bool:
     for order in orders:
         if not order.is_open:
             continue
-        rt.record(Kind.CANCEL_REQUEST, {"client_id": order.client_id, "id": order.id},
-                  asset=order.symbol, durable=True)
+        rt.record(
+            Kind.CANCEL_REQUEST,
+            {"client_id": order.client_id, "id": order.id},
+            asset=order.symbol,
+            durable=True,
+        )
         try:
             report = await rt.exchange.cancel_order(
                 order.id, order.symbol, {"clientOrderId": order.client_id}
             )
         except OrderRejected as exc:
-            rt.record(Kind.ERROR, {"error": str(exc), "client_id": order.client_id},
-                      asset=order.symbol)
+            rt.record(
+                Kind.ERROR, {"error": str(exc), "client_id": order.client_id}, asset=order.symbol
+            )
             continue
         except OrderNotFound:
             # Already gone on the exchange: learn how it ended.
@@ -380,7 +399,9 @@ async def _update_leverage(rt: Runtime, ai: AssetInstance, action: UpdateLeverag
     elif ai.long is not None or ai.short is not None:
         reason = f"leverage of {ai.symbol} cannot change while a position is open"
     elif ai.open_orders:
-        reason = f"leverage of {ai.symbol} cannot change while {len(ai.open_orders)} order(s) are open"
+        reason = (
+            f"leverage of {ai.symbol} cannot change while {len(ai.open_orders)} order(s) are open"
+        )
     elif not (math.isfinite(action.leverage) and 1 <= action.leverage <= ai.leverage_max):
         reason = f"leverage {action.leverage!r} outside 1..{ai.leverage_max:g} for {ai.symbol}"
     if reason is not None:

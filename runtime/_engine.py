@@ -20,7 +20,7 @@ Accounting rules:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ._assets import LONG, SHORT, AssetInstance, Balance, Position
 from ._errors import VigilError
@@ -239,7 +239,7 @@ def _apply_created(state: State, e: OrderCreated) -> Order:
             known.id = e.id
             state.orders_by_id[e.id] = known
         return known
-    order_type = ORDER_TYPES[e.order_type][side_of(e.side)]  # type: ignore[misc]
+    order_type = cast(Any, ORDER_TYPES[e.order_type])[side_of(e.side)]
     order = Order(
         symbol=e.symbol,
         client_id=e.client_id,
@@ -435,7 +435,7 @@ def event_to_dict(event: Event) -> dict[str, Any]:
 def event_from_dict(payload: dict[str, Any]) -> Event:
     fields = dict(payload)
     cls = EVENT_TYPES[fields.pop("event")]
-    return cls(**fields)  # type: ignore[no-any-return]
+    return cast(Event, cls(**fields))
 
 
 __all__ = [

@@ -39,8 +39,7 @@ async def start(
         await rt.call_hook("on_stop", s.on_stop)
     finally:
         rt.running = False
-        rt.record(Kind.RUN_STOPPED, {"run_id": rt.run_id, "state": state_snapshot(s)},
-                  durable=True)
+        rt.record(Kind.RUN_STOPPED, {"run_id": rt.run_id, "state": state_snapshot(s)}, durable=True)
         flush = getattr(rt.recorder, "flush", None)
         if flush is not None:
             flush()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from ._errors import ConfigError
 
@@ -125,7 +125,7 @@ def order_type_of(ccxt_type: str, time_in_force: str | None, post_only: bool, si
         base = FOKOrder
     else:
         base = GTCOrder
-    return base[side_of(side)]  # type: ignore[no-any-return, misc]
+    return cast(type, cast(Any, base)[side_of(side)])
 
 
 OPEN = "open"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -92,9 +92,23 @@ def trades_frame(s: Strategy) -> pd.DataFrame:
                     "trade_id": t.id,
                 }
             )
-    columns = ["time", "symbol", "side", "amount", "price", "value", "fee", "fee_currency",
-               "realized_pnl", "taker", "leverage", "order_type", "client_id", "order_id",
-               "trade_id"]
+    columns = [
+        "time",
+        "symbol",
+        "side",
+        "amount",
+        "price",
+        "value",
+        "fee",
+        "fee_currency",
+        "realized_pnl",
+        "taker",
+        "leverage",
+        "order_type",
+        "client_id",
+        "order_id",
+        "trade_id",
+    ]
     df = pd.DataFrame(rows, columns=columns)
     if len(df):
         df = df.sort_values(["time", "trade_id"], kind="stable").reset_index(drop=True)
@@ -115,7 +129,13 @@ def _currency_prices(s: Strategy, closes: dict[str, np.ndarray], n: int) -> dict
 
 
 def equity_curve(s: Strategy) -> pd.Series:
-    driver: SimDriver = s._rt.driver
+    """Equity at each bar's close, after that bar's tick; `attrs["start"]` holds the value
+    before the first tick (the initial cash at the first prices)."""
+    return _equity(s)
+
+
+def _equity(s: Strategy) -> pd.Series:
+    driver = cast("SimDriver", s._rt.driver)
     bars = driver.bars
     first = driver.start_index - 1
     last = max(driver.end_index, driver.cursor.n)
@@ -125,6 +145,7 @@ def equity_curve(s: Strategy) -> pd.Series:
     marks = driver.marks
     mark_at = np.array([m[0] for m in marks], dtype=np.int64)
     k = np.searchsorted(mark_at, index_bars, side="right")  # 0 = before any fill
+    k0 = np.zeros(1, dtype=np.int64)  # the state before the first tick
     state = s._rt.state
     initial = _initial_totals(s)
     currencies = sorted(set(initial) | {c for m in marks for c in m[1]} | set(state.balances))
@@ -132,6 +153,7 @@ def equity_curve(s: Strategy) -> pd.Series:
         settle = s._rt.cash_currency
         totals = np.array([initial.get(settle, 0.0)] + [m[1].get(settle, 0.0) for m in marks])
         equity = totals[k].astype(float)
+        start = float(totals[0])
         for ai in s.universe:
             size = np.array([0.0] + [m[2].get(ai.symbol, (0.0, 0.0))[0] for m in marks])
             entry = np.array([0.0] + [m[2].get(ai.symbol, (0.0, 0.0))[1] for m in marks])
@@ -139,16 +161,21 @@ def equity_curve(s: Strategy) -> pd.Series:
     else:
         prices = _currency_prices(s, closes, n)
         equity = np.zeros(n)
+        start = 0.0
         for c in currencies:
             if c not in prices:
                 continue  # no market prices it in the cash currency
             amounts = np.array([initial.get(c, 0.0)] + [m[1].get(c, 0.0) for m in marks])
             equity += amounts[k] * prices[c]
+            start += float((amounts[k0] * prices[c][:1])[0]) if n else 0.0
     times = pd.DatetimeIndex(
-        (bars.time_ns[first:last] + bars.timeframe_ns).view("datetime64[ns]"), tz="UTC",
+        (bars.time_ns[first:last] + bars.timeframe_ns).view("datetime64[ns]"),
+        tz="UTC",
         name="time",
     )
-    return pd.Series(equity, index=times, name="equity")
+    series = pd.Series(equity, index=times, name="equity")
+    series.attrs["start"] = start
+    return series
 
 
 def _initial_totals(s: Strategy) -> dict[str, float]:
@@ -159,12 +186,13 @@ def compute_stats(
     equity: pd.Series, trades: pd.DataFrame, timeframe_ns: int, exposure: float, cash: str
 ) -> dict[str, float]:
     values = equity.to_numpy(dtype=float)
-    start = float(values[0]) if len(values) else math.nan
+    start = float(equity.attrs.get("start", values[0] if len(values) else math.nan))
     end = float(values[-1]) if len(values) else math.nan
     total_return = end / start - 1 if start else math.nan
-    peak = np.maximum.accumulate(values) if len(values) else values
-    drawdown = float(np.max(1 - values / peak)) if len(values) else 0.0
-    returns = np.diff(values) / values[:-1] if len(values) > 1 else np.zeros(0)
+    values = np.concatenate(([start], values))
+    peak = np.maximum.accumulate(values)
+    drawdown = float(np.max(1 - values / peak))
+    returns = np.diff(values) / values[:-1]
     per_year = YEAR_NS / timeframe_ns
     std = float(np.std(returns)) if len(returns) else 0.0
     mean = float(np.mean(returns)) if len(returns) else 0.0
@@ -177,7 +205,9 @@ def compute_stats(
     losses = closing[closing < 0]
     win_rate = len(wins) / len(closing) if len(closing) else 0.0
     gross_loss = -float(losses.sum())
-    profit_factor = float(wins.sum()) / gross_loss if gross_loss > 0 else math.inf if len(wins) else 0.0
+    profit_factor = (
+        float(wins.sum()) / gross_loss if gross_loss > 0 else math.inf if len(wins) else 0.0
+    )
     fees = 0.0
     if len(trades):
         in_cash = trades["fee_currency"] == cash
@@ -199,7 +229,7 @@ def compute_stats(
 
 
 def _exposure(s: Strategy, equity_len: int) -> float:
-    driver: SimDriver = s._rt.driver
+    driver = cast("SimDriver", s._rt.driver)
     if equity_len == 0:
         return 0.0
     first = driver.start_index - 1
@@ -227,7 +257,10 @@ def compute_results(s: Strategy) -> Results:
     trades = trades_frame(s)
     equity = equity_curve(s)
     stats = compute_stats(
-        equity, trades, s._rt.driver.bars.timeframe_ns, _exposure(s, len(equity)),
+        equity,
+        trades,
+        s._rt.driver.bars.timeframe_ns,
+        _exposure(s, len(equity)),
         s._rt.cash_currency,
     )
     return Results(trades, equity, stats)

@@ -129,14 +129,21 @@ class Runtime:
         )
 
     # State changes.
-    def emit(self, event: Event, *, raw: dict[str, Any] | None = None, durable: bool = False) -> Any:
+    def emit(
+        self, event: Event, *, raw: dict[str, Any] | None = None, durable: bool = False
+    ) -> Any:
         """Record `event`, then apply it. Queues `on_trade` for new fills."""
         payload = event_to_dict(event)
         if raw is not None:
             payload["raw"] = raw
         symbol = getattr(event, "symbol", None)
-        self.record(EVENT_KINDS[type(event)], payload, asset=symbol, durable=durable,
-                    ts_exchange_ms=getattr(event, "timestamp", None))
+        self.record(
+            EVENT_KINDS[type(event)],
+            payload,
+            asset=symbol,
+            durable=durable,
+            ts_exchange_ms=getattr(event, "timestamp", None),
+        )
         result = apply(self.state, event)
         if isinstance(result, Trade):
             ai = self.state.assets[result.order.symbol]
@@ -153,8 +160,11 @@ class Runtime:
         elif kind == "trade":
             fill = trade_event(self.state, payload)
             if fill is None:
-                self.record(Kind.ERROR, {"error": "trade for an unknown order", "trade": payload},
-                            asset=payload.get("symbol"))
+                self.record(
+                    Kind.ERROR,
+                    {"error": "trade for an unknown order", "trade": payload},
+                    asset=payload.get("symbol"),
+                )
                 log.error("trade %s for unknown order %s", payload.get("id"), payload.get("order"))
             elif fill.trade_id not in self.state.trade_ids:
                 self.emit(fill, durable=True)

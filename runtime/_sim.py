@@ -191,7 +191,9 @@ def setup_sim(
     if bars.timeframe_ns != tf_ns:
         log.warning(
             "strategy %s has timeframe %s but its data has %d s bars; ticking once per bar",
-            name, cls.timeframe, bars.timeframe_ns // 1_000_000_000,
+            name,
+            cls.timeframe,
+            bars.timeframe_ns // 1_000_000_000,
         )
     n_bars = len(bars.time_ns)
     if n_bars < 1:
@@ -243,7 +245,11 @@ def setup_sim(
     s._rt = rt
     feed = BarFeed(bars, cursor)
     sim_exchange = SimExchange(
-        markets, feed, balances=cash, margin=margin, fill_model=mode.fill_model,
+        markets,
+        feed,
+        balances=cash,
+        margin=margin,
+        fill_model=mode.fill_model,
         exchange_id=exchange,
     )
     sim_exchange.add_listener(rt.on_exchange)
@@ -255,11 +261,21 @@ def setup_sim(
 
         rt.recorder = open_recorder(config.trace_root, exchange, "sim", name)
     rt.run_id = int(rt.now_ms())
-    rt.record(Kind.RUN_STARTED, {
-        "run_id": rt.run_id, "strategy": name, "mode": "sim", "exchange": exchange,
-        "margin": margin, "markets": symbols, "fresh": True, "cash_currency": cash_currency,
-        "timeframe": cls.timeframe,
-    }, durable=True)
+    rt.record(
+        Kind.RUN_STARTED,
+        {
+            "run_id": rt.run_id,
+            "strategy": name,
+            "mode": "sim",
+            "exchange": exchange,
+            "margin": margin,
+            "markets": symbols,
+            "fresh": True,
+            "cash_currency": cash_currency,
+            "timeframe": cls.timeframe,
+        },
+        durable=True,
+    )
     now = rt.now_ms()
     for currency, amount in sorted(cash.items()):
         rt.emit(BalanceUpdated(currency, amount, now))

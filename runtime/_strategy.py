@@ -45,7 +45,9 @@ class Strategy:
     async def on_trade(self, ai: AssetInstance, trade: Trade) -> None:
         """Called for every new fill of one of the strategy's orders."""
 
-    async def on_order_error(self, ai: AssetInstance, order: Order | None, error: Exception) -> None:
+    async def on_order_error(
+        self, ai: AssetInstance, order: Order | None, error: Exception
+    ) -> None:
         """Called when an order is refused, by a local check or by the exchange."""
 
     async def on_stop(self) -> None:

@@ -36,7 +36,9 @@ def find_order(state: State, order: dict[str, Any]) -> Order | None:
     return None
 
 
-def order_events(state: State, o: dict[str, Any], reference_price: float | None = None) -> list[Event]:
+def order_events(
+    state: State, o: dict[str, Any], reference_price: float | None = None
+) -> list[Event]:
     """Events for one reported order: created (if new), acknowledged, cancelled or rejected.
     Fills come from trades, never from an order's `filled` field."""
     symbol = o["symbol"]
@@ -66,11 +68,20 @@ def order_events(state: State, o: dict[str, Any], reference_price: float | None 
         events.append(OrderAcknowledged(symbol, local.client_id, str(o["id"]), timestamp))
     status = o.get("status")
     if status in (CANCELED, EXPIRED):
-        events.append(OrderCancelled(symbol, client_id if local is None else local.client_id,
-                                     timestamp, status))
+        events.append(
+            OrderCancelled(
+                symbol, client_id if local is None else local.client_id, timestamp, status
+            )
+        )
     elif status == "rejected":
-        events.append(OrderRejected(symbol, client_id if local is None else local.client_id,
-                                    timestamp, "rejected by the exchange"))
+        events.append(
+            OrderRejected(
+                symbol,
+                client_id if local is None else local.client_id,
+                timestamp,
+                "rejected by the exchange",
+            )
+        )
     return events
 
 
@@ -105,7 +116,8 @@ def position_event(p: dict[str, Any]) -> PositionUpdated:
         contracts=_f(p.get("contracts")),
         entry_price=_f(p.get("entryPrice")),
         leverage=_f(p.get("leverage"), 1.0),
-        margin=_f(p.get("initialMargin") if p.get("initialMargin") is not None
-                  else p.get("collateral")),
+        margin=_f(
+            p.get("initialMargin") if p.get("initialMargin") is not None else p.get("collateral")
+        ),
         timestamp=int(p.get("timestamp") or 0),
     )

@@ -129,7 +129,8 @@ async def run_actions(s: Any, actions: list[tuple[Any, ...]], initial: float) ->
             assert ai.orders == ()
         elif act[0] == "close" and s._rt.margin:
             await call(s, ai, PositionClose())
-            assert ai.long is None and ai.short is None
+            assert ai.long is None
+            assert ai.short is None
         check_invariants(s, initial)
 
 

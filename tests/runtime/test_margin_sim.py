@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,7 +38,8 @@ async def test_long_position_margin_and_pnl() -> None:
     t = await call(s, ai, MarketOrder[Buy], amount=0.1)
     assert isinstance(t, Trade)
     pos = ai.long
-    assert pos is not None and ai.short is None
+    assert pos is not None
+    assert ai.short is None
     assert pos.contracts == pytest.approx(0.1)
     assert pos.entry_price == pytest.approx(t.price)
     assert pos.margin == pytest.approx(0.1 * t.price / 2.0)
@@ -57,7 +57,8 @@ async def test_sell_more_than_long_flips_to_short() -> None:
     ai = s.universe["BTC/USDT"]
     buy = await call(s, ai, MarketOrder[Buy], amount=0.1)
     sell = await call(s, ai, MarketOrder[Sell], amount=0.3)
-    assert isinstance(buy, Trade) and isinstance(sell, Trade)
+    assert isinstance(buy, Trade)
+    assert isinstance(sell, Trade)
     assert ai.long is None
     assert ai.short is not None
     assert ai.short.contracts == pytest.approx(0.2)
@@ -77,7 +78,8 @@ async def test_update_leverage_refused_while_position_open() -> None:
     assert await call(s, ai, UpdateLeverage(3.0)) is False
     assert "position" in str(s._rt.last_refusal)
     assert ai.leverage == 5.0
-    assert ai.long is not None and ai.long.leverage == 5.0
+    assert ai.long is not None
+    assert ai.long.leverage == 5.0
 
 
 async def test_update_leverage_refused_while_order_open() -> None:
@@ -94,11 +96,14 @@ async def test_position_close_cancels_orders_and_flattens() -> None:
     ai = s.universe["BTC/USDT"]
     await call(s, ai, MarketOrder[Sell], amount=0.1)
     await call(s, ai, GTCOrder[Sell], amount=0.1, price=31_000.0)
-    assert ai.short is not None and len(ai.orders) == 1
+    assert ai.short is not None
+    assert len(ai.orders) == 1
     t = await call(s, ai, PositionClose())
     assert isinstance(t, Trade)
-    assert t.side == "buy" and t.order.reduce_only
-    assert ai.short is None and ai.long is None
+    assert t.side == "buy"
+    assert t.order.reduce_only
+    assert ai.short is None
+    assert ai.long is None
     assert ai.orders == ()
     assert s.cash_committed == pytest.approx(0.0)
     assert await call(s, ai, PositionClose()) is None  # nothing left to close
@@ -113,7 +118,8 @@ async def test_reduce_only_cannot_grow_a_position() -> None:
     assert await call(s, ai, MarketOrder[Sell], amount=0.2, reduce_only=True) is None
     t = await call(s, ai, MarketOrder[Sell], amount=0.05, reduce_only=True)
     assert isinstance(t, Trade)
-    assert ai.long is not None and ai.long.contracts == pytest.approx(0.05)
+    assert ai.long is not None
+    assert ai.long.contracts == pytest.approx(0.05)
 
 
 async def test_margin_check_uses_leverage() -> None:

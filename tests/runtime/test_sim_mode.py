@@ -33,7 +33,9 @@ async def test_warmup_and_no_look_ahead() -> None:
         assert last == closes[visible - 1]  # the newest visible bar, never a later one
         assert price == last
         # The tick comes at the close of that bar.
-        assert pd.Timestamp(ts) == data["BTC/USDT"]["timestamp"].iloc[visible - 1].tz_localize(None) + pd.Timedelta("1min")
+        assert pd.Timestamp(ts) == data["BTC/USDT"]["timestamp"].iloc[visible - 1].tz_localize(
+            None
+        ) + pd.Timedelta("1min")
 
 
 async def test_ohlcv_column_is_a_view() -> None:
@@ -54,7 +56,9 @@ async def test_markets_are_aligned_by_time() -> None:
     await start(s)
     eth = s.universe["ETH/USDT"]
     times = eth.ohlcv.time
-    assert pd.Timestamp(times[0]) == pd.Timestamp(data["ETH/USDT"]["timestamp"].iloc[0]).tz_localize(None)
+    assert pd.Timestamp(times[0]) == pd.Timestamp(
+        data["ETH/USDT"]["timestamp"].iloc[0]
+    ).tz_localize(None)
     assert len(eth.ohlcv) == len(s.universe["BTC/USDT"].ohlcv) == 40
     # The missing bar is a flat bar at the previous close with no volume.
     vol = eth.ohlcv["volume"]
@@ -109,7 +113,8 @@ async def test_results_shape() -> None:
     # The curve ends at the marked-to-market value of what the strategy holds.
     held = sum(ai.cash * ai.price for ai in s.universe)
     assert r.equity.iloc[-1] == pytest.approx(s.cash + held)
-    assert r.stats["total_return"] == pytest.approx(r.equity.iloc[-1] / r.equity.iloc[0] - 1)
+    assert r.stats["start_equity"] == pytest.approx(10_000.0)
+    assert r.stats["total_return"] == pytest.approx(r.equity.iloc[-1] / 10_000.0 - 1)
     assert 0 <= r.stats["max_drawdown"] < 1
     assert set(r.trades.columns) >= {"time", "symbol", "side", "amount", "price", "fee"}
 

@@ -9,7 +9,7 @@ bars in Sim mode; Paper mode and the loopback server bring their own feeds.
 * A market order, or a limit order that is marketable on arrival, fills at once, in full, as
   taker, at ``close × (1 ± slippage)`` (a limit order never beyond its limit), where::
 
-      slippage = spread_bps / 2 / 1e4 + impact × (high − low) / close × sqrt(min(1, amount / volume))
+      slippage = spread_bps / 2e4 + impact × (high − low) / close × sqrt(min(1, amount / volume))
 
   so wide, thin bars cost more and the cost grows with the share of the bar's volume taken.
 * IOC and FOK orders take at most ``volume_cap × volume`` of the last bar: IOC fills what it
@@ -260,7 +260,9 @@ class SimExchange:
         self, symbol: str, since: int | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
         self._asset(symbol)
-        trades = [t for t in self._trades.get(symbol, []) if since is None or t["timestamp"] >= since]
+        trades = [
+            t for t in self._trades.get(symbol, []) if since is None or t["timestamp"] >= since
+        ]
         return trades[-limit:] if limit is not None else trades
 
     async def fetch_balance(self) -> dict[str, Any]:
@@ -375,7 +377,9 @@ class SimExchange:
     def _asset(self, symbol: str) -> AssetInstance:
         ai = self.ledger.assets.get(symbol)
         if ai is None:
-            raise OrderRejected(f"Invalid symbol {symbol!r}: this exchange lists {len(self.ledger.assets)} markets.")
+            raise OrderRejected(
+                f"Invalid symbol {symbol!r}: this exchange lists {len(self.ledger.assets)} markets."
+            )
         return ai
 
     @staticmethod
@@ -383,7 +387,9 @@ class SimExchange:
         if type == "market":
             return "IOC", False
         if type != "limit":
-            raise OrderRejected(f"Invalid order type {type!r}; this exchange takes market and limit.")
+            raise OrderRejected(
+                f"Invalid order type {type!r}; this exchange takes market and limit."
+            )
         post_only = bool(params.get("postOnly")) or params.get("timeInForce") in ("PO", "GTX")
         tif = "PO" if post_only else str(params.get("timeInForce", "GTC"))
         if tif not in _TIF:
@@ -413,7 +419,9 @@ class SimExchange:
             )
         if type == "limit":
             if price is None or not (math.isfinite(price) and price > 0):
-                raise OrderRejected(f"Filter failure: PRICE_FILTER (price {price!r} must be positive).")
+                raise OrderRejected(
+                    f"Filter failure: PRICE_FILTER (price {price!r} must be positive)."
+                )
             if abs(ai.round_price(price) - price) > 1e-9 * ai.price_tick:
                 raise OrderRejected(
                     f"Filter failure: PRICE_FILTER (price {price!r} is not a multiple of the "
@@ -433,7 +441,9 @@ class SimExchange:
             pos = ai.short if side == "buy" else ai.long
             if reduce_only:
                 if pos is None or amount > pos.contracts + 1e-12:
-                    raise OrderRejected("ReduceOnly Order is rejected: it would not reduce the position.")
+                    raise OrderRejected(
+                        "ReduceOnly Order is rejected: it would not reduce the position."
+                    )
                 return
             closing = min(amount, pos.contracts) if pos is not None else 0.0
             opening = amount - closing
@@ -529,7 +539,9 @@ class SimExchange:
         meta = self._meta[order.client_id]
         filled = order.filled
         cost = sum(t.value for t in order.fills)
-        average = cost / (filled * self.ledger.assets[order.symbol].contract_size) if filled else None
+        average = (
+            cost / (filled * self.ledger.assets[order.symbol].contract_size) if filled else None
+        )
         fee_cost = sum(t.fee for t in order.fills)
         fee_currency = order.fills[0].fee_currency if order.fills else None
         return {

@@ -1,0 +1,166 @@
+"""The `vigil` command.
+
+vigil demo                         backtest sma_cross on generated bars and print a summary
+vigil run STRATEGY --mode sim      run a bundled strategy or a strategy file
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from ._errors import VigilError
+
+log = logging.getLogger("vigil")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vigil", description="vigil strategy runtime")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging threshold (default WARNING)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="backtest sma_cross on generated data and print a summary")
+    demo.add_argument("--bars", type=int, default=20_000, help="generated 1m bars (default 20000)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--no-trace", action="store_true", help="do not write an event trace")
+
+    run = sub.add_parser("run", help="run a strategy (bundled name or .py path)")
+    run.add_argument("strategy")
+    run.add_argument("--mode", choices=["sim", "paper", "live"], default="sim")
+    run.add_argument("--exchange", default=None)
+    run.add_argument("--sandbox", action=argparse.BooleanOptionalAction, default=True)
+    run.add_argument(
+        "--data",
+        action="append",
+        default=None,
+        metavar="[SYMBOL=]PATH",
+        help="bars file (CSV/Parquet); repeat as SYMBOL=PATH for several markets",
+    )
+    run.add_argument("--since", default=None, help="first bar time (Sim), e.g. 2024-01-01")
+    run.add_argument("--until", default=None, help="last bar time (Sim)")
+    run.add_argument("--bars", type=int, default=20_000, help="generated bars without --data")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--cash", type=float, default=None, help="initial cash")
+    run.add_argument("--trace-root", default="traces", help="where traces are written")
+    run.add_argument("--no-trace", action="store_true")
+    return parser
+
+
+def _load_data(specs: list[str] | None, since: str | None, until: str | None) -> Any:
+    if not specs:
+        return None
+    import pandas as pd
+
+    from ._bars import load_bars
+
+    data: dict[str, Any] | str
+    if len(specs) == 1 and "=" not in specs[0]:
+        data = specs[0]
+    else:
+        data = {}
+        for spec in specs:
+            symbol, sep, path = spec.partition("=")
+            if not sep:
+                raise VigilError(f"--data {spec!r}: with several files write SYMBOL=PATH")
+            data[symbol] = path
+    if since is None and until is None:
+        return data
+    # Cut by time after loading so any accepted time format works.
+    symbols = list(data) if isinstance(data, dict) else ["_"]
+    bars = load_bars(data if isinstance(data, dict) else {"_": data}, symbols)
+    out = {}
+    for sym in symbols:
+        frame = bars.to_frame(sym)
+        if since is not None:
+            frame = frame[frame.index >= pd.Timestamp(since, tz="UTC")]
+        if until is not None:
+            frame = frame[frame.index <= pd.Timestamp(until, tz="UTC")]
+        out[sym] = frame
+    return out if isinstance(data, dict) else out["_"]
+
+
+async def _run_sim(s: Any) -> None:
+    from ._lifecycle import start
+
+    await start(s)
+
+
+def _print_report(s: Any, elapsed: float) -> None:
+    results = s.results
+    bars = len(results.equity)
+    print(
+        f"{s.name}: {bars:,} bars of {', '.join(s.universe.keys())} in {elapsed:.2f} s "
+        f"({bars / max(elapsed, 1e-9):,.0f} bars/s)"
+    )
+    print(results.summary())
+    if s.trace_path is not None:
+        print(f"trace          {s.trace_path}")
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ._modes import Sim
+    from ._strategy import strategy
+
+    s = strategy(
+        "sma_cross",
+        mode=Sim(bars=args.bars, seed=args.seed),
+        config={"trace": not args.no_trace},
+    )
+    t0 = time.perf_counter()
+    trio.run(_run_sim, s)
+    _print_report(s, time.perf_counter() - t0)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from ._modes import Live, Mode, Paper, Sim
+    from ._strategy import strategy
+
+    modes: dict[str, Mode] = {
+        "sim": Sim(bars=args.bars, seed=args.seed),
+        "paper": Paper(),
+        "live": Live(),
+    }
+    s = strategy(
+        args.strategy,
+        mode=modes[args.mode],
+        data=_load_data(args.data, args.since, args.until),
+        exchange=args.exchange,
+        sandbox=args.sandbox,
+        initial_cash=args.cash,
+        config={"trace": not args.no_trace, "trace_root": args.trace_root},
+    )
+    t0 = time.perf_counter()
+    trio.run(_run_sim, s)
+    _print_report(s, time.perf_counter() - t0)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    commands = {"demo": _cmd_demo, "run": _cmd_run}
+    try:
+        return commands[args.command](args)
+    except VigilError as exc:
+        print(f"vigil: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
