@@ -15,11 +15,13 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import trio
 
 from runtime import Sim, start, strategy
 from runtime._bars import generate_bars
 from runtime.exchanges._markets import market_for
+from runtime.exchanges.ccxt._precision import truncate_to_step
 from runtime.exchanges.sim._exchange import FillModel
 
 HERE = Path(__file__).resolve().parent
@@ -27,9 +29,12 @@ SYMBOL = "BTC/USDT"
 
 
 def plain_loop(
-    cols: dict, fast: int = 10, slow: int = 30, cash: float = 10_000.0
+    cols: dict[str, np.ndarray], fast: int = 10, slow: int = 30, cash: float = 10_000.0
 ) -> tuple[int, float]:
-    """The crossover strategy as one Python loop: (fills, final cash)."""
+    """The crossover strategy as one Python loop: (fills, final cash).
+
+    It makes sma_cross's decisions with its rules (rounding down to the step, minimum cost,
+    fees included in the cash check) and fills at the simulated exchange's taker price."""
     market = market_for("binance", SYMBOL)
     step = market["precision"]["amount"]
     taker = market["taker"]
@@ -41,7 +46,7 @@ def plain_loop(
     volume = cols["volume"].tolist()
     sums = [0.0] * len(close)
     running = 0.0
-    holding = 0.0
+    base = 0.0
     fills = 0
     for i, c in enumerate(close):
         running += c
@@ -50,34 +55,38 @@ def plain_loop(
             continue
         f = (running - sums[i - fast]) / fast if i >= fast else running / fast
         s = (running - sums[i - slow]) / slow if i >= slow else running / slow
-        if f > s and holding == 0.0:
-            amount = math.floor(cash * 0.95 / (c * (1 + taker)) / step) * step
+        holding = base * c >= cost_min
+        if f > s and not holding:
+            amount = cash * 0.95 / (c * (1 + taker))
             if amount * c < cost_min:
-                continue  # the cash is spent: the strategy stops buying, as sma_cross does
-            slip = fm.spread_bps / 2e4 + fm.impact * (high[i] - low[i]) / c * math.sqrt(
-                min(1.0, amount / volume[i])
-            )
-            price = c * (1 + slip)
-            cash -= amount * price * (1 + taker)
-            holding = amount
-            fills += 1
-        elif f < s and holding > 0.0:
-            slip = fm.spread_bps / 2e4 + fm.impact * (high[i] - low[i]) / c * math.sqrt(
-                min(1.0, holding / volume[i])
-            )
-            price = c * (1 - slip)
-            cash += holding * price * (1 - taker)
-            holding = 0.0
-            fills += 1
+                continue
+            amount = truncate_to_step(float(f"{amount:.12g}"), step)
+            if amount * c < cost_min or amount * c * (1 + taker) > cash:
+                continue
+            sign = 1.0
+        elif f < s and holding:
+            amount = truncate_to_step(float(f"{base:.12g}"), step)
+            if amount * c < cost_min:
+                continue
+            sign = -1.0
+        else:
+            continue
+        slip = fm.spread_bps / 2e4 + fm.impact * (high[i] - low[i]) / c * math.sqrt(
+            min(1.0, amount / volume[i])
+        )
+        price = c * (1 + sign * slip)
+        cash -= sign * amount * price + amount * price * taker
+        base = float(f"{base + sign * amount:.12g}")
+        fills += 1
     return fills, cash
 
 
-async def backtest(name: str, data: dict) -> tuple[float, int]:
+async def backtest(name: str, data: dict) -> tuple[float, int, float]:
     s = strategy(name, mode=Sim(), data=data, config={"trace": False, "markets": [SYMBOL]})
     t0 = time.perf_counter()
     await start(s)
     elapsed = time.perf_counter() - t0
-    return elapsed, len(s.universe[SYMBOL].trades)
+    return elapsed, len(s.universe[SYMBOL].trades), s.cash
 
 
 def main() -> None:
@@ -90,18 +99,21 @@ def main() -> None:
     cols = {c: frame[c].to_numpy() for c in ("open", "high", "low", "close", "volume")}
 
     t0 = time.perf_counter()
-    base_fills, _ = plain_loop(cols)
+    base_fills, base_cash = plain_loop(cols)
     base = n / (time.perf_counter() - t0)
 
-    sma_time, sma_fills = trio.run(backtest, "sma_cross", data)
-    noop_time, _ = trio.run(backtest, str(HERE / "noop_strategy.py"), data)
+    sma_time, sma_fills, sma_cash = trio.run(backtest, "sma_cross", data)
+    noop_time, _, _ = trio.run(backtest, str(HERE / "noop_strategy.py"), data)
     sma = n / sma_time
     noop = n / noop_time
     print(f"bars: {n:,} one-minute bars of {SYMBOL}")
-    print(f"plain-Python loop (baseline): {base:,.0f} bars/s, {base_fills} fills")
+    print(
+        f"plain-Python loop (baseline): {base:,.0f} bars/s, {base_fills} fills, "
+        f"final cash {base_cash:,.2f}"
+    )
     print(
         f"sma_cross:                    {sma:,.0f} bars/s, {sma_fills} fills, "
-        f"{sma / base:.3f}x baseline (target 0.05x)"
+        f"final cash {sma_cash:,.2f}, {sma / base:.3f}x baseline (target 0.05x)"
     )
     print(
         f"do-nothing strategy:          {noop:,.0f} bars/s, {noop / base:.3f}x baseline "
