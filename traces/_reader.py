@@ -80,10 +80,10 @@ def check_codecs(path: Path, arrays: Mapping[str, zarr.AsyncArray[Any]]) -> numc
     """Check the layout the direct chunk reader and writer rely on: every array 1-D, zarr v3,
     codecs exactly little-endian bytes then zstd without checksum, one level for all. Returns
     the matching numcodecs codec."""
-    levels = set()
+    levels: set[int] = set()
     for name, arr in arrays.items():
         meta = arr.metadata
-        codecs = getattr(meta, "codecs", ())
+        codecs: tuple[Any, ...] = tuple(getattr(meta, "codecs", ()))
         ok = (
             meta.zarr_format == 3
             and len(arr.shape) == 1

@@ -256,7 +256,8 @@ class TraceWriter:
         self._symbol_index = {s: i for i, s in enumerate(table)}
         self._next_seq = scan.end_seq if len(scan.records) else self._committed
         self._chunk = _Chunk(self._committed)
-        self._refill(scan.records)
+        with self._cond:  # _hand_off notifies; the worker starts later
+            self._refill(scan.records)
         self._wal.segments = [s.first_seq for s in scan.segments if s.first_seq < self._next_seq]
         self._wal.open_segment(self._next_seq, self._symbols)
         for s in symbols:
@@ -508,10 +509,10 @@ class TraceWriter:
             with self._cond:
                 del self._full[: len(chunks)]
                 self._committed = chunks[-1].start + self._rows
-                doomed = self._prunable()
+                # Under the lock, so flush() returns with the WAL already trimmed.
+                for p in self._prunable():
+                    p.unlink(missing_ok=True)
                 self._cond.notify_all()
-            for p in doomed:
-                p.unlink(missing_ok=True)
 
     def _prunable(self) -> list[Path]:
         """WAL segments wholly below ``committed`` (never the active one). Caller holds lock."""
