@@ -1,0 +1,150 @@
+"""Fault injection for the loopback exchange: knobs a test turns, read by the server.
+
+Every knob is safe to set from any thread (one lock guards the state) and takes effect on the
+next request or event. A counted fault ("the next k requests") is consumed request by request,
+so ``fail_next(2)`` fails exactly two requests whatever their order across threads.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = ["Faults", "RequestFault"]
+
+_HTTP_ERRORS: Final = frozenset({500, 502, 503, 504})
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFault:
+    """What the server does instead of answering one REST request."""
+
+    status: int  # 5xx, 429 or 418
+    retry_after_s: int | None = None
+
+
+class Faults:
+    """Thread-safe fault knobs of one loopback exchange (``LoopbackExchange.faults``).
+
+    - :attr:`latency_ms`: added before every REST reply and WebSocket API reply.
+    - :meth:`fail_next`: HTTP 5xx on the next ``k`` REST requests (nothing is executed).
+    - :meth:`rate_limit_next`: HTTP 429 (or 418) with ``Retry-After`` on the next ``k``
+      requests. A client that sends again before ``Retry-After`` has passed gets 418, the way
+      Binance bans an IP that ignores a 429, so honouring the header is checkable.
+    - :meth:`drop_next_order_response`: the next order POST is executed, then the connection is
+      closed without a reply (``mode="close"``) or answered 500 with no body (``mode="500"``).
+    - :meth:`close_websockets`: close every open WebSocket now.
+    - :meth:`pause_user_data`: hold user-data events for ``seconds``, then deliver them in order.
+    - :meth:`reset`: everything back to normal.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latency_ms = 0.0
+        self._fail: list[RequestFault] = []
+        self._drop: list[str] = []
+        self._banned_until = 0.0  # monotonic time before which an early retry gets 418
+        self._pause_until = 0.0
+        self._close_ws: Callable[[], None] | None = None
+
+    # Knobs.
+    @property
+    def latency_ms(self) -> float:
+        with self._lock:
+            return self._latency_ms
+
+    @latency_ms.setter
+    def latency_ms(self, value: float) -> None:
+        if not value >= 0:
+            raise ValueError(f"latency_ms={value!r} must be >= 0 (milliseconds added per reply)")
+        with self._lock:
+            self._latency_ms = float(value)
+
+    def fail_next(self, k: int = 1, *, status: int = 503) -> None:
+        """Answer the next ``k`` REST requests with HTTP ``status`` (500, 502, 503 or 504)."""
+        if status not in _HTTP_ERRORS:
+            raise ValueError(f"status {status} is not a 5xx this server sends; use 500-504")
+        self._queue(k, RequestFault(status))
+
+    def rate_limit_next(self, k: int = 1, *, retry_after_s: int = 1, status: int = 429) -> None:
+        """Answer the next ``k`` requests with 429 (or 418) and ``Retry-After: retry_after_s``."""
+        if status not in (418, 429):
+            raise ValueError(f"status {status} is not a rate-limit status; use 429 or 418")
+        if not (isinstance(retry_after_s, int) and retry_after_s >= 0):
+            raise ValueError(
+                f"retry_after_s={retry_after_s!r} must be a whole number of seconds (HTTP "
+                "Retry-After carries integer seconds)"
+            )
+        self._queue(k, RequestFault(status, retry_after_s))
+
+    def drop_next_order_response(self, k: int = 1, *, mode: str = "close") -> None:
+        """Execute the next ``k`` order POSTs but lose their replies (``"close"`` or ``"500"``)."""
+        if mode not in ("close", "500"):
+            raise ValueError(f"mode {mode!r} is not valid; use 'close' or '500'")
+        with self._lock:
+            self._drop.extend([mode] * self._count(k))
+
+    def close_websockets(self) -> None:
+        """Close every open WebSocket (market streams, user data, WebSocket API) now."""
+        with self._lock:
+            close = self._close_ws
+        if close is None:
+            raise RuntimeError("the loopback exchange is not running; start() it first")
+        close()
+
+    def pause_user_data(self, seconds: float) -> None:
+        """Queue user-data events for ``seconds`` from now, then deliver them in order."""
+        if not seconds >= 0:
+            raise ValueError(f"seconds={seconds!r} must be >= 0")
+        with self._lock:
+            self._pause_until = max(self._pause_until, time.monotonic() + seconds)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._latency_ms = 0.0
+            self._fail.clear()
+            self._drop.clear()
+            self._banned_until = 0.0
+            self._pause_until = 0.0
+
+    # Read by the server.
+    @staticmethod
+    def _count(k: int) -> int:
+        if not (isinstance(k, int) and k >= 0):
+            raise ValueError(f"k={k!r} must be a non-negative number of requests")
+        return k
+
+    def _queue(self, k: int, fault: RequestFault) -> None:
+        with self._lock:
+            self._fail.extend([fault] * self._count(k))
+
+    def take_request_fault(self) -> RequestFault | None:
+        """The fault for the request arriving now, if any (consumes one counted fault)."""
+        now = time.monotonic()
+        with self._lock:
+            if now < self._banned_until:
+                # Sent before Retry-After passed: Binance escalates to a ban.
+                return RequestFault(418, max(1, round(self._banned_until - now + 0.5)))
+            if not self._fail:
+                return None
+            fault = self._fail.pop(0)
+            if fault.retry_after_s is not None:
+                self._banned_until = now + fault.retry_after_s
+            return fault
+
+    def take_drop(self) -> str | None:
+        """How to lose the reply of the order POST arriving now, if at all."""
+        with self._lock:
+            return self._drop.pop(0) if self._drop else None
+
+    def user_data_pause_s(self) -> float:
+        """Seconds user-data events must still wait (0 when not paused)."""
+        with self._lock:
+            return max(self._pause_until - time.monotonic(), 0.0)
+
+    def _bind(self, close_ws: Callable[[], None] | None) -> None:
+        with self._lock:
+            self._close_ws = close_ws
