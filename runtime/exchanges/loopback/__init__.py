@@ -23,6 +23,7 @@ from ._cli import serve as serve
 from ._faults import Faults as Faults
 from ._feed import BarClock as BarClock
 from ._server import LoopbackExchange as LoopbackExchange
+from ._server import Payload as Payload
 from ._urls import loopback_url as loopback_url
 from ._urls import point_ccxt_at as point_ccxt_at
 from ._urls import rewrite_urls as rewrite_urls
@@ -32,6 +33,7 @@ __all__ = [
     "Credentials",
     "Faults",
     "LoopbackExchange",
+    "Payload",
     "loopback_url",
     "point_ccxt_at",
     "rewrite_urls",

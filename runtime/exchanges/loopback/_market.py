@@ -189,6 +189,24 @@ class MarketData:
             out.append(row)
         return out
 
+    def agg_trades(self, m: Market, limit: int) -> list[dict[str, Any]]:
+        """``GET /api/v3/aggTrades`` (``/fapi/v1/aggTrades``): each print is its own aggregate."""
+        out = []
+        for t in list(self._trades[m.id])[-limit:]:
+            row = {
+                "a": t["id"],
+                "p": t["price"],
+                "q": t["qty"],
+                "f": t["id"],
+                "l": t["id"],
+                "T": t["time"],
+                "m": t["isBuyerMaker"],
+            }
+            if not self.futures:
+                row["M"] = True
+            out.append(row)
+        return out
+
     def trade_event(self, m: Market, t: dict[str, Any], *, aggregate: bool) -> dict[str, Any]:
         now = self.clock.now_ms()
         if aggregate:

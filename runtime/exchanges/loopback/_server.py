@@ -41,7 +41,7 @@ from ._feed import BarClock
 from ._market import MarketData
 from ._wire import FUTURES_MARKETS, SPOT_MARKETS, Market
 
-__all__ = ["LoopbackExchange"]
+__all__ = ["LoopbackExchange", "Payload"]
 
 log = logging.getLogger("vigil.loopback")
 
@@ -79,6 +79,20 @@ class _EngineFeed:
         return self.clock.now_ms()
 
 
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """One body the server emitted (kept when the exchange runs with ``record=True``).
+
+    ``channel`` is ``"rest"`` (``route`` is ``"GET /api/v3/order"``, ``status`` the HTTP status)
+    or ``"ws"`` (``route`` is the connection's path, ``status`` 0).
+    """
+
+    channel: str
+    route: str
+    status: int
+    body: Any
+
+
 @dataclass(eq=False)
 class _Conn:
     """One WebSocket connection and what it listens to."""
@@ -86,13 +100,18 @@ class _Conn:
     ws: web.WebSocketResponse
     kind: str  # "spot" or "futures"
     combined: bool  # /stream wraps events as {"stream": name, "data": event}
+    path: str = ""
+    sink: list[Payload] | None = None
     out: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
     streams: set[str] = field(default_factory=set)
     subscription_id: int | None = None  # spot WebSocket API user-data subscription
     listen_key: str | None = None  # futures user data
 
     def send(self, body: Any) -> None:
-        self.out.put_nowait(_json(body))
+        text = _json(body)
+        if self.sink is not None:
+            self.sink.append(Payload("ws", self.path, 0, json.loads(text)))
+        self.out.put_nowait(text)
 
 
 class _UserData:
@@ -140,6 +159,8 @@ class LoopbackExchange:
     - ``bar_interval_ms``: wall milliseconds per bar when running on its own; ``None`` (the
       default) moves prices only through :meth:`advance` and :meth:`set_price`.
     - ``host``, ``port``: where to listen; port 0 picks a free port.
+    - ``record``: keep every REST body and WebSocket message sent (:meth:`payloads`), for
+      checking them against Binance's SDK models.
 
     ``start()`` returns the base URL; ``stop()`` shuts the server down (also on leaving a
     ``with`` block). Every other method is safe to call from any thread while it runs, and
@@ -161,6 +182,7 @@ class LoopbackExchange:
         fill_model: FillModel | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        record: bool = False,
     ) -> None:
         if (api_key is None) != (secret is None):
             raise ValueError("give both api_key and secret, or neither (to generate a pair)")
@@ -195,6 +217,7 @@ class LoopbackExchange:
         self._streams: dict[tuple[str, str], set[_Conn]] = {}
         self._subscription_ids = 0
         self.base_url: str | None = None
+        self._sink: list[Payload] | None = [] if record else None
         self._weight: dict[str, tuple[int, int]] = {}  # api -> (minute, weight used)
         self._build()
 
@@ -347,6 +370,24 @@ class LoopbackExchange:
         hub = self._spot_user if self._account(account) is self.spot else self._futures_user
         return self._on_loop(lambda: [json.loads(_json(e)) for e in hub.sent])
 
+    def payloads(self) -> list[Payload]:
+        """Every body sent so far (needs ``record=True``), oldest first."""
+        if self._sink is None:
+            raise RuntimeError("payloads are kept only with LoopbackExchange(record=True)")
+        sink = self._sink
+        return self._on_loop(lambda: list(sink))
+
+    def user_data_listeners(self, account: str = "spot") -> int:
+        """How many connections currently receive ``account``'s user-data events."""
+        hub = self._spot_user if self._account(account) is self.spot else self._futures_user
+        return self._on_loop(lambda: len(hub.conns))
+
+    def stream_listeners(self, stream: str, *, market: str = "spot") -> int:
+        """How many connections are subscribed to a market stream (``"btcusdt@trade"``)."""
+        if market not in ("spot", "futures"):
+            raise ValueError(f"market {market!r} is not valid; use 'spot' or 'futures'")
+        return self._on_loop(lambda: len(self._streams.get((market, stream), ())))
+
     def env(self) -> dict[str, str]:
         """The environment a vigil strategy needs to trade here (see ``serve``)."""
         if self.base_url is None:
@@ -432,6 +473,7 @@ class LoopbackExchange:
         add("GET", "/api/v3/exchangeInfo", PUBLIC, lambda p: spot_exchange_info(_wall_ms()))
         add("GET", "/api/v3/depth", PUBLIC, lambda p: self._depth(sd, p, 100, 5000))
         add("GET", "/api/v3/trades", PUBLIC, lambda p: self._trades(sd, p, 500, 1000))
+        add("GET", "/api/v3/aggTrades", PUBLIC, lambda p: self._agg_trades(sd, p, 500, 1000))
         add("GET", "/api/v3/klines", PUBLIC, lambda p: self._klines(sd, p, 1000))
         add("GET", "/api/v3/uiKlines", PUBLIC, lambda p: self._klines(sd, p, 1000))
         add("GET", "/api/v3/ticker/price", PUBLIC, lambda p: self._tickers(sd, p, sd.price_ticker))
@@ -463,6 +505,7 @@ class LoopbackExchange:
         add("GET", "/fapi/v1/exchangeInfo", PUBLIC, lambda p: futures_exchange_info(_wall_ms()))
         add("GET", "/fapi/v1/depth", PUBLIC, lambda p: self._depth(fd, p, 500, 1000))
         add("GET", "/fapi/v1/trades", PUBLIC, lambda p: self._trades(fd, p, 500, 1000))
+        add("GET", "/fapi/v1/aggTrades", PUBLIC, lambda p: self._agg_trades(fd, p, 500, 1000))
         add("GET", "/fapi/v1/klines", PUBLIC, lambda p: self._klines(fd, p, 1500))
         add("GET", "/fapi/v1/ticker/24hr", PUBLIC, lambda p: self._tickers(fd, p, fd.ticker_24h))
         add("GET", "/fapi/v1/ticker/price", PUBLIC, lambda p: self._tickers(fd, p, fd.price_ticker))
@@ -525,6 +568,7 @@ class LoopbackExchange:
             body = fn(params)
         except BinanceError as exc:
             log.debug("loopback: %s %s -> %s %s", request.method, path, exc.status, exc.code)
+            self._record(request.method, path, exc.status, exc.body())
             return web.Response(
                 status=exc.status,
                 text=_json(exc.body()),
@@ -555,6 +599,7 @@ class LoopbackExchange:
                 if request.transport is not None:
                     request.transport.close()
                 return web.Response(status=500)
+        self._record(request.method, path, 200, body)
         log.debug(
             "loopback: %s %s -> 200 in %.1f ms",
             request.method,
@@ -566,6 +611,10 @@ class LoopbackExchange:
             content_type="application/json",
             headers={"X-MBX-USED-WEIGHT-1M": str(weight)},
         )
+
+    def _record(self, method: str, path: str, status: int, body: Any) -> None:
+        if self._sink is not None:
+            self._sink.append(Payload("rest", f"{method} {path}", status, json.loads(_json(body))))
 
     def _use_weight(self, api: str) -> int:
         minute = int(time.time() // 60)
@@ -603,6 +652,10 @@ class LoopbackExchange:
     def _trades(self, data: MarketData, p: Params, default: int, maximum: int) -> Any:
         m = data.market(p.get("symbol"))
         return data.recent_trades(m, max(1, min(int(p.get("limit") or default), maximum)))
+
+    def _agg_trades(self, data: MarketData, p: Params, default: int, maximum: int) -> Any:
+        m = data.market(p.get("symbol"))
+        return data.agg_trades(m, max(1, min(int(p.get("limit") or default), maximum)))
 
     def _klines(self, data: MarketData, p: Params, maximum: int) -> Any:
         m = data.market(p.get("symbol"))
@@ -672,7 +725,7 @@ class LoopbackExchange:
         kind, mode, name = route
         ws = web.WebSocketResponse(heartbeat=None, autoping=True)
         await ws.prepare(request)
-        conn = _Conn(ws, kind, combined=mode == "stream")
+        conn = _Conn(ws, kind, combined=mode == "stream", path=path, sink=self._sink)
         self._conns.add(conn)
         writer = asyncio.create_task(self._writer(conn))
         try:
