@@ -38,11 +38,17 @@ def test_round_trip_keeps_types_exact() -> None:
 
 
 def test_numpy_and_friends_are_converted() -> None:
-    payload = {"f": np.float32(1.5), "i": np.int64(7), "b": np.bool_(True),
-               "a": np.arange(3), "t": (1, 2), "d": Decimal("0.1"), "s": {4}}
+    payload = {
+        "f": np.float32(1.5),
+        "i": np.int64(7),
+        "b": np.bool_(True),
+        "a": np.arange(3),
+        "t": (1, 2),
+        "d": Decimal("0.1"),
+        "s": {4},
+    }
     out = decode(encode(payload))
-    assert out == {"f": 1.5, "i": 7, "b": True, "a": [0, 1, 2], "t": [1, 2], "d": "0.1",
-                   "s": [4]}
+    assert out == {"f": 1.5, "i": 7, "b": True, "a": [0, 1, 2], "t": [1, 2], "d": "0.1", "s": [4]}
     assert type(out["i"]) is int
 
 
@@ -66,7 +72,7 @@ SECRET_PAYLOAD = {
 def test_redact_masks_keys_at_any_depth_and_case() -> None:
     before = copy.deepcopy(SECRET_PAYLOAD)
     out = redact(SECRET_PAYLOAD)
-    assert SECRET_PAYLOAD == before  # input untouched
+    assert before == SECRET_PAYLOAD  # input untouched
     assert out["apiKey"] == MASK
     assert out["nested"]["SECRET"] == MASK
     assert out["nested"]["list"] == [{"listenKey": MASK}, {"Password": MASK}]
@@ -81,8 +87,15 @@ def test_redact_masks_keys_at_any_depth_and_case() -> None:
 
 def test_encode_redacted_never_contains_secrets() -> None:
     data = encode_redacted(SECRET_PAYLOAD)
-    for secret in (b"AKIA-SECRET-1", b"s3cr3t-2", b"lk-3", b"pw-4", b"hdr-5", b"abcdef6",
-                   b"rawsig7"):
+    for secret in (
+        b"AKIA-SECRET-1",
+        b"s3cr3t-2",
+        b"lk-3",
+        b"pw-4",
+        b"hdr-5",
+        b"abcdef6",
+        b"rawsig7",
+    ):
         assert secret not in data
     assert decode(data) == redact(SECRET_PAYLOAD)
 
@@ -108,15 +121,26 @@ def test_payloads_select_without_copying_the_blob() -> None:
     assert sub.decode_all() == [{"i": 7}, {"i": 2}]
     assert sub.compact().decode_all() == [{"i": 7}, {"i": 2}]
     assert Payloads.concat([p.take(slice(0, 2)), sub]).decode_all() == [
-        {"i": 0}, {"i": 1}, {"i": 7}, {"i": 2}]
+        {"i": 0},
+        {"i": 1},
+        {"i": 7},
+        {"i": 2},
+    ]
 
 
-_leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1),
-                  st.floats(allow_nan=False), st.text(max_size=20), st.binary(max_size=20))
+_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+    st.binary(max_size=20),
+)
 _json = st.recursive(
     _leaf,
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -128,9 +152,11 @@ def test_round_trip_property(payload: dict[str, object]) -> None:
 
 
 @settings(database=None)
-@given(st.dictionaries(st.text(max_size=8), _json, max_size=4),
-       st.sampled_from(["apiKey", "SECRET", "signature", "listen_key", "privateKey", "token"]),
-       st.text(alphabet="abcdefXYZ0123456789", min_size=12, max_size=20))
+@given(
+    st.dictionaries(st.text(max_size=8), _json, max_size=4),
+    st.sampled_from(["apiKey", "SECRET", "signature", "listen_key", "privateKey", "token"]),
+    st.text(alphabet="abcdefXYZ0123456789", min_size=12, max_size=20),
+)
 def test_secret_never_survives_encoding(payload: dict[str, object], key: str, secret: str) -> None:
     assume(secret.encode() not in encode(payload))  # the secret appears only under its key
     payload = {**payload, "deep": {"x": [{key: secret}]}}

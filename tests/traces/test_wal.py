@@ -50,8 +50,13 @@ def _seqs(wal_dir: Path, from_seq: int = 0) -> list[int]:
 
 
 def test_events_batches_and_symbols_round_trip(tmp_path: Path) -> None:
-    data = symbol_frame(0, "BTC/USDT") + _events(0, 5) + _batch(5, 7) + symbol_frame(
-        1, "ETH/USDT") + _events(12, 3)
+    data = (
+        symbol_frame(0, "BTC/USDT")
+        + _events(0, 5)
+        + _batch(5, 7)
+        + symbol_frame(1, "ETH/USDT")
+        + _events(12, 3)
+    )
     (tmp_path / segment_name(0)).write_bytes(data)
     scan = scan_wal(tmp_path, 0)
     assert scan.symbols == [(0, "BTC/USDT"), (1, "ETH/USDT")]

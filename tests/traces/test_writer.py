@@ -30,7 +30,8 @@ def _check_frame(path: Path, expected: list[tuple[int, int, str | None]]) -> Non
     assert df["seq"].tolist() == [s for s, _, _ in expected]
     assert df["ts_ns"].tolist() == [t for _, t, _ in expected]
     assert [None if isinstance(a, float) else a for a in df["asset"].tolist()] == [
-        a for _, _, a in expected]
+        a for _, _, a in expected
+    ]
     # Every payload is the trade for its timestamp (write_mixed uses ts = payload index).
     assert df["payload"].tolist() == [trade(t) for _, t, _ in expected]
 
@@ -58,9 +59,13 @@ def test_round_trip_across_chunks_and_wal(trace_path: Path) -> None:
 def test_record_many_returns_its_seqs_and_accepts_per_row_assets(trace_path: Path) -> None:
     with TraceWriter(trace_path, chunk_rows=CHUNK, symbols=["SOL/USDT"]) as w:
         first = w.record(Kind.TICKER, {"x": 0}, ts_ns=0)
-        seqs = w.record_many(Kind.TICKER, [{"x": i} for i in range(1, 151)],
-                             np.arange(1, 151), asset=["A/B", None, "SOL/USDT"] * 50,
-                             ts_exchange_ns=np.arange(151, 301))
+        seqs = w.record_many(
+            Kind.TICKER,
+            [{"x": i} for i in range(1, 151)],
+            np.arange(1, 151),
+            asset=["A/B", None, "SOL/USDT"] * 50,
+            ts_exchange_ns=np.arange(151, 301),
+        )
         assert first == 0
         assert seqs == range(1, 151)
         assert w.symbols == ("SOL/USDT", "A/B")
@@ -79,8 +84,15 @@ def test_committed_advances_only_after_chunks_are_on_disk(
     async def checked(self: TraceWriter, shapes: dict[str, int], attrs: dict[str, Any]) -> None:
         on_disk = _attrs(self.path)["committed"]
         # Every chunk file of the rows about to be committed already exists...
-        for name in ("seq", "ts_ns", "ts_exchange_ns", "kind", "asset", "payload_offset",
-                     "payload_size"):
+        for name in (
+            "seq",
+            "ts_ns",
+            "ts_exchange_ns",
+            "kind",
+            "asset",
+            "payload_offset",
+            "payload_size",
+        ):
             for k in range(attrs["committed"] // CHUNK):
                 assert (self.path / name / "c" / str(k)).is_file(), (name, k)
         # ...while the committed attribute still has its old value.
@@ -159,8 +171,11 @@ def test_wal_segments_are_deleted_once_committed(trace_path: Path) -> None:
 def test_leftover_partials_are_removed_on_open(trace_path: Path) -> None:
     with TraceWriter(trace_path, chunk_rows=CHUNK) as w:
         write_mixed(w, 2 * CHUNK)
-    stray = [trace_path / "seq" / "c" / "7.partial", trace_path / "zarr.abc123.partial",
-             trace_path / "payload" / "c" / "3.0f0f.partial"]
+    stray = [
+        trace_path / "seq" / "c" / "7.partial",
+        trace_path / "zarr.abc123.partial",
+        trace_path / "payload" / "c" / "3.0f0f.partial",
+    ]
     for p in stray:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"half a chunk")
@@ -210,7 +225,7 @@ def test_bad_arguments_are_refused(trace_path: Path) -> None:
 def test_not_a_trace_is_refused(tmp_path: Path) -> None:
     (tmp_path / "x.zarr").mkdir()
     (tmp_path / "x.zarr" / "notes.txt").write_text("mine")
-    with pytest.raises(TraceError, match="no zarr.json"):
+    with pytest.raises(TraceError, match=r"no zarr\.json"):
         TraceWriter(tmp_path / "x.zarr")
 
 
@@ -267,13 +282,22 @@ async def test_usable_from_trio(trace_path: Path) -> None:
 
 
 def test_secrets_never_reach_disk(trace_path: Path) -> None:
-    secrets = ["AKIAXYZSECRET01", "sekretvalue0002", "deadbeefsig0003", "listenkeyval0004",
-               "hdrapikey000005", "tokenvalue00006", "pk-material-007"]
+    secrets = [
+        "AKIAXYZSECRET01",
+        "sekretvalue0002",
+        "deadbeefsig0003",
+        "listenkeyval0004",
+        "hdrapikey000005",
+        "tokenvalue00006",
+        "pk-material-007",
+    ]
     marker = "visible-marker-42"
 
     def payload(i: int) -> dict[str, Any]:
         return {
-            "apiKey": secrets[0], "secret": secrets[1], "marker": marker,
+            "apiKey": secrets[0],
+            "secret": secrets[1],
+            "marker": marker,
             "info": {"signature": secrets[2], "listenKey": secrets[3], "i": i},
             "headers": [{"X-MBX-APIKEY": secrets[4]}],
             "url": f"https://x/api?timestamp={i}&signature={secrets[2]}&recvWindow=5",

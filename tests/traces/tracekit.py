@@ -19,8 +19,13 @@ CHUNK = 64  # small chunks, so a few hundred events cross several chunk boundari
 
 def trade(i: int) -> dict[str, object]:
     """A small ccxt-like trade payload, distinct per i."""
-    return {"id": str(i), "price": 30_000.0 + i / 4, "amount": 0.001 * (i % 7), "side": "buy",
-            "info": {"t": i, "m": i % 2 == 0}}
+    return {
+        "id": str(i),
+        "price": 30_000.0 + i / 4,
+        "amount": 0.001 * (i % 7),
+        "side": "buy",
+        "info": {"t": i, "m": i % 2 == 0},
+    }
 
 
 def write_mixed(w: TraceWriter, n: int, *, t0: int = 0) -> list[tuple[int, int, str | None]]:
@@ -31,14 +36,14 @@ def write_mixed(w: TraceWriter, n: int, *, t0: int = 0) -> list[tuple[int, int, 
         if i % 17 == 0 and n - i >= 10:
             k = 10
             ts = np.arange(t0 + i, t0 + i + k, dtype=np.int64)
-            seqs = w.record_many(Kind.PUBLIC_TRADES, [trade(t0 + j) for j in range(i, i + k)],
-                                 ts, asset="ETH/USDT")
+            seqs = w.record_many(
+                Kind.PUBLIC_TRADES, [trade(t0 + j) for j in range(i, i + k)], ts, asset="ETH/USDT"
+            )
             out += [(s, int(t), "ETH/USDT") for s, t in zip(seqs, ts, strict=True)]
             i += k
         else:
             asset = None if i % 3 == 0 else "BTC/USDT"
-            seq = w.record(Kind.TRADE, trade(t0 + i), ts_ns=t0 + i, asset=asset,
-                           durable=i % 4 == 0)
+            seq = w.record(Kind.TRADE, trade(t0 + i), ts_ns=t0 + i, asset=asset, durable=i % 4 == 0)
             out.append((seq, t0 + i, asset))
             i += 1
     return out
@@ -65,5 +70,6 @@ def all_bytes(root: Path) -> list[tuple[Path, bytes]]:
 
 def snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
     """Name -> (mtime_ns, content) for every file: to prove a reader changed nothing."""
-    return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.read_bytes())
-            for p in iter_files(root)}
+    return {
+        str(p.relative_to(root)): (p.stat().st_mtime_ns, p.read_bytes()) for p in iter_files(root)
+    }
