@@ -30,7 +30,8 @@ class Faults:
     """Thread-safe fault knobs of one loopback exchange (``LoopbackExchange.faults``).
 
     - :attr:`latency_ms`: added before every REST reply and WebSocket API reply.
-    - :meth:`fail_next`: HTTP 5xx on the next ``k`` REST requests (nothing is executed).
+    - :meth:`fail_next`: HTTP 5xx, with a plain-text body as a gateway sends it, on the next
+      ``k`` REST requests (nothing is executed).
     - :meth:`rate_limit_next`: HTTP 429 (or 418) with ``Retry-After`` on the next ``k``
       requests. A client that sends again before ``Retry-After`` has passed gets 418, the way
       Binance bans an IP that ignores a 429, so honouring the header is checkable.

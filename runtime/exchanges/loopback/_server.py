@@ -964,13 +964,16 @@ def _fault_response(fault: RequestFault) -> web.Response:
             "msg": f"Way too many requests; IP(127.0.0.1) banned until "
             f"{until}. Please use the websocket for live updates to avoid bans.",
         }
-    elif fault.status == 500:
-        body = {"code": -1000, "msg": "An unknown error occurred while processing the request."}
     else:
-        body = {
-            "code": -1001,
-            "msg": "Internal error; unable to process your request. Please try again.",
+        # A gateway-level failure: plain text, no Binance error code, so a client cannot tell
+        # whether the request ran (ccxt raises ExchangeNotAvailable, a NetworkError).
+        reasons = {
+            500: "Internal Server Error",
+            502: "Bad Gateway",
+            503: "Service Unavailable",
+            504: "Gateway Timeout",
         }
+        return web.Response(status=fault.status, text=reasons[fault.status], headers=headers)
     return web.Response(
         status=fault.status, text=_json(body), content_type="application/json", headers=headers
     )

@@ -9,7 +9,13 @@ exact prices a test sets.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -82,3 +88,54 @@ async def until(predicate: Callable[[], bool], within_s: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {within_s}s")
         await asyncio.sleep(0.01)
+
+
+def raw(
+    ex: LoopbackExchange,
+    method: str,
+    path: str,
+    params: dict[str, Any] | None = None,
+    *,
+    key: str | None = KEY,
+    secret: str | None = SECRET,
+    signed: bool = True,
+    timestamp_ms: int | None = None,
+    in_body: bool = False,
+) -> tuple[int, dict[str, str], Any]:
+    """One hand-made HTTP request: ``(status, headers, decoded JSON body or text)``.
+
+    Signed requests get ``timestamp`` and an HMAC-SHA256 ``signature`` over the encoded
+    parameters, in the query string or (``in_body``) the form body, as Binance clients do.
+    """
+    query = dict(params or {})
+    if signed:
+        query.setdefault("timestamp", timestamp_ms if timestamp_ms is not None else _now_ms())
+    encoded = urllib.parse.urlencode(query)
+    if signed and secret is not None:
+        digest = hmac.new(secret.encode(), encoded.encode(), hashlib.sha256).hexdigest()
+        encoded += f"&signature={digest}"
+    url = f"{ex.base_url}{path}"
+    data = None
+    if in_body:
+        data = encoded.encode()
+    elif encoded:
+        url += f"?{encoded}"
+    request = urllib.request.Request(url, data=data, method=method)
+    if key is not None:
+        request.add_header("X-MBX-APIKEY", key)
+    if data is not None:
+        request.add_header("Content-Type", "application/x-www-form-urlencoded")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            status, headers, text = response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        status, headers, text = exc.code, dict(exc.headers), exc.read()
+        exc.close()
+    try:
+        return status, headers, json.loads(text)
+    except ValueError:
+        return status, headers, text.decode()
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
