@@ -65,6 +65,7 @@ WAL_DIR = "wal"
 LOCK_FILE = "writer.lock"
 FIELDS = ("seq", "ts_ns", "ts_exchange_ns", "kind", "asset", "payload")
 
+_SPARSE = 64  # a selection this much sparser than its span is read chunk by chunk
 _RETRIES = 20  # a live writer can move `committed` and delete WAL segments between our reads
 
 
@@ -144,7 +145,8 @@ class _ArrayFiles:
             zstd,
         )
 
-    def _decode(self, k: int, out: np.ndarray, src: slice) -> None:
+    def _decode(self, k: int, pieces: list[tuple[np.ndarray, slice]]) -> None:
+        """Decode chunk ``k`` once and copy each ``src`` slice of it into its ``out``."""
         path = self.root / self.key((k,))
         try:
             raw = path.read_bytes()
@@ -153,29 +155,33 @@ class _ArrayFiles:
                 f"trace {self.root.parent} is damaged: chunk file {path} of committed rows is "
                 "missing"
             ) from None
-        if src.start == 0 and src.stop == self.chunk:
-            self.zstd.decode(raw, out=out)
-        else:
-            full = np.frombuffer(self.zstd.decode(raw), self.dtype)
+        if len(pieces) == 1 and pieces[0][1] == slice(0, self.chunk):
+            self.zstd.decode(raw, out=pieces[0][0])  # straight into place, no copy
+            return
+        full = np.frombuffer(self.zstd.decode(raw), self.dtype)
+        for out, src in pieces:
             out[:] = full[src]
 
     def read_ranges(self, ranges: Sequence[tuple[int, int]]) -> np.ndarray:
-        """Rows ``[lo, hi)`` of each range, concatenated."""
+        """Rows ``[lo, hi)`` of each range, concatenated. Each chunk is decoded once, however
+        many ranges touch it; many chunks are decoded on a few threads (zstd drops the GIL)."""
         total = sum(hi - lo for lo, hi in ranges)
         out = np.empty(total, self.dtype)
-        tasks: list[tuple[int, np.ndarray, slice]] = []
+        by_chunk: dict[int, list[tuple[np.ndarray, slice]]] = {}
         pos = 0
         size = self.chunk
         for lo, hi in ranges:
             for k in range(lo // size, (hi - 1) // size + 1 if hi > lo else lo // size):
                 a, b = max(lo, k * size), min(hi, (k + 1) * size)
-                tasks.append((k, out[pos : pos + b - a], slice(a - k * size, b - k * size)))
+                by_chunk.setdefault(k, []).append(
+                    (out[pos : pos + b - a], slice(a - k * size, b - k * size))
+                )
                 pos += b - a
-        if len(tasks) < _POOL_MIN_CHUNKS:
-            for task in tasks:
-                self._decode(*task)
+        if len(by_chunk) < _POOL_MIN_CHUNKS:
+            for k, pieces in by_chunk.items():
+                self._decode(k, pieces)
         else:
-            for _ in _executor().map(lambda t: self._decode(*t), tasks):
+            for _ in _executor().map(lambda item: self._decode(*item), by_chunk.items()):
                 pass
         return out
 
@@ -669,9 +675,13 @@ def read_trace(
         mask &= filters[k](cols[k])
     sel = np.flatnonzero(mask)
     lo, hi = (int(sel[0]), int(sel[-1]) + 1) if len(sel) else (0, 0)
-    rest = view.read(lo, hi, [f for f in FIELDS if f not in filters])
-    rel = sel - lo
-    out = {f: (rest[f].take(rel) if f == "payload" else rest[f][rel]) for f in rest}
+    others = [f for f in FIELDS if f not in filters]
+    if len(sel) * _SPARSE < hi - lo:  # scattered rows: read only the chunks they touch
+        out = view.read_at(sel, others)
+    else:
+        rest = view.read(lo, hi, others)
+        rel = sel - lo
+        out = {f: (rest[f].take(rel) if f == "payload" else rest[f][rel]) for f in rest}
     out.update({k: cols[k][sel] for k in keys})
     return _frame(out, view.symbols)
 

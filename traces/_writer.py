@@ -10,12 +10,14 @@ passed. A crash at any point leaves Zarr rows ``[:committed]`` plus a WAL that c
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import fcntl
 import os
 import shutil
 import struct
 import threading
+import weakref
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -191,6 +193,7 @@ class TraceWriter:
             target=self._work, name=f"trace-writer {self._path.name}", daemon=True
         )
         self._worker.start()
+        _open_writers.add(self)
 
     # ------------------------------------------------------------------------------ opening
     def _open(self, chunk_rows: int, symbols: list[str]) -> None:
@@ -646,7 +649,18 @@ class TraceWriter:
                 "reopen the trace to retry committing"
             ) from error
 
+    def _flush_at_exit(self) -> None:
+        """Hand buffered frames to the OS at interpreter exit (the worker is a daemon thread,
+        and a forgotten writer should still lose nothing it was given)."""
+        if self._cond.acquire(timeout=1.0):
+            try:
+                if not self._closed and self._error is None and self._pending:
+                    self._write_out(sync=self._fsync != "never")
+            finally:
+                self._cond.release()
+
     def _release(self) -> None:
+        _open_writers.discard(self)
         self._wal.close()
         if self._lock_fd >= 0:
             os.close(self._lock_fd)  # also drops the flock
@@ -701,6 +715,16 @@ class TraceWriter:
             f"TraceWriter({str(self._path)!r}, fsync={self._fsync!r}, {state}, "
             f"committed={self._committed})"
         )
+
+
+_open_writers: weakref.WeakSet[TraceWriter] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_open_writers() -> None:
+    for w in list(_open_writers):
+        with contextlib.suppress(Exception):
+            w._flush_at_exit()
 
 
 def _join(chunks: list[_Chunk], name: str, dtype: type[np.generic]) -> np.ndarray:

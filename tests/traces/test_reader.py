@@ -294,3 +294,19 @@ def test_reads_beside_a_live_writer_are_consistent(trace_path: Path) -> None:
     assert not errors
     assert reads >= 3
     assert len(read_trace(trace_path)) == batches * size
+
+
+def test_sparse_filter_reads_matching_rows_only(trace_path: Path) -> None:
+    errors_at = {3, 700, 701, 1500, 2047}
+    with TraceWriter(trace_path, chunk_rows=CHUNK) as w:
+        for i in range(2050):
+            if i in errors_at:
+                w.record(Kind.ERROR, {"i": i, "why": "x" * (i % 13)}, ts_ns=i, asset="BTC/USDT")
+            else:
+                w.record(Kind.TICKER, {"i": i}, ts_ns=i, asset="ETH/USDT")
+    full = read_trace(trace_path)
+    df = read_trace(trace_path, kinds="ERROR")
+    assert df["seq"].tolist() == sorted(errors_at)
+    assert df["payload"].tolist() == full["payload"].iloc[sorted(errors_at)].tolist()
+    assert df["asset"].tolist() == ["BTC/USDT"] * 5
+    assert df["ts_ns"].tolist() == sorted(errors_at)

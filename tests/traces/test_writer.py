@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -332,3 +334,16 @@ def test_repr_names_the_state(trace_path: Path) -> None:
     w.close()  # idempotent
     assert "closed" in repr(w)
     assert os.path.basename(str(w.path)) == "demo.zarr"
+
+
+def test_unclosed_writer_flushes_its_buffer_at_exit(trace_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from traces._schema import Kind\n"
+        "from traces._writer import TraceWriter\n"
+        "w = TraceWriter(sys.argv[1])\n"
+        "for i in range(10):\n"
+        "    w.record(Kind.TICKER, {'i': i}, ts_ns=i)\n"  # buffered, never closed
+    )
+    subprocess.run([sys.executable, "-c", code, str(trace_path)], check=True, timeout=60)
+    assert [r["payload"]["i"] for r in tail_records(trace_path, 20)] == list(range(10))
