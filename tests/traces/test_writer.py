@@ -83,7 +83,7 @@ def test_committed_advances_only_after_chunks_are_on_disk(
     seen: list[tuple[int, int]] = []
     original = TraceWriter._commit_metadata
 
-    async def checked(self: TraceWriter, shapes: dict[str, int], attrs: dict[str, Any]) -> None:
+    def checked(self: TraceWriter, shapes: dict[str, int], attrs: dict[str, Any]) -> None:
         on_disk = _attrs(self.path)["committed"]
         # Every chunk file of the rows about to be committed already exists...
         for name in (
@@ -99,7 +99,7 @@ def test_committed_advances_only_after_chunks_are_on_disk(
                 assert (self.path / name / "c" / str(k)).is_file(), (name, k)
         # ...while the committed attribute still has its old value.
         assert on_disk < attrs["committed"]
-        await original(self, shapes, attrs)
+        original(self, shapes, attrs)
         seen.append((on_disk, _attrs(self.path)["committed"]))
 
     monkeypatch.setattr(TraceWriter, "_commit_metadata", checked)
