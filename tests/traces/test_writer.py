@@ -13,9 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 import trio
+import zarr
 from tracekit import CHUNK, all_bytes, trade, write_mixed
 
 from runtime._errors import ConfigError, TraceError
+from traces._codec import decode
 from traces._reader import read_trace, tail_records
 from traces._schema import SCHEMA_VERSION, Kind, Recorder
 from traces._wal import list_segments
@@ -347,3 +349,24 @@ def test_unclosed_writer_flushes_its_buffer_at_exit(trace_path: Path) -> None:
     )
     subprocess.run([sys.executable, "-c", code, str(trace_path)], check=True, timeout=60)
     assert [r["payload"]["i"] for r in tail_records(trace_path, 20)] == list(range(10))
+
+
+def test_trace_is_plain_zarr(trace_path: Path) -> None:
+    """Chunks and metadata are written without zarr's write path: zarr itself must read them."""
+    with TraceWriter(trace_path, chunk_rows=CHUNK) as w:
+        expected = write_mixed(w, 3 * CHUNK + 9)
+    group = zarr.open_group(str(trace_path), mode="r")
+    committed = group.attrs["committed"]
+    assert committed == 3 * CHUNK
+    assert group["seq"].shape == (committed,)
+    assert group["seq"][:].tolist() == list(range(committed))
+    assert group["ts_ns"][:].tolist() == [t for _, t, _ in expected[:committed]]
+    symbols = list(group.attrs["symbols"])
+    assert [symbols[a] if a >= 0 else None for a in group["asset"][:].tolist()] == [
+        a for _, _, a in expected[:committed]
+    ]
+    blob = group["payload"]
+    offsets, sizes = group["payload_offset"][:], group["payload_size"][:]
+    for i in (0, CHUNK - 1, CHUNK, committed - 1):
+        raw = blob[int(offsets[i]) : int(offsets[i]) + int(sizes[i])].tobytes()
+        assert decode(raw) == trade(expected[i][1])
