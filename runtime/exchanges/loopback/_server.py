@@ -236,6 +236,7 @@ class LoopbackExchange:
             account.sim.feed = engine_feed
             if c["fill_model"] is not None:
                 account.sim.fill_model = c["fill_model"]
+        self._route_table = self._routes()
         self._spot_user = _UserData(self, self._wrap_spot_event)
         self._futures_user = _UserData(self, self._wrap_futures_event)
         self.spot.emit = self._spot_user.publish
@@ -369,6 +370,10 @@ class LoopbackExchange:
         """Every user-data event emitted so far for ``account`` (copies, oldest first)."""
         hub = self._spot_user if self._account(account) is self.spot else self._futures_user
         return self._on_loop(lambda: [json.loads(_json(e)) for e in hub.sent])
+
+    def endpoints(self) -> list[str]:
+        """Every REST endpoint served, as ``"METHOD /path"``, sorted."""
+        return sorted(f"{method} {path}" for method, path in self._route_table)
 
     def payloads(self) -> list[Payload]:
         """Every body sent so far (needs ``record=True``), oldest first."""
@@ -547,8 +552,6 @@ class LoopbackExchange:
         path = request.path.rstrip("/") or "/"
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await self._websocket(request, path)
-        if not hasattr(self, "_route_table"):
-            self._route_table = self._routes()
         route = self._route_table.get((request.method, path))
         if route is None:
             log.warning("loopback: no route for %s %s", request.method, path)
