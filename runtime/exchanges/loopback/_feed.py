@@ -142,6 +142,14 @@ class BarClock:
                     "of BASE_QUOTE-<timeframe>.feather files (like ../shared/data) or None"
                 )
             sources: Mapping[str, Any] = _data_files(directory, self.pairs, timeframe)
+            if not sources and timeframe is not None:
+                other = _data_files(directory, self.pairs, None)
+                if other:
+                    found = sorted({p.stem.rsplit("-", 1)[1] for p in other.values()})
+                    raise ConfigError(
+                        f"{directory} holds bars for {', '.join(other)} at {', '.join(found)}, "
+                        f"not at timeframe={timeframe!r}; pass timeframe={found[0]!r} or None"
+                    )
         else:
             sources = {pair_of(k): v for k, v in data.items() if pair_of(k) in self.pairs}
         if not sources:
