@@ -787,8 +787,6 @@ class FuturesAccount(_Account):
             raise mandatory("leverage")
         if not 1 <= leverage <= _DEFAULT_LEVERAGE_BRACKETS[0][0]:
             raise BinanceError(-4028, f"Leverage {leverage} is not valid")
-        ai = self._asset(m)
-        ai.leverage_max = float(_DEFAULT_LEVERAGE_BRACKETS[0][0])
         _run(self.sim.set_leverage(float(leverage), m.symbol), futures=True)
         now = self.clock.now_ms()
         self.emit(

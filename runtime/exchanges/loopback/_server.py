@@ -20,6 +20,7 @@ key is ever logged.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import threading
@@ -52,6 +53,7 @@ PUBLIC, USER_STREAM, SIGNED = "public", "user_stream", "signed"
 _START_TIMEOUT_S: Final = 10.0
 _DEFAULT_BALANCES: Final = {"USDT": 100_000.0}
 _FUTURES_DEPTH_LIMITS: Final = (5, 10, 20, 50, 100, 500, 1000)
+_EVENTS_KEPT: Final = 10_000
 
 
 def _json(body: Any) -> str:
@@ -123,7 +125,8 @@ class _UserData:
         self.conns: set[_Conn] = set()
         self.held: list[dict[str, Any]] = []
         self.flusher: asyncio.Task[None] | None = None
-        self.sent: list[dict[str, Any]] = []  # every event emitted, for tests and spec checks
+        # The latest events emitted, for tests; bounded so a long `serve` does not grow.
+        self.sent: collections.deque[dict[str, Any]] = collections.deque(maxlen=_EVENTS_KEPT)
 
     def publish(self, event: dict[str, Any]) -> None:
         self.sent.append(event)
@@ -367,7 +370,7 @@ class LoopbackExchange:
         return self._on_loop(fn)
 
     def user_events(self, account: str = "spot") -> list[dict[str, Any]]:
-        """Every user-data event emitted so far for ``account`` (copies, oldest first)."""
+        """The user-data events emitted for ``account`` (the last 10,000; copies, oldest first)."""
         hub = self._spot_user if self._account(account) is self.spot else self._futures_user
         return self._on_loop(lambda: [json.loads(_json(e)) for e in hub.sent])
 
@@ -620,6 +623,8 @@ class LoopbackExchange:
             self._sink.append(Payload("rest", f"{method} {path}", status, json.loads(_json(body))))
 
     def _use_weight(self, api: str) -> int:
+        # Every request counts 1 (Binance weighs endpoints 1 to 50); enough for a client that
+        # reads X-MBX-USED-WEIGHT-1M to see usage move within the minute.
         minute = int(time.time() // 60)
         last_minute, used = self._weight.get(api, (minute, 0))
         used = used + 1 if last_minute == minute else 1
@@ -785,7 +790,9 @@ class LoopbackExchange:
         loop = self._loop
         if loop is None or loop.is_closed():
             raise RuntimeError("the loopback exchange is not running; start() it first")
-        asyncio.run_coroutine_threadsafe(self._close_all(), loop).result(_START_TIMEOUT_S)
+        future = asyncio.run_coroutine_threadsafe(self._close_all(), loop)
+        if threading.current_thread() is not self._thread:  # waiting on the loop would deadlock
+            future.result(_START_TIMEOUT_S)
 
     def _parse_stream(self, kind: str, stream: str) -> tuple[Market, str]:
         symbol, _, channel = stream.partition("@")

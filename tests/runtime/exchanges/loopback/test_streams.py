@@ -19,6 +19,7 @@ from runtime.exchanges.loopback import LoopbackExchange
 from tests.runtime.exchanges.loopback.support import (
     BTC,
     BTC_PERP,
+    make_exchange,
     opened,
     pro_futures,
     pro_spot,
@@ -181,3 +182,16 @@ def test_futures_market_streams(loopback: LoopbackExchange) -> None:
     assert ticker["last"] == 60_000.0
     assert ohlcv[-1][4] == 60_000.0
     assert following[-1][4] == 59_000.0
+
+
+def test_bars_advance_on_their_own_with_a_bar_interval() -> None:
+    with make_exchange(bar_interval_ms=20) as ex:
+        start = ex.call(lambda: ex.clock.index)
+
+        async def go() -> list:
+            async with opened(pro_spot(ex)) as p:
+                return await asyncio.wait_for(p.watch_trades(BTC), 5)
+
+        trades = run(go())
+        assert trades
+        assert ex.call(lambda: ex.clock.index) > start
