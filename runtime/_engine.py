@@ -19,6 +19,7 @@ Accounting rules:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -255,7 +256,8 @@ def _apply_created(state: State, e: OrderCreated) -> Order:
     if e.id:
         state.orders_by_id[e.id] = order
     ai.open_orders[e.client_id] = order
-    basis = e.price if e.price is not None else (e.reference_price or ai.price)
+    # Only the event's own fields: replay must reach the same numbers without market data.
+    basis = e.price if e.price is not None else (e.reference_price or 0.0)
     if not e.reduce_only:
         value = commitment(ai, e.side, e.amount, basis)
         order.committed = value
@@ -424,6 +426,37 @@ def apply(state: State, event: Event) -> Any:
     return _APPLY[type(event)](state, event)
 
 
+def digest(state: State, event: Event) -> dict[str, Any]:
+    """The state an event leaves behind, where it touched it: balance totals and commitments
+    of its currencies, the order's progress and the asset's position. Traces store it with each
+    event so replay can name the first event after which the state differs."""
+    symbol = getattr(event, "symbol", None)
+    currencies: set[str] = set()
+    out: dict[str, Any] = {}
+    if isinstance(event, BalanceUpdated):
+        currencies.add(event.currency)
+    if symbol is not None and symbol in state.assets:
+        ai = state.assets[symbol]
+        currencies.update((ai.base, ai.quote, ai.settle))
+        if ai.contract:
+            out["p"] = [
+                ai.long.contracts if ai.long else 0.0,
+                ai.short.contracts if ai.short else 0.0,
+            ]
+        client_id = getattr(event, "client_id", None)
+        order = state.orders.get(client_id) if client_id else None
+        if order is not None:
+            out["o"] = [order.filled, order.status, order.committed]
+    if isinstance(event, OrderFilled):
+        currencies.add(event.fee_currency)
+    out["b"] = {
+        c: [state.balances[c].total, state.balances[c].committed]
+        for c in sorted(currencies)
+        if c in state.balances
+    }
+    return out
+
+
 def event_to_dict(event: Event) -> dict[str, Any]:
     """The event as a plain dict with its type name under "event" (for traces)."""
     out: dict[str, Any] = {"event": type(event).__name__}
@@ -433,8 +466,11 @@ def event_to_dict(event: Event) -> dict[str, Any]:
 
 
 def event_from_dict(payload: dict[str, Any]) -> Event:
+    """The event back from `event_to_dict`'s dict (extra keys such as "raw" are ignored)."""
     fields = dict(payload)
     cls = EVENT_TYPES[fields.pop("event")]
+    names = {f.name for f in dataclasses.fields(cls)}
+    fields = {k: v for k, v in fields.items() if k in names}
     return cast(Event, cls(**fields))
 
 

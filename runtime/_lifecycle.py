@@ -40,9 +40,8 @@ async def start(
     finally:
         rt.running = False
         rt.record(Kind.RUN_STOPPED, {"run_id": rt.run_id, "state": state_snapshot(s)}, durable=True)
-        flush = getattr(rt.recorder, "flush", None)
-        if flush is not None:
-            flush()
+        # Commit whole chunks and release the trace; recording again reopens it.
+        rt.recorder.close()
 
 
 async def stop(s: Strategy) -> None:

@@ -26,6 +26,7 @@ from ._engine import (
     PositionUpdated,
     State,
     apply,
+    digest,
     event_to_dict,
 )
 from ._modes import Mode, RunConfig
@@ -94,7 +95,7 @@ class Runtime:
         self.recorder: Recorder = NullRecorder()
         self.running = False
         self.stopping = False
-        self.run_id = 0
+        self.run_id = ""
         self.last_refusal: Exception | None = None
         self.initial_cash: dict[str, float] = {}
         self._hooks: list[tuple[AssetInstance, Trade]] = []
@@ -132,11 +133,18 @@ class Runtime:
     def emit(
         self, event: Event, *, raw: dict[str, Any] | None = None, durable: bool = False
     ) -> Any:
-        """Record `event`, then apply it. Queues `on_trade` for new fills."""
+        """Apply `event`, then record it with the state it left (see `digest`). Queues
+        `on_trade` for new fills. An event the engine refuses is recorded as an error."""
+        symbol = getattr(event, "symbol", None)
         payload = event_to_dict(event)
         if raw is not None:
             payload["raw"] = raw
-        symbol = getattr(event, "symbol", None)
+        try:
+            result = apply(self.state, event)
+        except Exception as exc:
+            self.record(Kind.ERROR, {"error": str(exc), "event": payload}, asset=symbol)
+            raise
+        payload["check"] = digest(self.state, event)
         self.record(
             EVENT_KINDS[type(event)],
             payload,
@@ -144,7 +152,6 @@ class Runtime:
             durable=durable,
             ts_exchange_ms=getattr(event, "timestamp", None),
         )
-        result = apply(self.state, event)
         if isinstance(result, Trade):
             ai = self.state.assets[result.order.symbol]
             if self.on_fill is not None:
@@ -155,7 +162,9 @@ class Runtime:
     def on_exchange(self, kind: str, payload: dict[str, Any]) -> None:
         """Apply one exchange report (order or trade dict) to local state."""
         if kind == "order":
-            for event in order_events(self.state, payload):
+            ai = self.state.assets.get(payload.get("symbol", ""))
+            reference = ai.price if ai is not None else None
+            for event in order_events(self.state, payload, reference):
                 self.emit(event, durable=True)
         elif kind == "trade":
             fill = trade_event(self.state, payload)

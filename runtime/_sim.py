@@ -9,6 +9,7 @@ the run loop then carries on after them, as a live strategy blocked in a wait mi
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -179,6 +180,7 @@ def setup_sim(
     margin: str | None,
     initial_cash: float | Mapping[str, float] | None,
     config: RunConfig,
+    source: str,
 ) -> None:
     cls = type(s)
     symbols = [_normalize_symbol(m, margin) for m in (config.markets or cls.markets)]
@@ -259,13 +261,14 @@ def setup_sim(
     if config.trace:
         from traces import open_recorder
 
-        rt.recorder = open_recorder(config.trace_root, exchange, "sim", name)
-    rt.run_id = int(rt.now_ms())
+        rt.recorder = open_recorder(config.trace_root, exchange, "sim", name, fsync=config.fsync)
+    rt.run_id = uuid.uuid4().hex[:16]
     rt.record(
         Kind.RUN_STARTED,
         {
             "run_id": rt.run_id,
             "strategy": name,
+            "source": source,
             "mode": "sim",
             "exchange": exchange,
             "margin": margin,
@@ -273,6 +276,7 @@ def setup_sim(
             "fresh": True,
             "cash_currency": cash_currency,
             "timeframe": cls.timeframe,
+            "market_defs": markets,
         },
         durable=True,
     )

@@ -171,6 +171,8 @@ def strategy(
     if margin not in (None, "isolated"):
         raise ConfigError(f"margin={margin!r} is not supported; use None (spot) or 'isolated'")
     name, cls = load_strategy_class(name_or_path)
+    text = str(name_or_path)
+    source = str(Path(text).resolve()) if text.endswith(".py") or Path(text).exists() else text
     run_config = RunConfig.from_mapping(config)
     s = cls()
     if isinstance(mode, Sim):
@@ -185,6 +187,7 @@ def strategy(
             margin=margin if margin is not None else cls.margin,
             initial_cash=initial_cash,
             config=run_config,
+            source=source,
         )
         return s
     mode_name = type(mode).__name__

@@ -161,6 +161,7 @@ class LoopbackExchange:
     - ``timeframe``, ``seed``, ``history``, ``data``: the market series (see :class:`BarClock`).
     - ``bar_interval_ms``: wall milliseconds per bar when running on its own; ``None`` (the
       default) moves prices only through :meth:`advance` and :meth:`set_price`.
+    - ``fill_model``: the matching engine's fill model (spread, impact, volume cap).
     - ``host``, ``port``: where to listen; port 0 picks a free port.
     - ``record``: keep every REST body and WebSocket message sent (:meth:`payloads`), for
       checking them against Binance's SDK models.
@@ -279,8 +280,10 @@ class LoopbackExchange:
     def _run(self) -> None:
         try:
             asyncio.run(self._main())
-        except Exception as exc:  # reported to start(), which is waiting
-            self._error = exc
+        except Exception as exc:
+            if self._ready.is_set():
+                log.exception("loopback: the server stopped on an error")
+            self._error = exc  # reported by start(), which is waiting
             self._ready.set()
 
     async def _main(self) -> None:
@@ -313,9 +316,13 @@ class LoopbackExchange:
     async def _auto_advance(self, interval_ms: float) -> None:
         next_at = time.monotonic()
         while True:
-            next_at += interval_ms / 1000
-            await asyncio.sleep(max(next_at - time.monotonic(), 0))
-            self._advance(1)
+            # A steady cadence; after a stall (a blocked loop) it resumes instead of bursting.
+            next_at = max(next_at + interval_ms / 1000, time.monotonic())
+            await asyncio.sleep(next_at - time.monotonic())
+            try:
+                self._advance(1)
+            except Exception:
+                log.exception("loopback: advancing the market failed; trying again next bar")
 
     def _on_loop(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the server loop and return its result (from any thread)."""

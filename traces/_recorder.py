@@ -1,0 +1,85 @@
+"""The recorder a strategy writes through: the trace path for a strategy, opened on first use.
+
+A trace has one writer at a time. Within one process a newer strategy instance of the same
+trace takes the writer over (the older instance reopens it if it records again), so creating
+the same Sim strategy twice in a session just works; another process holding it is an error.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ._schema import Kind
+from ._writer import TraceWriter
+
+_holders: dict[Path, TraceRecorder] = {}
+_lock = threading.Lock()
+
+
+def trace_path(root: str | Path, exchange: str, account: str, strategy: str) -> Path:
+    """``<root>/<exchange>/<account or "sandbox" or "sim">/<strategy>.zarr`` (DESIGN §6)."""
+    return Path(root) / exchange / account / f"{strategy}.zarr"
+
+
+class TraceRecorder:
+    """A `Recorder` over a `TraceWriter` that opens lazily and can be taken over in-process."""
+
+    def __init__(self, path: Path, *, fsync: str = "never") -> None:
+        self.path = path.resolve()
+        self._fsync = fsync
+        self._writer: TraceWriter | None = None
+
+    def _acquire(self) -> TraceWriter:
+        with _lock:
+            other = _holders.get(self.path)
+            if other is not None and other is not self:
+                other.close()
+            self._writer = TraceWriter(self.path, fsync=self._fsync)  # type: ignore[arg-type]
+            _holders[self.path] = self
+            return self._writer
+
+    def record(
+        self,
+        kind: Kind,
+        payload: Mapping[str, Any],
+        *,
+        ts_ns: int,
+        asset: str | None = None,
+        ts_exchange_ns: int = -1,
+        durable: bool = False,
+    ) -> int:
+        writer = self._writer or self._acquire()
+        return writer.record(
+            kind,
+            payload,
+            ts_ns=ts_ns,
+            asset=asset,
+            ts_exchange_ns=ts_exchange_ns,
+            durable=durable,
+        )
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        """Commit whole chunks and release the trace (records after this reopen it)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+        with _lock:
+            if _holders.get(self.path) is self:
+                del _holders[self.path]
+
+    def __repr__(self) -> str:
+        state = "open" if self._writer is not None else "closed"
+        return f"<TraceRecorder {self.path} {state}>"
+
+
+def open_recorder(
+    root: str | Path, exchange: str, account: str, strategy: str, *, fsync: str = "never"
+) -> TraceRecorder:
+    return TraceRecorder(trace_path(root, exchange, account, strategy), fsync=fsync)
