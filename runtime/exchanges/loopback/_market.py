@@ -130,9 +130,9 @@ class MarketData:
         book = self._books[m.id]
         bids, asks = self._levels(m)
         diff_b = [[p, q] for p, q in bids.items() if book.bids.get(p) != q]
-        diff_b += [[p, "0" + m.steps(0)[1:]] for p in book.bids if p not in bids]
+        diff_b += [[p, m.steps(0)] for p in book.bids if p not in bids]
         diff_a = [[p, q] for p, q in asks.items() if book.asks.get(p) != q]
-        diff_a += [[p, "0" + m.steps(0)[1:]] for p in book.asks if p not in asks]
+        diff_a += [[p, m.steps(0)] for p in book.asks if p not in asks]
         if not diff_b and not diff_a:
             return None
         previous = book.update_id

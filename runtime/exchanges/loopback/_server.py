@@ -34,12 +34,14 @@ from aiohttp import WSMsgType, web
 
 from .._binance_info import SPOT_SYMBOLS, futures_exchange_info, spot_exchange_info
 from ..sim._exchange import Bar, FillModel
-from ._accounts import FuturesAccount, SpotAccount, _Account
+from ._accounts import Account
 from ._auth import BinanceError, Credentials, check_timestamp, mandatory, rest_signature_payload
 from ._auth import ws_signature_payload as _ws_payload
 from ._faults import Faults, RequestFault
 from ._feed import BarClock
+from ._futures import FuturesAccount
 from ._market import MarketData
+from ._spot import SpotAccount
 from ._wire import FUTURES_MARKETS, SPOT_MARKETS, Market
 
 __all__ = ["LoopbackExchange", "Payload"]
@@ -414,7 +416,7 @@ class LoopbackExchange:
             out[f"VIGIL_{name}_SECRET"] = self.credentials.secret
         return out
 
-    def _account(self, name: str) -> _Account:
+    def _account(self, name: str) -> Account:
         if name == "spot":
             return self.spot
         if name == "futures":
