@@ -55,6 +55,7 @@ class RunConfig:
     * ``cash_currency``: the currency of ``s.cash``; default the first market's quote (settle).
     * ``leverage``: initial leverage of every margin asset.
     * ``markets``: trade these markets instead of the strategy's own list.
+    * ``trace_market``: also record each bar the strategy sees (Sim), for analysis.
     """
 
     trace: bool = True
@@ -63,6 +64,7 @@ class RunConfig:
     cash_currency: str | None = None
     leverage: float | None = None
     markets: tuple[str, ...] | None = None
+    trace_market: bool = False
 
     def __post_init__(self) -> None:
         if self.fsync not in ("never", "order", "always"):

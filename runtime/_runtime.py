@@ -98,6 +98,7 @@ class Runtime:
         self.run_id = ""
         self.last_refusal: Exception | None = None
         self.initial_cash: dict[str, float] = {}
+        self.last_durable_seq = -1  # the newest record that reached the OS before returning
         self._hooks: list[tuple[AssetInstance, Trade]] = []
         self._client_seq = 0
         # Short, stable tag: client ids stay within Binance's 36 characters for any name.
@@ -120,7 +121,7 @@ class Runtime:
         durable: bool = False,
         ts_exchange_ms: int | None = None,
     ) -> int:
-        return self.recorder.record(
+        seq = self.recorder.record(
             kind,
             payload,
             ts_ns=self.now_ms() * 1_000_000,
@@ -128,6 +129,9 @@ class Runtime:
             ts_exchange_ns=-1 if ts_exchange_ms is None else ts_exchange_ms * 1_000_000,
             durable=durable,
         )
+        if durable:
+            self.last_durable_seq = seq
+        return seq
 
     # State changes.
     def emit(

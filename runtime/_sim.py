@@ -17,7 +17,7 @@ import numpy as np
 
 from traces._schema import Kind
 
-from ._assets import AssetInstance, Balance, BarWindow, Cursor, Universe
+from ._assets import OHLCV, AssetInstance, Balance, BarWindow, Cursor, Universe
 from ._bars import Bars, generate_bars, load_bars, timeframe_ns
 from ._engine import BalanceUpdated, LeverageChanged, State, apply
 from ._errors import ConfigError
@@ -92,6 +92,17 @@ class SimDriver:
         totals = {c: b.total for c, b in state.balances.items()}
         self.marks.append((self.cursor.n - 1, totals, positions))
 
+    def _record_bars(self) -> None:
+        i = self.cursor.n - 1
+        t_ms = int(self.feed.time_ms[i])
+        for sym, cols in self.bars.columns.items():
+            self.rt.record(
+                Kind.BAR,
+                {"time": t_ms, **{c: float(cols[c][i]) for c in OHLCV}},
+                asset=sym,
+                ts_exchange_ms=t_ms,
+            )
+
     def step(self) -> bool:
         """Show one more bar; False at the end of the data."""
         cursor = self.cursor
@@ -136,8 +147,11 @@ class SimDriver:
         exchange = self.exchange
         tick = s.on_tick
         tick_times = self.tick_times
+        trace_market = rt.config.trace_market
         try:
             while not rt.stopping:
+                if trace_market:
+                    self._record_bars()
                 try:
                     await tick(tick_times[cursor.n - 1])
                 except Exception as exc:
