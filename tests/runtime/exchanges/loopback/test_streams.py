@@ -195,3 +195,24 @@ def test_bars_advance_on_their_own_with_a_bar_interval() -> None:
         trades = run(go())
         assert trades
         assert ex.call(lambda: ex.clock.index) > start
+
+
+@pytest.mark.parametrize("market", ["spot", "futures"])
+def test_sandbox_mode_still_reaches_the_loopback(loopback: LoopbackExchange, market: str) -> None:
+    # vigil strategies default to sandbox=True: ccxt then swaps in its "test" URLs, which the
+    # rewrite moved too (and USDⓈ-M no longer trips ccxt's "futures testnet" refusal).
+    symbol = BTC if market == "spot" else BTC_PERP
+
+    async def go() -> tuple[list, dict]:
+        p = (pro_spot if market == "spot" else pro_futures)(loopback)
+        p.set_sandbox_mode(True)
+        async with opened(p):
+            orders = asyncio.ensure_future(p.watch_orders(symbol))
+            await until(lambda: loopback.user_data_listeners(market) == 1)
+            await asyncio.sleep(0.05)
+            placed = await p.create_order(symbol, "market", "buy", 0.01)
+            return await asyncio.wait_for(orders, 5), placed
+
+    orders, placed = run(go())
+    assert orders[-1]["id"] == placed["id"]
+    assert placed["status"] == "closed"
