@@ -162,11 +162,13 @@ class _ArrayFiles:
         for out, src in pieces:
             out[:] = full[src]
 
-    def read_ranges(self, ranges: Sequence[tuple[int, int]]) -> np.ndarray:
-        """Rows ``[lo, hi)`` of each range, concatenated. Each chunk is decoded once, however
-        many ranges touch it; many chunks are decoded on a few threads (zstd drops the GIL)."""
+    def read_ranges(self, ranges: Sequence[tuple[int, int]], extra: int = 0) -> np.ndarray:
+        """Rows ``[lo, hi)`` of each range, concatenated, followed by ``extra`` uninitialised
+        rows for the caller to fill (saves copying a large result to append a WAL tail).
+        Each chunk is decoded once, however many ranges touch it; many chunks are decoded on a
+        few threads (zstd drops the GIL)."""
         total = sum(hi - lo for lo, hi in ranges)
-        out = np.empty(total, self.dtype)
+        out = np.empty(total + extra, self.dtype)
         by_chunk: dict[int, list[tuple[np.ndarray, slice]]] = {}
         pos = 0
         size = self.chunk
@@ -185,8 +187,8 @@ class _ArrayFiles:
                 pass
         return out
 
-    def read(self, lo: int, hi: int) -> np.ndarray:
-        return self.read_ranges([(lo, hi)])
+    def read(self, lo: int, hi: int, extra: int = 0) -> np.ndarray:
+        return self.read_ranges([(lo, hi)], extra)
 
     def take(self, index: np.ndarray) -> np.ndarray:
         """Rows at ``index`` (any order), reading each chunk they touch once."""
@@ -221,14 +223,32 @@ class _View:
     def read(self, lo: int, hi: int, fields: Iterable[str] = FIELDS) -> dict[str, Any]:
         """Rows ``[lo, hi)`` of the requested fields: numpy arrays, and Payloads for payload."""
         fields = list(fields)
-        parts: list[dict[str, Any]] = []
         z_hi = min(hi, self.committed)
-        if lo < z_hi:
-            parts.append(self._read_committed(fields, lambda f: f.read(lo, z_hi)))
         w_lo, w_hi = max(lo, self.committed) - self.committed, hi - self.committed
-        if w_lo < w_hi:
-            parts.append(_wal_fields(self.wal, w_lo, w_hi, fields))
-        return _join_parts(parts, fields)
+        wal = _wal_fields(self.wal, w_lo, w_hi, fields) if w_lo < w_hi else None
+        if lo >= z_hi:
+            return wal if wal is not None else _wal_fields(WalRecords.empty(lo), 0, 0, fields)
+        n_wal = w_hi - w_lo if wal is not None else 0
+        out: dict[str, Any] = {}
+        for f in fields:
+            if f != "payload":
+                # Committed rows land in an array with room left for the WAL rows after them.
+                arr = self.files[f].read(lo, z_hi, extra=n_wal)
+                if wal is not None:
+                    arr[z_hi - lo :] = wal[f]
+                out[f] = arr
+                continue
+            tail = wal["payload"].compact() if wal is not None else Payloads.empty()
+            offsets = self.files["payload_offset"].read(lo, z_hi)
+            sizes = self.files["payload_size"].read(lo, z_hi, extra=n_wal)
+            p = _read_blob(self.files["payload"], offsets, sizes[: z_hi - lo], len(tail.blob))
+            if wal is not None:
+                base = len(p.blob) - len(tail.blob)
+                p.blob[base:] = tail.blob
+                sizes[z_hi - lo :] = tail.sizes
+                p = Payloads(p.blob, np.concatenate([p.offsets, tail.offsets + base]), sizes)
+            out[f] = p
+        return out
 
     def read_at(self, index: np.ndarray, fields: Iterable[str] = FIELDS) -> dict[str, Any]:
         """Rows at sorted positions ``index``, reading only the chunks they touch."""
@@ -282,22 +302,29 @@ def _wal_fields(wal: WalRecords, lo: int, hi: int, fields: list[str]) -> dict[st
     return out
 
 
-def _read_blob(blob: _ArrayFiles, offsets: np.ndarray, sizes: np.ndarray) -> Payloads:
+def _read_blob(
+    blob: _ArrayFiles, offsets: np.ndarray, sizes: np.ndarray, extra: int = 0
+) -> Payloads:
     """Fetch the payload bytes of these rows, one range per contiguous run (the writer pads each
-    commit to a whole blob chunk, so runs break at commit boundaries)."""
+    commit to a whole blob chunk, so runs break at commit boundaries). The returned blob ends
+    with ``extra`` spare bytes."""
     offsets = offsets.astype(np.int64, copy=False)
     if not len(offsets):
-        return Payloads.empty()
+        return Payloads(np.empty(extra, np.uint8), offsets, sizes)
     ends = offsets + sizes
-    breaks = np.flatnonzero(offsets[1:] != ends[:-1]) + 1
-    first = np.concatenate([[0], breaks])
-    last = np.concatenate([breaks, [len(offsets)]]) - 1
+    first = np.flatnonzero(np.concatenate([[True], offsets[1:] != ends[:-1]]))
+    last = np.concatenate([first[1:], [len(offsets)]]) - 1
     run_lo, run_hi = offsets[first], ends[last]
-    buf = blob.read_ranges(list(zip(run_lo.tolist(), run_hi.tolist(), strict=True)))
+    buf = blob.read_ranges(list(zip(run_lo.tolist(), run_hi.tolist(), strict=True)), extra)
     run_base = np.concatenate([[0], np.cumsum(run_hi - run_lo)[:-1]])
-    # A row's offset in `buf` = its offset - its run's start + where that run landed in buf.
-    shift = np.repeat(run_base - run_lo, last - first + 1)
-    return Payloads(buf, offsets + shift, sizes)
+    # A row's offset in `buf` = its offset - its run's start + where that run landed in buf:
+    # a per-run constant, spread to the run's rows with a cumulative sum of its changes.
+    shift = np.zeros(len(offsets), np.int64)
+    delta = run_base - run_lo
+    shift[first] = np.diff(delta, prepend=0)
+    np.cumsum(shift, out=shift)
+    shift += offsets
+    return Payloads(buf, shift, sizes)
 
 
 async def _open_arrays(
