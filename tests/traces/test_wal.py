@@ -98,8 +98,12 @@ def test_zero_filled_tail_is_not_a_record(tmp_path: Path) -> None:
 
 
 def test_seq_must_continue_inside_a_segment(tmp_path: Path) -> None:
-    (tmp_path / segment_name(0)).write_bytes(_events(0, 2) + _events(3, 2))
+    (tmp_path / segment_name(0)).write_bytes(_events(0, 2) + _events(3, 2) + _batch(5, 2))
     assert _seqs(tmp_path) == [0, 1]
+    assert scan_wal(tmp_path, 0).segments[0].valid_bytes == len(_events(0, 2))
+    (tmp_path / segment_name(0)).write_bytes(_events(0, 2) + _batch(3, 2))
+    assert _seqs(tmp_path) == [0, 1]
+    assert scan_wal(tmp_path, 0).segments[0].valid_bytes == len(_events(0, 2))
 
 
 def test_segments_chain_by_name(tmp_path: Path) -> None:
