@@ -52,9 +52,9 @@ __all__ = [
 # Layout shared with the writer. The payload column is three arrays: `payload` (uint8, every
 # payload back to back), `payload_offset` and `payload_size`. Why not zarr's variable-length
 # bytes dtype: in zarr 3.1 it has no v3 spec (it warns that other readers may not read it), and
-# reading it builds one Python bytes object per row; the offset layout reads as three flat numpy
-# arrays and lets payloads stay encoded until a row is looked at (measured ~25% faster to write
-# and to read too).
+# reading it builds one Python bytes object per row, while this layout reads as flat numpy
+# arrays and lets payloads stay encoded until a row is looked at (on 160K small payloads,
+# measured: 15% faster to write and 25% faster to read than vlen-bytes).
 PAYLOAD_ARRAYS: dict[str, str] = {
     "payload_offset": "int64",
     "payload_size": "uint32",

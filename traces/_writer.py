@@ -1,6 +1,6 @@
 """The trace writer: every event to the WAL at once, whole chunks to Zarr from a worker thread.
 
-Appending to Zarr per event rewrites metadata and a chunk each time (61 events/s, measured), so
+Appending to Zarr per event rewrites metadata and a chunk each time (61 events/s, DESIGN §6), so
 ``record`` only appends a frame to the write-ahead log and a row to an in-memory chunk. When a
 chunk of ``chunk_rows`` rows is full, a background thread writes it to the Zarr arrays, then
 advances the group's ``committed`` attribute, then deletes WAL segments that ``committed`` has
@@ -147,8 +147,11 @@ class TraceWriter:
     """Appends events to the trace at ``path`` (a ``<strategy>.zarr`` directory, created if
     missing). Implements the runtime's ``Recorder`` protocol.
 
-    ``fsync``: ``"never"`` (records reach the OS, which survives a process kill), ``"order"``
-    (``durable=True`` records, and commits, are fsynced) or ``"always"`` (every record is).
+    Durability: a ``durable=True`` record, and every record before it, is in the OS when
+    ``record`` returns, so it survives the process being killed. Other records are buffered
+    and handed to the OS within 50 ms (or 256 KiB), and by ``flush()``/``close()``.
+    ``fsync``: ``"never"``, ``"order"`` (durable records and Zarr commits are fsynced, so they
+    also survive a power loss) or ``"always"`` (every record is fsynced).
     ``chunk_rows`` and the payload layout are fixed when the trace is created; reopening keeps
     the trace's own. ``symbols`` pre-registers symbols in the table (more are added as records
     name them). Reopening an existing trace continues its seq. One writer per trace: a second
