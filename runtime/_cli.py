@@ -20,6 +20,10 @@ from ._errors import VigilError
 log = logging.getLogger("vigil")
 
 
+class UsageError(VigilError):
+    """A flag's value is not valid: exits with status 2, like argparse's own errors."""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vigil", description="vigil strategy runtime")
     parser.add_argument(
@@ -54,6 +58,29 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cash", type=float, default=None, help="initial cash")
     run.add_argument("--trace-root", default="traces", help="where traces are written")
     run.add_argument("--no-trace", action="store_true")
+
+    trace = sub.add_parser("trace", help="read an event trace")
+    trace_sub = trace.add_subparsers(dest="trace_command", required=True, metavar="ACTION")
+    tail = trace_sub.add_parser("tail", help="the last events of a trace")
+    tail.add_argument("path")
+    tail.add_argument("-n", type=int, default=20, help="how many events (default 20)")
+    show = trace_sub.add_parser("show", help="events of a trace, filtered")
+    show.add_argument("path")
+    show.add_argument(
+        "--kind", action="append", default=None, help="event kind, e.g. TRADE (repeatable)"
+    )
+    show.add_argument("--asset", action="append", default=None, help="symbol (repeatable)")
+    show.add_argument("--since", default=None)
+    show.add_argument("--until", default=None)
+    show.add_argument("-n", type=int, default=None, help="show only the last N matches")
+
+    replay = sub.add_parser("replay", help="rebuild a strategy's state from its trace")
+    replay.add_argument("path")
+    replay.add_argument("--run", default="-1", help="run index (-1 = last) or run id")
+
+    exchange = sub.add_parser("exchange", help="the loopback exchange")
+    exchange_sub = exchange.add_subparsers(dest="exchange_command", required=True, metavar="ACTION")
+    exchange_sub.add_parser("serve", help="serve a loopback Binance on 127.0.0.1", add_help=False)
     return parser
 
 
@@ -72,7 +99,7 @@ def _load_data(specs: list[str] | None, since: str | None, until: str | None) ->
         for spec in specs:
             symbol, sep, path = spec.partition("=")
             if not sep:
-                raise VigilError(f"--data {spec!r}: with several files write SYMBOL=PATH")
+                raise UsageError(f"--data {spec!r}: with several files write SYMBOL=PATH")
             data[symbol] = path
     if since is None and until is None:
         return data
@@ -147,16 +174,79 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_trace(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from traces import Kind, read_trace, tail_frame, tail_records
+
+    if args.trace_command == "tail":
+        frame = tail_frame(tail_records(args.path, args.n))
+    else:
+        kinds = None
+        if args.kind:
+            valid = [k.name for k in Kind]
+            bad = [k for k in args.kind if k.upper() not in valid]
+            if bad:
+                raise UsageError(
+                    f"--kind {bad[0]!r} is not an event kind; kinds are " + ", ".join(valid)
+                )
+            kinds = [k.upper() for k in args.kind]
+        frame = read_trace(
+            args.path, since=args.since, until=args.until, kinds=kinds, assets=args.asset
+        )
+        if args.n is not None:
+            frame = frame.tail(args.n)
+        if len(frame) <= 10_000:  # flatten payload keys into columns, as `trace tail` does
+            payloads = pd.json_normalize([dict(p or {}) for p in frame["payload"]], sep=".")
+            frame = pd.concat(
+                [frame.drop(columns="payload").reset_index(drop=True), payloads], axis=1
+            )
+    with pd.option_context(
+        "display.max_rows",
+        500,
+        "display.max_columns",
+        30,
+        "display.width",
+        200,
+        "display.max_colwidth",
+        60,
+    ):
+        print(frame.to_string(index=False) if len(frame) else "(no events)")
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from traces import replay_from_trace
+
+    run: int | str = int(args.run) if args.run.lstrip("-").isdigit() else args.run
+    t0 = time.perf_counter()
+    s = replay_from_trace(args.path, run=run)
+    elapsed = time.perf_counter() - t0
+    print(f"replayed {args.path} (run {args.run}) in {elapsed:.2f} s: state matches the trace")
+    print(s)
+    for ai in s.universe:
+        print(f"  {ai!r}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["exchange", "serve"]:
+        from .exchanges.loopback import serve
+
+        return serve(argv[2:])
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    commands = {"demo": _cmd_demo, "run": _cmd_run}
+    commands = {"demo": _cmd_demo, "run": _cmd_run, "trace": _cmd_trace, "replay": _cmd_replay}
     try:
         return commands[args.command](args)
+    except UsageError as exc:
+        print(f"vigil {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except VigilError as exc:
         print(f"vigil: error: {exc}", file=sys.stderr)
         return 1

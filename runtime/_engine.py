@@ -154,6 +154,11 @@ EVENT_TYPES: dict[str, type] = {
 }
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {
+    t: tuple(f.name for f in dataclasses.fields(t)) for t in EVENT_TYPES.values()
+}
+
+
 class State:
     """Everything the engine owns for one strategy."""
 
@@ -467,11 +472,9 @@ def event_to_dict(event: Event) -> dict[str, Any]:
 
 def event_from_dict(payload: dict[str, Any]) -> Event:
     """The event back from `event_to_dict`'s dict (extra keys such as "raw" are ignored)."""
-    fields = dict(payload)
-    cls = EVENT_TYPES[fields.pop("event")]
-    names = {f.name for f in dataclasses.fields(cls)}
-    fields = {k: v for k, v in fields.items() if k in names}
-    return cast(Event, cls(**fields))
+    cls = EVENT_TYPES[payload["event"]]
+    names = _FIELD_NAMES[cls]
+    return cast(Event, cls(**{k: payload[k] for k in names if k in payload}))
 
 
 __all__ = [
