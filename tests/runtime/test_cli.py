@@ -32,7 +32,8 @@ def test_run_trace_and_replay(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     root = tmp_path / "t"
     assert main(["run", "margin_trend", "--bars", "2000", "--trace-root", str(root)]) == 0
     out = capsys.readouterr().out
-    assert "margin_trend" in out and "trades" in out
+    assert "margin_trend" in out
+    assert "trades" in out
     path = root / "binance" / "sim" / "margin_trend.zarr"
     assert main(["trace", "tail", str(path), "-n", "5"]) == 0
     tail = capsys.readouterr().out
@@ -88,4 +89,5 @@ def test_unknown_strategy_lists_the_available(capsys: pytest.CaptureFixture[str]
     assert main(["run", "nope", "--no-trace"]) == 1
     err = capsys.readouterr().err
     assert "unknown strategy 'nope'" in err
-    assert "sma_cross" in err and "margin_trend" in err
+    assert "sma_cross" in err
+    assert "margin_trend" in err
