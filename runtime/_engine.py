@@ -237,6 +237,16 @@ def _close_order(state: State, ai: AssetInstance, order: Order, status: str) -> 
     ai.open_orders.pop(order.client_id, None)
 
 
+_BOUND: dict[tuple[str, str], type] = {}
+
+
+def _bound_type(name: str, side: str) -> type:
+    bound = _BOUND.get((name, side))
+    if bound is None:
+        bound = _BOUND[(name, side)] = cast(Any, ORDER_TYPES[name])[side_of(side)]
+    return bound
+
+
 def _apply_created(state: State, e: OrderCreated) -> Order:
     ai = state.asset(e.symbol)
     known = state.orders.get(e.client_id)
@@ -245,7 +255,7 @@ def _apply_created(state: State, e: OrderCreated) -> Order:
             known.id = e.id
             state.orders_by_id[e.id] = known
         return known
-    order_type = cast(Any, ORDER_TYPES[e.order_type])[side_of(e.side)]
+    order_type = _bound_type(e.order_type, e.side)
     order = Order(
         symbol=e.symbol,
         client_id=e.client_id,
@@ -435,14 +445,12 @@ def digest(state: State, event: Event) -> dict[str, Any]:
     """The state an event leaves behind, where it touched it: balance totals and commitments
     of its currencies, the order's progress and the asset's position. Traces store it with each
     event so replay can name the first event after which the state differs."""
-    symbol = getattr(event, "symbol", None)
-    currencies: set[str] = set()
     out: dict[str, Any] = {}
-    if isinstance(event, BalanceUpdated):
-        currencies.add(event.currency)
-    if symbol is not None and symbol in state.assets:
-        ai = state.assets[symbol]
-        currencies.update((ai.base, ai.quote, ai.settle))
+    balances = state.balances
+    symbol = getattr(event, "symbol", None)
+    ai = state.assets.get(symbol) if symbol is not None else None
+    if ai is not None:
+        currencies = _asset_currencies(ai)
         if ai.contract:
             out["p"] = [
                 ai.long.contracts if ai.long else 0.0,
@@ -452,14 +460,24 @@ def digest(state: State, event: Event) -> dict[str, Any]:
         order = state.orders.get(client_id) if client_id else None
         if order is not None:
             out["o"] = [order.filled, order.status, order.committed]
-    if isinstance(event, OrderFilled):
-        currencies.add(event.fee_currency)
-    out["b"] = {
-        c: [state.balances[c].total, state.balances[c].committed]
-        for c in sorted(currencies)
-        if c in state.balances
-    }
+        if isinstance(event, OrderFilled) and event.fee_currency not in currencies:
+            currencies = tuple(sorted((*currencies, event.fee_currency)))
+    elif isinstance(event, BalanceUpdated):
+        currencies = (event.currency,)
+    else:
+        currencies = ()
+    out["b"] = {c: [balances[c].total, balances[c].committed] for c in currencies if c in balances}
     return out
+
+
+def _asset_currencies(ai: AssetInstance) -> tuple[str, ...]:
+    cached = _CURRENCIES.get(ai.symbol)
+    if cached is None:
+        cached = _CURRENCIES[ai.symbol] = tuple(sorted({ai.base, ai.quote, ai.settle}))
+    return cached
+
+
+_CURRENCIES: dict[str, tuple[str, ...]] = {}
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:
@@ -473,8 +491,11 @@ def event_to_dict(event: Event) -> dict[str, Any]:
 def event_from_dict(payload: dict[str, Any]) -> Event:
     """The event back from `event_to_dict`'s dict (extra keys such as "raw" are ignored)."""
     cls = EVENT_TYPES[payload["event"]]
-    names = _FIELD_NAMES[cls]
-    return cast(Event, cls(**{k: payload[k] for k in names if k in payload}))
+    try:
+        return cast(Event, cls(*[payload[k] for k in _FIELD_NAMES[cls]]))
+    except KeyError:  # a payload without an optional field: let the defaults fill it
+        names = _FIELD_NAMES[cls]
+        return cast(Event, cls(**{k: payload[k] for k in names if k in payload}))
 
 
 __all__ = [

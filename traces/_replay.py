@@ -8,7 +8,6 @@ A run that started fresh (Sim) resets the state; a later run (a Live restart) co
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,7 +22,7 @@ from runtime._runtime import Runtime
 from runtime._strategy import Strategy, load_strategy_class
 
 from ._codec import gc_paused
-from ._reader import Event, _runs, open_view
+from ._reader import _runs, open_view
 from ._schema import Kind
 from ._state import diff, snapshot
 
@@ -142,91 +141,85 @@ def replay_from_trace(s_or_path: Strategy | str | Path, run: int | str = -1) -> 
         first -= 1
 
     s, rt = _wire(start_payload)
-    driver = cast(ReplayDriver, rt.driver)
-    stop_seq = runs[chosen].stop_seq
-    with gc_paused():
-        for ev in _state_events(view, runs[first].start_seq, runs[chosen].end_seq):
-            _replay_event(rt, driver, ev, path, check_snapshot=ev.seq == stop_seq)
+    _replay_range(rt, view, runs[first].start_seq, runs[chosen].end_seq, runs[chosen].stop_seq)
     return s
 
 
-# Kinds replay reads; the rest (market data, errors, plumbing) are skipped undecoded. Of the
-# order intents only the last matters (it sets where client ids continue).
-_REPLAYED = np.array(
-    [
+# Kinds that carry engine events; the rest (market data, errors, plumbing) are skipped without
+# decoding, except the last order intent (client ids continue after it) and the final stop.
+_STATE_KINDS = frozenset(
+    int(k)
+    for k in (
         Kind.ORDER_ACK, Kind.ORDER_UPDATE, Kind.ORDER_REJECTED, Kind.TRADE,
         Kind.TRADE_EMULATED, Kind.BALANCE, Kind.POSITION, Kind.LEVERAGE, Kind.RECONCILE,
-        Kind.RUN_STOPPED,
-    ],
-    dtype=np.uint16,
+    )
 )
-_KINDS = {int(k): k for k in Kind}
+_READ = np.array(sorted(_STATE_KINDS | {int(Kind.RUN_STOPPED)}), dtype=np.uint16)
 
 
-def _state_events(view: Any, lo: int, hi: int, block: int = 65_536) -> Iterator[Event]:
-    """Events in [lo, hi) whose kind replay needs, decoding only their payloads."""
+def _replay_range(rt: Runtime, view: Any, lo: int, hi: int, stop_seq: int | None) -> None:
+    """Apply the engine events of seqs [lo, hi) to `rt.state`, checking each recorded digest
+    and, at `stop_seq`, the recorded snapshot."""
+    state = rt.state
+    path = view.path
     unpackb = msgpack.unpackb
-    for start in range(lo, hi, block):
-        cols = view.read(start, min(hi, start + block), ["seq", "ts_ns", "kind", "payload"])
-        kinds = cols["kind"]
-        wanted = np.isin(kinds, _REPLAYED)
-        intents = np.flatnonzero(kinds == Kind.ORDER_INTENT)
-        if len(intents):
-            wanted[intents[-1]] = True
-        index = np.flatnonzero(wanted)
-        payloads = cols["payload"]
-        blob = memoryview(payloads.blob)
-        for seq, ts, code, offset, size in zip(
-            cols["seq"][index].tolist(),
-            cols["ts_ns"][index].tolist(),
-            kinds[index].tolist(),
-            payloads.offsets[index].tolist(),
-            payloads.sizes[index].tolist(),
-            strict=True,
-        ):
-            payload = unpackb(blob[offset : offset + size], raw=False, strict_map_key=False)
-            yield Event(seq, ts, -1, _KINDS[code], None, payload)
+    block = 65_536
+    with gc_paused():
+        for start in range(lo, hi, block):
+            cols = view.read(start, min(hi, start + block), ["seq", "ts_ns", "kind", "payload"])
+            kinds = cols["kind"]
+            wanted = np.isin(kinds, _READ)
+            intents = np.flatnonzero(kinds == Kind.ORDER_INTENT)
+            if len(intents):
+                wanted[intents[-1]] = True
+            index = np.flatnonzero(wanted)
+            payloads = cols["payload"]
+            blob = memoryview(payloads.blob)
+            for seq, code, offset, size in zip(
+                cols["seq"][index].tolist(),
+                kinds[index].tolist(),
+                payloads.offsets[index].tolist(),
+                payloads.sizes[index].tolist(),
+                strict=True,
+            ):
+                payload = unpackb(blob[offset : offset + size], raw=False, strict_map_key=False)
+                if code in _STATE_KINDS:
+                    try:
+                        event = event_from_dict(payload)
+                        apply(state, event)
+                    except Exception as exc:
+                        raise ReplayMismatch(
+                            f"trace {path}: event {seq} ({Kind(code).name}) cannot be "
+                            f"applied: {exc!r}"
+                        ) from exc
+                    recorded = payload.get("check")
+                    if recorded is not None and recorded != digest(state, event):
+                        raise ReplayMismatch(
+                            f"trace {path}: state after event {seq} ({Kind(code).name} "
+                            f"{type(event).__name__}) differs: recorded {recorded}, replay "
+                            f"{digest(state, event)}"
+                        )
+                elif code == Kind.ORDER_INTENT:
+                    # Client ids continue after a restart instead of repeating.
+                    tail = str(payload.get("client_id", "")).rsplit("-", 1)[-1]
+                    if tail.isdigit():
+                        rt._client_seq = max(rt._client_seq, int(tail))
+                elif seq == stop_seq:
+                    _check_snapshot(state, payload, seq, path)
+            if len(cols["ts_ns"]):
+                cast(ReplayDriver, rt.driver).last_ms = int(cols["ts_ns"][-1]) // 1_000_000
 
 
-def _replay_event(
-    rt: Runtime, driver: ReplayDriver, ev: Event, path: Path, *, check_snapshot: bool
-) -> None:
-    payload = ev.payload
-    driver.last_ms = ev.ts_ns // 1_000_000
-    if isinstance(payload, dict) and "event" in payload and ev.kind != Kind.ERROR:
-        try:
-            event = event_from_dict(payload)
-            apply(rt.state, event)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ReplayMismatch(
-                f"trace {path}: event {ev.seq} ({ev.kind.name}) cannot be applied: {exc!r}"
-            ) from exc
-        except Exception as exc:
-            raise ReplayMismatch(
-                f"trace {path}: event {ev.seq} ({ev.kind.name}) cannot be applied: {exc}"
-            ) from exc
-        recorded = payload.get("check")
-        if recorded is not None:
-            rebuilt = digest(rt.state, event)
-            if recorded != rebuilt:
-                raise ReplayMismatch(
-                    f"trace {path}: state after event {ev.seq} ({ev.kind.name} "
-                    f"{type(event).__name__}) differs: recorded {recorded}, replay {rebuilt}"
-                )
-    elif ev.kind == Kind.ORDER_INTENT and isinstance(payload, dict):
-        # Client ids continue after a restart instead of repeating.
-        tail = str(payload.get("client_id", "")).rsplit("-", 1)[-1]
-        if tail.isdigit():
-            rt._client_seq = max(rt._client_seq, int(tail))
-    elif ev.kind == Kind.RUN_STOPPED and check_snapshot and isinstance(payload, dict):
-        expected = payload.get("state")
-        rebuilt = snapshot(rt.state)
-        if expected is not None and expected != rebuilt:  # diff only to explain a difference
-            differences = diff(expected, rebuilt) or ["the snapshots differ"]
-            if differences:
-                shown = "; ".join(differences[:5])
-                more = f" (+{len(differences) - 5} more)" if len(differences) > 5 else ""
-                raise ReplayMismatch(
-                    f"trace {path}: state at the end of the run (event {ev.seq}) differs "
-                    f"from the recorded snapshot: {shown}{more}"
-                )
+def _check_snapshot(state: State, payload: Any, seq: int, path: Path) -> None:
+    expected = payload.get("state") if isinstance(payload, dict) else None
+    if expected is None:
+        return
+    rebuilt = snapshot(state)
+    if expected != rebuilt:  # diff only to explain a difference
+        differences = diff(expected, rebuilt) or ["the snapshots differ"]
+        shown = "; ".join(differences[:5])
+        more = f" (+{len(differences) - 5} more)" if len(differences) > 5 else ""
+        raise ReplayMismatch(
+            f"trace {path}: state at the end of the run (event {seq}) differs from the "
+            f"recorded snapshot: {shown}{more}"
+        )
