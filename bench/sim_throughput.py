@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import tempfile
 import time
 from pathlib import Path
 
@@ -81,8 +82,13 @@ def plain_loop(
     return fills, cash
 
 
-async def backtest(name: str, data: dict) -> tuple[float, int, float]:
-    s = strategy(name, mode=Sim(), data=data, config={"trace": False, "markets": [SYMBOL]})
+async def backtest(
+    name: str, data: dict, trace_root: str | None = None
+) -> tuple[float, int, float]:
+    config = {"trace": trace_root is not None, "markets": [SYMBOL]}
+    if trace_root is not None:
+        config["trace_root"] = trace_root
+    s = strategy(name, mode=Sim(), data=data, config=config)
     t0 = time.perf_counter()
     await start(s)
     elapsed = time.perf_counter() - t0
@@ -104,6 +110,8 @@ def main() -> None:
 
     sma_time, sma_fills, sma_cash = trio.run(backtest, "sma_cross", data)
     noop_time, _, _ = trio.run(backtest, str(HERE / "noop_strategy.py"), data)
+    with tempfile.TemporaryDirectory() as root:
+        traced_time, traced_fills, _ = trio.run(backtest, "sma_cross", data, root)
     sma = n / sma_time
     noop = n / noop_time
     print(f"bars: {n:,} one-minute bars of {SYMBOL}")
@@ -114,6 +122,11 @@ def main() -> None:
     print(
         f"sma_cross:                    {sma:,.0f} bars/s, {sma_fills} fills, "
         f"final cash {sma_cash:,.2f}, {sma / base:.3f}x baseline (target 0.05x)"
+    )
+    traced = n / traced_time
+    print(
+        f"sma_cross, traced:            {traced:,.0f} bars/s, {traced_fills} fills, "
+        f"{traced / base:.3f}x baseline (every order event in the Zarr trace)"
     )
     print(
         f"do-nothing strategy:          {noop:,.0f} bars/s, {noop / base:.3f}x baseline "
