@@ -411,6 +411,12 @@ async def _update_leverage(rt: Runtime, ai: AssetInstance, action: UpdateLeverag
     try:
         if rt.margin:
             await rt.exchange.set_margin_mode(rt.margin, ai.symbol)
+            rt.record(
+                Kind.MARGIN_MODE,
+                {"symbol": ai.symbol, "margin_mode": rt.margin},
+                asset=ai.symbol,
+                durable=True,
+            )
         await rt.exchange.set_leverage(action.leverage, ai.symbol)
     except OrderRejected as exc:
         rt.last_refusal = exc
