@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ._strategy import Strategy
 
 log = logging.getLogger("vigil")
+BAR_BLOCK = 4096  # bars per BARS trace event
 
 
 class BarFeed:
@@ -76,6 +77,7 @@ class SimDriver:
         self.marks: list[tuple[int, dict[str, float], dict[str, tuple[float, float]]]] = []
         self.start_index = cursor.n
         self.end_index = cursor.n
+        self.bars_recorded = 0  # bars [0, bars_recorded) are in the trace as BARS blocks
         rt.on_fill = self._mark
 
     def now_ms(self) -> int:
@@ -91,6 +93,20 @@ class SimDriver:
                 positions[sym] = (-a.short.contracts, a.short.entry_price)
         totals = {c: b.total for c, b in state.balances.items()}
         self.marks.append((self.cursor.n - 1, totals, positions))
+
+    def record_bar_blocks(self) -> None:
+        """Record the bars seen since the last block, one BARS event per market, so a trace
+        alone holds the prices its run saw (reports, analysis)."""
+        lo, hi = self.bars_recorded, self.cursor.n
+        if hi <= lo or not self.rt.config.trace:
+            return
+        times = self.feed.time_ms[lo:hi].tolist()
+        for sym, cols in self.bars.columns.items():
+            payload: dict[str, Any] = {"time": times}
+            for c in OHLCV:
+                payload[c] = cols[c][lo:hi].tolist()
+            self.rt.record(Kind.BARS, payload, asset=sym, ts_exchange_ms=times[-1])
+        self.bars_recorded = hi
 
     def _record_bars(self) -> None:
         i = self.cursor.n - 1
@@ -148,10 +164,14 @@ class SimDriver:
         tick = s.on_tick
         tick_times = self.tick_times
         trace_market = rt.config.trace_market
+        next_block = self.bars_recorded + BAR_BLOCK
         try:
             while not rt.stopping:
                 if trace_market:
                     self._record_bars()
+                if cursor.n >= next_block:
+                    self.record_bar_blocks()
+                    next_block = self.bars_recorded + BAR_BLOCK
                 try:
                     await tick(tick_times[cursor.n - 1])
                 except Exception as exc:
@@ -169,6 +189,7 @@ class SimDriver:
                         await rt.run_hooks()
         finally:
             self.end_index = cursor.n
+            self.record_bar_blocks()
 
 
 def _normalize_symbol(symbol: str, margin: str | None) -> str:

@@ -46,6 +46,7 @@ class Kind(enum.IntEnum):
     TICKER = 41
     PUBLIC_TRADES = 42
     ORDER_BOOK = 43
+    BARS = 44  # a block of bars of one market: {"time": [ms...], "open": [...], ... "volume"}
     # Plumbing.
     ERROR = 50
     RECONNECT = 51
