@@ -21,6 +21,9 @@ from ._errors import RateLimited as RateLimited
 from ._errors import ReplayMismatch as ReplayMismatch
 from ._errors import TraceError as TraceError
 from ._errors import VigilError as VigilError
+from ._interactive import Session as Session
+from ._interactive import load_ipython_extension as load_ipython_extension
+from ._interactive import unload_ipython_extension as unload_ipython_extension
 from ._lifecycle import start as start
 from ._lifecycle import stop as stop
 from ._modes import Live as Live

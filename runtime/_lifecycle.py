@@ -21,13 +21,18 @@ async def start(
 
     Usable as ``await nursery.start(start, s)``: `task_status.started()` is called once the
     strategy is running. On cancellation the run is recorded as stopped and the trace flushed.
+    With ``foreground=False`` (IPython after ``%load_ext runtime``, or `Session`) it returns at
+    once and the run continues on the background loop.
     """
     rt = _runtime(s)
     if not foreground:
-        raise ConfigError(
-            "start(s, foreground=False) needs the IPython loop (%load_ext runtime); "
-            "in a script use `await start(s)` or nursery.start(start, s)"
-        )
+        from ._interactive import spawn_strategy
+
+        if rt.running:
+            raise ConfigError(f"strategy {rt.name} is already running; stop(s) it first")
+        spawn_strategy(s, start)
+        task_status.started()
+        return
     if rt.running:
         raise ConfigError(f"strategy {rt.name} is already running; stop(s) it first")
     rt.running = True

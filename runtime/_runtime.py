@@ -98,6 +98,7 @@ class Runtime:
         self.run_id = ""
         self.last_refusal: Exception | None = None
         self.initial_cash: dict[str, float] = {}
+        self.background_error: BaseException | None = None  # a failed background run
         self.last_durable_seq = -1  # the newest record that reached the OS before returning
         self._hooks: list[tuple[AssetInstance, Trade]] = []
         self._client_seq = 0

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import trio
 
 from traces._schema import Kind
 
@@ -171,7 +172,9 @@ class SimDriver:
                     self._record_bars()
                 if cursor.n >= next_block:
                     self.record_bar_blocks()
-                    next_block = self.bars_recorded + BAR_BLOCK
+                    next_block = cursor.n + BAR_BLOCK
+                    # Let other tasks run (a background Sim in IPython) and cancellation in.
+                    await trio.lowlevel.checkpoint()
                 try:
                     await tick(tick_times[cursor.n - 1])
                 except Exception as exc:

@@ -1,0 +1,91 @@
+"""IPython's persistent loop (%load_ext runtime) and the sync Session facade."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime import Buy, GTCOrder, MarketOrder, Pending, Session, Sim, Trade, strategy
+
+CELLS = """\
+%load_ext runtime
+from runtime import strategy, Sim, start, stop, call, MarketOrder, Buy
+s = strategy("sma_cross", mode=Sim(bars=400_000), config={{"trace_root": {root!r}}})
+ai = s.universe["BTC/USDT"]
+r = await call(s, ai, MarketOrder[Buy], amount=0.01)
+print("CALL", type(r).__name__, r.amount)
+await start(s, foreground=False)
+import time; time.sleep(0.3)
+print("RUNNING", s._rt.running, len(ai.ohlcv) > 30)
+print("STATE", repr(s).startswith("<SmaCross"), len(ai.trades) >= 1)
+await stop(s)
+time.sleep(0.3)
+print("STOPPED", s._rt.running, len(ai.ohlcv) < 400_000)
+from traces import trace_tail
+print("TAIL", trace_tail(s, 3)[-1]["kind"])
+"""
+
+
+@pytest.mark.skipif(shutil.which("ipython") is None, reason="ipython is not installed")
+def test_ipython_keeps_a_strategy_running_between_cells(tmp_path: Path) -> None:
+    cells = CELLS.format(root=str(tmp_path / "traces"))
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "IPython",
+            "--simple-prompt",
+            "--no-banner",
+            "--colors=NoColor",
+            "--HistoryManager.enabled=False",
+        ],
+        input=cells,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+    ).stdout
+    assert "CALL Trade 0.01" in out, out
+    assert "RUNNING True True" in out, out  # still running after the cell that started it
+    assert "STATE True True" in out, out
+    assert "STOPPED False True" in out, out  # stopped early, before the end of the data
+    assert "TAIL RUN_STOPPED" in out, out
+
+
+def test_session_drives_a_strategy_from_sync_code(manual_path: Path) -> None:
+    from tests.conftest import bars
+
+    s = strategy(
+        manual_path, mode=Sim(), data=bars([30_000.0] * 5 + [28_000.0] * 5), config={"trace": False}
+    )
+    ai = s.universe["BTC/USDT"]
+    with Session() as v:
+        t = v.call(s, ai, MarketOrder[Buy], amount=0.01)
+        assert isinstance(t, Trade)
+        p = v.call(s, ai, GTCOrder[Buy], amount=0.01, price=29_000.0, waitfor=0)
+        assert isinstance(p, Pending)
+        v.start(s)
+        assert p.order.status == "closed"
+        assert s.ticks > 0
+
+
+def test_background_start_returns_at_once(manual_path: Path) -> None:
+    from tests.conftest import bars
+
+    s = strategy(manual_path, mode=Sim(), data=bars([30_000.0] * 200_000), config={"trace": False})
+    with Session() as v:
+        v.start(s, background=True)
+        t0 = time.monotonic()
+        while not s._rt.running and time.monotonic() - t0 < 10:
+            time.sleep(0.001)
+        v.stop(s)
+        while s._rt.running and time.monotonic() - t0 < 10:
+            time.sleep(0.001)
+        assert not s._rt.running
+        assert s._rt.background_error is None
+        assert 0 < s.ticks < 200_000  # it stopped before the end
