@@ -10,6 +10,9 @@ Accounting rules:
   reverse. The fee is taken from its own currency's balance. An open buy commits quote
   (`amount × price × (1 + taker)`), an open sell commits base (`amount`); a fill releases the
   commitment pro rata, and the order's end releases what is left.
+* **Authoritative reports.** A `BalanceUpdated` or `PositionUpdated` from the exchange sets
+  the numbers outright; a fill stamped at or before the newest such report does not move them
+  again (the report already holds it), though it still counts toward its order.
 * **Margin** (isolated, one-way). A fill in the position's direction grows it at the weighted
   entry price and moves `size × price / leverage` into position margin; a fill against it
   realises `±size × (price − entry)` into the settle balance and releases margin pro rata; a fill
@@ -172,6 +175,10 @@ class State:
         self.orders_by_id: dict[str, Order] = {}  # exchange id -> order
         self.trade_ids: set[str] = set()
         self.fees_paid: dict[str, float] = {}
+        # Times (ms) of the newest authoritative balance / position reports: a fill at or
+        # before them is already inside those numbers and must not move them again.
+        self.balance_as_of: dict[str, int] = {}
+        self.position_as_of: dict[str, int] = {}
 
     def balance(self, currency: str) -> Balance:
         b = self.balances.get(currency)
@@ -288,15 +295,19 @@ def _apply_ack(state: State, e: OrderAcknowledged) -> Order:
     return order
 
 
+def _moves(state: State, currency: str, timestamp: int) -> bool:
+    """Whether a fill at `timestamp` still moves `currency`'s total (see State.balance_as_of)."""
+    return timestamp > state.balance_as_of.get(currency, -1)
+
+
 def _spot_fill(state: State, ai: AssetInstance, order: Order, e: OrderFilled) -> None:
     value = e.amount * e.price
-    base = state.balance(ai.base)
-    if order.side == "buy":
-        base.total = clean(base.total + e.amount)
-        state.balance(ai.quote).total -= value
-    else:
-        base.total = clean(base.total - e.amount)
-        state.balance(ai.quote).total += value
+    sign = 1.0 if order.side == "buy" else -1.0
+    if _moves(state, ai.base, e.timestamp):
+        base = state.balance(ai.base)
+        base.total = clean(base.total + sign * e.amount)
+    if _moves(state, ai.quote, e.timestamp):
+        state.balance(ai.quote).total -= sign * value
 
 
 def _grow(state: State, ai: AssetInstance, side: str, size: float, e: OrderFilled) -> None:
@@ -319,7 +330,9 @@ def _grow(state: State, ai: AssetInstance, side: str, size: float, e: OrderFille
 
 def _shrink(state: State, ai: AssetInstance, pos: Position, size: float, e: OrderFilled) -> None:
     sign = 1.0 if pos.side == LONG else -1.0
-    state.balance(ai.settle).total += sign * size * ai.contract_size * (e.price - pos.entry_price)
+    if _moves(state, ai.settle, e.timestamp):
+        pnl = sign * size * ai.contract_size * (e.price - pos.entry_price)
+        state.balance(ai.settle).total += pnl
     released = pos.margin * size / pos.contracts
     b = state.balance(ai.settle)
     b.committed = max(b.committed - released, 0.0)
@@ -335,6 +348,8 @@ def _shrink(state: State, ai: AssetInstance, pos: Position, size: float, e: Orde
 
 
 def _margin_fill(state: State, ai: AssetInstance, order: Order, e: OrderFilled) -> None:
+    if e.timestamp <= state.position_as_of.get(ai.symbol, -1):
+        return  # the exchange's position report already holds this fill
     size = e.amount
     opposite = ai.short if order.side == "buy" else ai.long
     if opposite is not None:
@@ -359,7 +374,8 @@ def _apply_filled(state: State, e: OrderFilled) -> Trade | None:
     else:
         _spot_fill(state, ai, order, e)
     if e.fee:
-        state.balance(e.fee_currency).total -= e.fee
+        if _moves(state, e.fee_currency, e.timestamp):
+            state.balance(e.fee_currency).total -= e.fee
         state.fees_paid[e.fee_currency] = state.fees_paid.get(e.fee_currency, 0.0) + e.fee
     order.filled = clean(order.filled + e.amount)
     trade = Trade(
@@ -397,13 +413,19 @@ def _apply_rejected(state: State, e: OrderRejected) -> Order:
 
 def _apply_balance(state: State, e: BalanceUpdated) -> Balance:
     b = state.balance(e.currency)
+    if e.timestamp < state.balance_as_of.get(e.currency, -1):
+        return b  # an older report than the one applied: keep the newer
     b.total = e.total
+    state.balance_as_of[e.currency] = e.timestamp
     return b
 
 
 def _apply_position(state: State, e: PositionUpdated) -> Position | None:
     ai = state.asset(e.symbol)
     pos = ai.long if e.side == LONG else ai.short
+    if e.timestamp < state.position_as_of.get(e.symbol, -1):
+        return pos  # older than the report already applied
+    state.position_as_of[e.symbol] = e.timestamp
     b = state.balance(ai.settle)
     if pos is not None:
         b.committed = max(b.committed - pos.margin, 0.0)

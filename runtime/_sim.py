@@ -320,7 +320,8 @@ def setup_sim(
     )
     now = rt.now_ms()
     for currency, amount in sorted(cash.items()):
-        rt.emit(BalanceUpdated(currency, amount, now))
+        # Stamped at the epoch: the starting cash, before every fill of the run.
+        rt.emit(BalanceUpdated(currency, amount, 0))
     if margin:
         leverage = float(config.leverage or cls.leverage)
         for sym in symbols:

@@ -1,0 +1,194 @@
+"""The watcher loop: websocket first, REST as the truth, never a silent gap.
+
+A watcher is ``async def run(self, send, *, task_status)``, started with ``nursery.start``. It
+sends ``(kind, payload)`` reports ("order", "trade", "balance", "position") into `send`; one
+consumer applies them to the strategy, so state changes stay serial.
+
+Each watcher:
+
+* does a REST sync first (`gap_fill`) and reports `task_status.started()` once that worked;
+* then reads its websocket stream, if the exchange has one, or polls REST every
+  ``poll_interval_s`` otherwise;
+* after a stream failure, reconnects with exponential backoff and fills the gap from REST;
+* after a silence longer than ``stall_timeout_s`` while the runtime expects news (an order
+  was sent, a fill is due), fills the gap from REST and is *stale* until the stream speaks.
+
+Health: ``healthy`` (stream or poll up to date), ``reconnecting`` (stream down, retrying),
+``stale`` (the stream is silent while REST shows changes it has not delivered).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from runtime._errors import AuthenticationError, ConfigError, ExchangeError, RateLimited
+
+log = logging.getLogger("vigil.watchers")
+
+HEALTHY = "healthy"
+RECONNECTING = "reconnecting"
+STALE = "stale"
+
+Report = tuple[str, Any]
+Send = trio.MemorySendChannel[Report]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WatcherConfig:
+    """Timing of every watcher (seconds)."""
+
+    poll_interval_s: float = 2.0  # REST polling where the exchange has no websocket
+    stall_timeout_s: float = 5.0  # silence while news is expected -> gap fill, stale
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 10.0
+    idle_stop_s: float = 300.0  # per-asset watchers stop after this long without open orders
+
+    def __post_init__(self) -> None:
+        for name in ("poll_interval_s", "stall_timeout_s", "backoff_initial_s", "backoff_max_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"watcher {name}={value!r} must be a positive number of seconds")
+
+
+class Watcher:
+    """Base class: subclasses give `open_stream`, `gap_fill` and `reports`."""
+
+    name = "watcher"
+
+    def __init__(
+        self,
+        exchange: Any,
+        config: WatcherConfig,
+        on_event: Callable[[str, Any], None] | None = None,
+    ) -> None:
+        self.exchange = exchange
+        self.config = config
+        self.health = RECONNECTING
+        self.last_message = -math.inf  # trio time of the last stream message
+        self.expect_since: float | None = None  # news expected since (trio time)
+        self.reconnects = 0
+        self.gap_fills = 0
+        self._on_event = on_event or (lambda kind, info: None)
+        self._scope: trio.CancelScope | None = None
+
+    # Subclass hooks.
+    def open_stream(self) -> Any | None:
+        """The websocket stream, or None to poll."""
+        return None
+
+    async def gap_fill(self, send: Send) -> None:
+        """Send the REST truth for this watcher's scope."""
+        raise NotImplementedError
+
+    def reports(self, message: Any) -> list[Report]:
+        """Reports for one stream message."""
+        raise NotImplementedError
+
+    # The runtime tells a watcher when it expects news (an order sent, a fill due).
+    def expect(self) -> None:
+        if self.expect_since is None:
+            self.expect_since = trio.current_time()
+        if self._scope is not None:  # wake the stream read at the new stall deadline
+            self._scope.deadline = min(self._scope.deadline, self._stall_deadline())
+
+    def _heard(self) -> None:
+        self.last_message = trio.current_time()
+        self.expect_since = None
+        self._set_health(HEALTHY)
+
+    def _set_health(self, health: str) -> None:
+        if health != self.health:
+            self.health = health
+            self._on_event("health", {"watcher": self.name, "health": health})
+
+    async def _sync(self, send: Send, why: str) -> None:
+        await self.gap_fill(send)
+        self.gap_fills += 1
+        self._on_event("gap_fill", {"watcher": self.name, "why": why})
+
+    async def run(self, send: Send, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Sync from REST, report started, then follow the stream (or poll) until cancelled."""
+        await self._sync(send, "start")
+        self._set_health(HEALTHY)
+        task_status.started()
+        backoff = self.config.backoff_initial_s
+        while True:
+            try:
+                stream = self.open_stream()
+            except ConfigError:
+                stream = None
+            if stream is None:
+                await self._poll(send)
+                return
+            try:
+                async with stream:
+                    if self.reconnects:
+                        await self._sync(send, "reconnect")
+                    self._set_health(HEALTHY)
+                    backoff = self.config.backoff_initial_s
+                    await self._follow(stream, send)
+            except AuthenticationError:
+                raise  # retrying cannot help; let the strategy see it
+            except (ExchangeError, trio.BrokenResourceError) as exc:
+                self._set_health(RECONNECTING)
+                self.reconnects += 1
+                self._on_event("reconnect", {"watcher": self.name, "error": str(exc)})
+                delay = exc.retry_after if isinstance(exc, RateLimited) and exc.retry_after else 0
+                await trio.sleep(max(backoff, delay))
+                backoff = min(backoff * 2, self.config.backoff_max_s)
+
+    async def _follow(self, stream: Any, send: Send) -> None:
+        """Read the stream; on a stall while news is expected, gap-fill and mark stale."""
+        while True:
+            with trio.CancelScope(deadline=self._stall_deadline()) as scope:
+                self._scope = scope
+                message = await stream.receive()
+            self._scope = None
+            if scope.cancelled_caught:
+                self._set_health(STALE)
+                await self._sync(send, "stall")
+                self.expect_since = None  # REST caught up; stale until the stream speaks
+                continue
+            self._heard()
+            for report in self.reports(message):
+                await send.send(report)
+
+    def _stall_deadline(self) -> float:
+        if self.expect_since is None:
+            return math.inf
+        return self.expect_since + self.config.stall_timeout_s
+
+    async def _poll(self, send: Send) -> None:
+        while True:
+            await trio.sleep(self.config.poll_interval_s)
+            try:
+                await self._sync(send, "poll")
+                self._heard()
+            except AuthenticationError:
+                raise
+            except ExchangeError as exc:
+                self._set_health(RECONNECTING)
+                self._on_event("error", {"watcher": self.name, "error": str(exc)})
+
+
+async def retrying(
+    fn: Callable[[], Awaitable[Any]], *, attempts: int = 5, backoff_s: float = 0.2
+) -> Any:
+    """Call a REST function, retrying network errors and honouring Retry-After."""
+    from runtime._errors import NetworkError
+
+    for attempt in range(attempts):
+        try:
+            return await fn()
+        except NetworkError as exc:
+            if attempt == attempts - 1:
+                raise
+            delay = exc.retry_after if isinstance(exc, RateLimited) and exc.retry_after else 0
+            await trio.sleep(max(backoff_s * 2**attempt, delay))
+    raise AssertionError("unreachable")
