@@ -6,11 +6,13 @@ it with the engine. That single path is what replay re-runs.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+import trio
 from traces._schema import Kind, NullRecorder, Recorder
 
 from ._assets import AssetInstance, Universe
@@ -31,7 +33,14 @@ from ._engine import (
 )
 from ._modes import Mode, RunConfig
 from ._orders import Order, Trade
-from ._translate import order_events, trade_event
+from ._translate import (
+    balance_events,
+    emulated_fill,
+    find_order,
+    order_events,
+    position_event,
+    trade_event,
+)
 
 if TYPE_CHECKING:
     from ._strategy import Strategy
@@ -99,6 +108,13 @@ class Runtime:
         self.last_refusal: Exception | None = None
         self.initial_cash: dict[str, float] = {}
         self.background_error: BaseException | None = None  # a failed background run
+        # Currencies whose exchange balance reports we apply (spot: the universe's; margin:
+        # the collateral).
+        self.balance_scope: set[str] = set()
+        self.emulate_trades = False  # the exchange has no trade endpoints: derive fills
+        self.orphan_trades: dict[str, list[dict[str, Any]]] = {}  # order id -> early trades
+        self._order_events: dict[str, trio.Event] = {}
+        self.account_changed = trio.Event()
         self.last_durable_seq = -1  # the newest record that reached the OS before returning
         self._hooks: list[tuple[AssetInstance, Trade]] = []
         self._client_seq = 0
@@ -136,7 +152,12 @@ class Runtime:
 
     # State changes.
     def emit(
-        self, event: Event, *, raw: dict[str, Any] | None = None, durable: bool = False
+        self,
+        event: Event,
+        *,
+        raw: dict[str, Any] | None = None,
+        durable: bool = False,
+        kind: Kind | None = None,
     ) -> Any:
         """Apply `event`, then record it with the state it left (see `digest`). Queues
         `on_trade` for new fills. An event the engine refuses is recorded as an error."""
@@ -151,7 +172,7 @@ class Runtime:
             raise
         payload["check"] = digest(self.state, event)
         self.record(
-            EVENT_KINDS[type(event)],
+            kind or EVENT_KINDS[type(event)],
             payload,
             asset=symbol,
             durable=durable,
@@ -164,24 +185,106 @@ class Runtime:
             self._hooks.append((ai, result))
         return result
 
-    def on_exchange(self, kind: str, payload: dict[str, Any]) -> None:
-        """Apply one exchange report (order or trade dict) to local state."""
+    def on_exchange(self, kind: str, payload: Any, *, tag: Kind | None = None) -> None:
+        """Apply one exchange report to local state: "order", "trade", "balance", "position"
+        or "positions" (a REST snapshot, where a missing side means flat). `tag` records the
+        events under another kind (RECONCILE for start-up corrections)."""
         if kind == "order":
-            ai = self.state.assets.get(payload.get("symbol", ""))
-            reference = ai.price if ai is not None else None
-            for event in order_events(self.state, payload, reference):
-                self.emit(event, durable=True)
+            self._on_order(payload, tag)
         elif kind == "trade":
-            fill = trade_event(self.state, payload)
-            if fill is None:
-                self.record(
-                    Kind.ERROR,
-                    {"error": "trade for an unknown order", "trade": payload},
-                    asset=payload.get("symbol"),
-                )
-                log.error("trade %s for unknown order %s", payload.get("id"), payload.get("order"))
-            elif fill.trade_id not in self.state.trade_ids:
-                self.emit(fill, durable=True)
+            self._on_trade(payload, tag)
+        elif kind == "balance":
+            stamp = int(payload.get("timestamp") or self.now_ms())
+            for event in balance_events(payload, stamp):
+                if event.currency in self.balance_scope:
+                    self._emit_report(event, tag)
+        elif kind == "position":
+            self._on_position(payload, tag)
+        elif kind == "positions":
+            reported = {(p["symbol"], p.get("side")) for p in payload["positions"]}
+            stamp = self.now_ms()
+            for p in payload["positions"]:
+                if p["symbol"] in self.state.assets:
+                    self._on_position(p, tag, default_ts=stamp)
+            for symbol in payload["symbols"]:
+                ai = self.state.assets.get(symbol)
+                for side, pos in (
+                    ("long", ai.long if ai else None),
+                    ("short", ai.short if ai else None),
+                ):
+                    if pos is not None and (symbol, side) not in reported:
+                        self._emit_report(
+                            PositionUpdated(symbol, side, 0.0, 0.0, pos.leverage, 0.0, stamp), tag
+                        )
+
+    def _emit_report(self, event: Event, tag: Kind | None) -> Any:
+        return self.emit(event, durable=True, kind=tag)
+
+    def _on_order(self, payload: dict[str, Any], tag: Kind | None) -> None:
+        ai = self.state.assets.get(payload.get("symbol", ""))
+        if ai is None:
+            return  # another market on the same account: not ours
+        for event in order_events(self.state, payload, ai.price):
+            self._emit_report(event, tag)
+        order = find_order(self.state, payload)
+        if order is None:
+            return
+        if self.emulate_trades:
+            fill = emulated_fill(self.state, order, payload)
+            if fill is not None:
+                self._emit_report(fill, Kind.TRADE_EMULATED if tag is None else tag)
+        waiting = self.orphan_trades.pop(order.id or "", None)
+        for trade in waiting or ():
+            self._on_trade(trade, tag)
+        self.notify(order.client_id)
+
+    def _on_trade(self, payload: dict[str, Any], tag: Kind | None) -> None:
+        if payload.get("symbol") not in self.state.assets:
+            return
+        fill = trade_event(self.state, payload)
+        if fill is None:
+            # Its order is not known yet (the trade outran the order's ack): keep it until it is.
+            self.orphan_trades.setdefault(str(payload.get("order")), []).append(payload)
+            self.record(
+                Kind.ERROR,
+                {"error": "trade before its order; held", "trade": payload},
+                asset=payload.get("symbol"),
+            )
+            return
+        if fill.trade_id not in self.state.trade_ids:
+            self._emit_report(fill, tag)
+            self.notify(fill.client_id)
+
+    def _on_position(self, p: dict[str, Any], tag: Kind | None, default_ts: int = 0) -> None:
+        if p.get("symbol") not in self.state.assets:
+            return
+        event = position_event(p)
+        if not event.timestamp:
+            event = dataclasses.replace(event, timestamp=default_ts or self.now_ms())
+        ai = self.state.assets[event.symbol]
+        other = ai.short if event.side == "long" else ai.long
+        if event.contracts > 0 and other is not None:  # one-way: the other side is flat now
+            self._emit_report(
+                PositionUpdated(
+                    event.symbol, other.side, 0.0, 0.0, other.leverage, 0.0, event.timestamp
+                ),
+                tag,
+            )
+        self._emit_report(event, tag)
+
+    # Waiting for orders (Live): `call` and `Pending.wait` wait on these.
+    def order_event(self, client_id: str) -> trio.Event:
+        event = self._order_events.get(client_id)
+        if event is None:
+            event = self._order_events[client_id] = trio.Event()
+        return event
+
+    def notify(self, client_id: str) -> None:
+        event = self._order_events.pop(client_id, None)
+        if event is not None:
+            event.set()
+        self.account_changed.set()
+        self.account_changed = trio.Event()
 
     # Orders.
     def next_client_id(self, ai: AssetInstance) -> str:

@@ -121,3 +121,33 @@ def position_event(p: dict[str, Any]) -> PositionUpdated:
         ),
         timestamp=int(p.get("timestamp") or 0),
     )
+
+
+def emulated_fill(state: State, order: Order, o: dict[str, Any]) -> OrderFilled | None:
+    """A fill derived from an order update, for exchanges without trade endpoints: the amount
+    is the rise in cumulative `filled`, the price the rise in `cost` over it, the fee the rise
+    in the order's fee."""
+    filled = _f(o.get("filled"))
+    delta = filled - order.filled
+    if delta <= 1e-12 * max(1.0, filled):
+        return None
+    cost = _f(o.get("cost"))
+    done_cost = sum(t.value for t in order.fills)
+    ai = state.asset(order.symbol)
+    price = (cost - done_cost) / (delta * ai.contract_size) if cost else _f(o.get("average"))
+    fee = o.get("fee") or {}
+    fee_cost = _f(fee.get("cost")) - sum(t.fee for t in order.fills)
+    stamp = int(
+        o.get("lastTradeTimestamp") or o.get("lastUpdateTimestamp") or o.get("timestamp") or 0
+    )
+    return OrderFilled(
+        symbol=order.symbol,
+        client_id=order.client_id,
+        trade_id=f"{order.id or order.client_id}-f{filled!r}",
+        timestamp=stamp,
+        amount=delta,
+        price=price,
+        fee=max(fee_cost, 0.0),
+        fee_currency=fee.get("currency") or ai.quote,
+        taker=True,
+    )
