@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
+
 from traces._schema import Kind, NullRecorder, Recorder
 
 from ._assets import AssetInstance, Universe
