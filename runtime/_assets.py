@@ -214,6 +214,20 @@ class AssetInstance:
     """
 
     def __init__(self, market: Mapping[str, Any], balances: dict[str, Balance]) -> None:
+        self.set_market(market)
+        # Engine-owned state.
+        self._balances = balances
+        self.open_orders: dict[str, Order] = {}
+        self.trades: list[Trade] = []
+        self.long: Position | None = None
+        self.short: Position | None = None
+        self.leverage: float = 1.0
+        self.ohlcv: BarWindow = empty_window()
+        self.last_price: float | None = None  # set by tickers/fills in Live and Paper
+
+    def set_market(self, market: Mapping[str, Any]) -> None:
+        """Take the rules (precision, limits, fees) from a ccxt unified market dict; Live
+        mode refreshes them from the exchange at start."""
         self.market = dict(market)
         self.symbol: str = market["symbol"]
         self.base: str = market["base"]
@@ -234,15 +248,6 @@ class AssetInstance:
         self.maker: float = _num(market.get("maker"), 0.001)
         self.taker: float = _num(market.get("taker"), 0.001)
         self.mmr: float = DEFAULT_MMR
-        # Engine-owned state.
-        self._balances = balances
-        self.open_orders: dict[str, Order] = {}
-        self.trades: list[Trade] = []
-        self.long: Position | None = None
-        self.short: Position | None = None
-        self.leverage: float = 1.0
-        self.ohlcv: BarWindow = empty_window()
-        self.last_price: float | None = None  # set by tickers/fills in Live and Paper
 
     # Rules.
     def round_amount(self, amount: float) -> float:

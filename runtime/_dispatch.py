@@ -17,11 +17,20 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+import trio
+
 from traces._schema import Kind
 
 from ._assets import AssetInstance
 from ._engine import LeverageChanged, OrderCreated, commitment
-from ._errors import ConfigError, OrderCheckFailed, OrderNotFound, OrderRejected
+from ._errors import (
+    ConfigError,
+    NetworkError,
+    OrderCheckFailed,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
+)
 from ._orders import (
     Buy,
     CancelOrders,
@@ -47,13 +56,20 @@ class Pending:
     or None if the order ends unfilled or the timeout passes. ``await p.cancel()`` cancels it.
     """
 
-    __slots__ = ("_rt", "_seen", "order", "state")
+    __slots__ = ("_rt", "_seen", "_unknown", "order")
 
-    def __init__(self, rt: Runtime, order: Order, state: str = "open") -> None:
+    def __init__(self, rt: Runtime, order: Order, *, unknown: bool = False) -> None:
         self._rt = rt
         self.order = order
-        self.state = state
+        self._unknown = unknown
         self._seen = len(order.fills)
+
+    @property
+    def state(self) -> str:
+        """ "unknown" while a lost send is being resolved, then the order's status."""
+        if self._unknown and self.order.id is None and self.order.is_open:
+            return "unknown"
+        return self.order.status
 
     # DESIGN §3 names the parameter `timeout`.
     async def wait(self, timeout: float | None = None) -> Trade | None:  # noqa: ASYNC109
@@ -273,6 +289,12 @@ async def _place(
     reduce_only: bool,
     params: dict[str, Any],
 ) -> Trade | Pending | None:
+    driver = rt.driver
+    refusal = driver.refusal(ai)
+    if refusal is not None:
+        await _refused(rt, ai, order_type, amount, price, refusal, Kind.ORDER_CHECK_FAILED)
+        return None
+    await driver.before_send(ai)
     client_id = rt.next_client_id(ai)
     ccxt_params = dict(params)
     ccxt_params["clientOrderId"] = client_id
@@ -297,13 +319,34 @@ async def _place(
         asset=ai.symbol,
         durable=True,
     )
-    try:
-        report = await rt.exchange.create_order(
+
+    async def create() -> Any:
+        return await rt.exchange.create_order(
             ai.symbol, order_type.ccxt_type, order_type.side, amount, price, ccxt_params
         )
-    except OrderRejected as exc:
+
+    try:
+        report = await driver.send(create, deadline)
+    except (OrderRejected, RateLimited) as exc:
+        # A definite no (a 429/418 is refused unprocessed): nothing was placed.
         await _refused(rt, ai, order_type, amount, price, exc, Kind.ORDER_REJECTED, client_id)
         return None
+    except NetworkError as exc:
+        # Unknown outcome: never None, never sent again. Look it up by client id.
+        rt.record(
+            Kind.ORDER_UNKNOWN,
+            {"client_id": client_id, "error": str(exc)},
+            asset=ai.symbol,
+            durable=True,
+        )
+        report = await _lookup(rt, ai, client_id, deadline)
+        if report is None:
+            rt.emit(
+                _created_from_intent(ai, order_type, client_id, amount, price, {}, rt), durable=True
+            )
+            driver.spawn(lambda: driver.resolve_unknown(ai, client_id))
+            return Pending(rt, rt.state.orders[client_id], unknown=True)
+    driver.expect_news(ai)
     rt.on_exchange("order", report)
     order = rt.state.orders.get(client_id)
     if order is None:  # the exchange answered but the order never reached our state
@@ -317,12 +360,27 @@ async def _place(
         await rt.driver.wait_order(order, deadline)
     if not order.fills and order.is_open and synced:
         await rt.driver.sync_order(order)
+    if order.fills and synced:
+        await driver.wait_account(order.fills[-1], deadline)
     if rt.has_hooks:
         await rt.run_hooks()
     if order.fills:
         return order.fills[-1]
     if order.is_open:
         return Pending(rt, order)
+    return None
+
+
+async def _lookup(rt: Runtime, ai: AssetInstance, client_id: str, deadline: int) -> Any:
+    """The order by client id, if the exchange knows it before the deadline; else None."""
+    while rt.now_ms() < deadline:
+        try:
+            return await rt.driver.send(
+                lambda: rt.exchange.fetch_order(None, ai.symbol, {"clientOrderId": client_id}),
+                deadline,
+            )
+        except (OrderNotFound, NetworkError):
+            await trio.sleep(min(0.2, max(deadline - rt.now_ms(), 0) / 1000))
     return None
 
 

@@ -37,22 +37,29 @@ async def start(
         raise ConfigError(f"strategy {rt.name} is already running; stop(s) it first")
     rt.running = True
     rt.stopping = False
+    rt.stopped = trio.Event()
+    rt.run_task = trio.lowlevel.current_task()
     try:
-        task_status.started()
-        await rt.call_hook("on_start", s.on_start)
-        await rt.driver.run(s)
+        await rt.driver.run(s, task_status)
         await rt.call_hook("on_stop", s.on_stop)
     finally:
         rt.running = False
+        rt.stopped.set()
         rt.record(Kind.RUN_STOPPED, {"run_id": rt.run_id, "state": state_snapshot(s)}, durable=True)
         # Commit whole chunks and release the trace; recording again reopens it.
         rt.recorder.close()
 
 
 async def stop(s: Strategy) -> None:
-    """Ask a running strategy to stop after its current tick. Returns at once in Sim."""
+    """Stop a running strategy after its current tick, and wait until it has stopped (at once
+    when called from the strategy's own hooks, which cannot wait for themselves)."""
     rt = _runtime(s)
     rt.stopping = True
+    request = getattr(rt.driver, "request_stop", None)
+    if request is not None:
+        request()
+    if rt.running and trio.lowlevel.current_task() is not rt.run_task:
+        await rt.stopped.wait()
 
 
 def state_snapshot(s: Strategy) -> dict[str, object]:

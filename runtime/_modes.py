@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from watchers._base import WatcherConfig
+
 from ._errors import ConfigError
 from .exchanges.sim._exchange import FillModel
 
@@ -37,9 +39,16 @@ class Paper:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Live:
-    """Real orders on a real exchange through ccxt. Credentials come from the environment."""
+    """Real orders on a real exchange through ccxt. Credentials come from the environment
+    (``VIGIL_<EXCHANGE>_API_KEY`` / ``_SECRET`` / ``_PASSWORD``; ``VIGIL_<EXCHANGE>_URL`` for
+    another host such as the loopback exchange).
+
+    * ``cancel_on_stop``: cancel the strategy's open orders when it stops.
+    * ``watchers``: watcher timing (poll interval, stall timeout, backoff, idle stop).
+    """
 
     cancel_on_stop: bool = False
+    watchers: WatcherConfig = field(default_factory=WatcherConfig)
 
 
 Mode = Sim | Paper | Live

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
@@ -45,7 +46,6 @@ from ._translate import (
 
 if TYPE_CHECKING:
     from ._strategy import Strategy
-    from .exchanges._interface import Exchange
 
 log = logging.getLogger("vigil")
 
@@ -62,7 +62,7 @@ EVENT_KINDS: dict[type, Kind] = {
 
 
 class Driver(Protocol):
-    """What differs between modes: the clock, waiting for orders, and the run loop."""
+    """What differs between modes: the clock, sending and waiting for orders, the run loop."""
 
     def now_ms(self) -> int: ...
 
@@ -74,7 +74,27 @@ class Driver(Protocol):
         """One forced fetch of the order and its trades, applied (the `synced` rule)."""
         ...
 
-    async def run(self, s: Strategy) -> None: ...
+    def refusal(self, ai: AssetInstance) -> Exception | None:
+        """Why an order on `ai` must not be sent now (stale watchers), or None."""
+        ...
+
+    async def before_send(self, ai: AssetInstance) -> None: ...
+
+    async def send(self, fn: Callable[[], Awaitable[Any]], deadline_ms: int) -> Any:
+        """Send within the deadline; NetworkError when the outcome is unknown."""
+        ...
+
+    def expect_news(self, ai: AssetInstance) -> None: ...
+
+    async def wait_account(self, trade: Trade, deadline_ms: int) -> None:
+        """Until the balance (spot) or position (margin) reflects `trade`, or the deadline."""
+        ...
+
+    def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None: ...
+
+    async def resolve_unknown(self, ai: AssetInstance, client_id: str) -> None: ...
+
+    async def run(self, s: Strategy, task_status: Any = ...) -> None: ...
 
 
 class Runtime:
@@ -100,7 +120,7 @@ class Runtime:
         self.universe = universe
         self.state = state
         self.cash_currency = cash_currency
-        self.exchange: Exchange | Any = None
+        self.exchange: Any = None  # an `Exchange`; Any for the mode-specific extras
         self.driver: Driver | Any = None
         self.recorder: Recorder = NullRecorder()
         self.running = False
@@ -124,6 +144,32 @@ class Runtime:
         self._asset_index = {sym: i for i, sym in enumerate(universe.keys())}
         self.on_fill: Callable[[AssetInstance, Trade], None] | None = None
         self.strategy: Strategy | None = None
+        self.source = name
+        self.timeframe = "1m"
+        self.strategy_warmup = 0
+        self.stopped = trio.Event()
+        self.run_task: Any = None
+
+    def record_run_start(self, *, fresh: bool) -> None:
+        """Bracket a new run: RUN_STARTED with what replay needs to rebuild the strategy."""
+        self.run_id = uuid.uuid4().hex[:16]
+        self.record(
+            Kind.RUN_STARTED,
+            {
+                "run_id": self.run_id,
+                "strategy": self.name,
+                "source": self.source,
+                "mode": type(self.mode).__name__.lower(),
+                "exchange": self.exchange_id,
+                "margin": self.margin,
+                "markets": list(self.universe.keys()),
+                "fresh": fresh,
+                "cash_currency": self.cash_currency,
+                "timeframe": self.timeframe,
+                "market_defs": {ai.symbol: ai.market for ai in self.universe},
+            },
+            durable=True,
+        )
 
     # Time.
     def now_ms(self) -> int:

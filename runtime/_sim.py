@@ -9,8 +9,7 @@ the run loop then carries on after them, as a live strategy blocked in a wait mi
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -149,6 +148,28 @@ class SimDriver:
         await self.advance_to(deadline_ms, changed)
         return changed()
 
+    # Live-only steps of `call`; in Sim the exchange and the state never disagree.
+    def refusal(self, ai: AssetInstance) -> None:
+        return None
+
+    async def before_send(self, ai: AssetInstance) -> None:
+        return None
+
+    async def send(self, fn: Callable[[], Awaitable[Any]], deadline_ms: int) -> Any:
+        return await fn()
+
+    def expect_news(self, ai: AssetInstance) -> None:
+        return None
+
+    async def wait_account(self, trade: Any, deadline_ms: int) -> None:
+        return None
+
+    def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None:
+        raise AssertionError("the simulated exchange never loses a send")
+
+    async def resolve_unknown(self, ai: AssetInstance, client_id: str) -> None:
+        return None
+
     async def sync_order(self, order: Order) -> None:
         ex = self.exchange
         report = await ex.fetch_order(order.id, order.symbol)
@@ -157,8 +178,10 @@ class SimDriver:
                 self.rt.on_exchange("trade", trade)
         self.rt.on_exchange("order", report)
 
-    async def run(self, s: Strategy) -> None:
+    async def run(self, s: Strategy, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         rt = self.rt
+        task_status.started()
+        await rt.call_hook("on_start", s.on_start)
         cursor = self.cursor
         n_total = self.n_total
         exchange = self.exchange
@@ -281,6 +304,7 @@ def setup_sim(
         cash_currency=cash_currency,
     )
     rt.strategy = s
+    rt.strategy_warmup = cls.warmup
     rt.initial_cash = dict(cash)
     s._rt = rt
     feed = BarFeed(bars, cursor)
@@ -300,24 +324,9 @@ def setup_sim(
         from traces import open_recorder
 
         rt.recorder = open_recorder(config.trace_root, exchange, "sim", name, fsync=config.fsync)
-    rt.run_id = uuid.uuid4().hex[:16]
-    rt.record(
-        Kind.RUN_STARTED,
-        {
-            "run_id": rt.run_id,
-            "strategy": name,
-            "source": source,
-            "mode": "sim",
-            "exchange": exchange,
-            "margin": margin,
-            "markets": symbols,
-            "fresh": True,
-            "cash_currency": cash_currency,
-            "timeframe": cls.timeframe,
-            "market_defs": markets,
-        },
-        durable=True,
-    )
+    rt.source = source
+    rt.timeframe = cls.timeframe
+    rt.record_run_start(fresh=True)
     now = rt.now_ms()
     for currency, amount in sorted(cash.items()):
         # Stamped at the epoch: the starting cash, before every fill of the run.

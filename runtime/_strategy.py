@@ -190,8 +190,18 @@ def strategy(
             source=source,
         )
         return s
-    mode_name = type(mode).__name__
-    raise ConfigError(
-        f"{mode_name} mode needs the exchange layer, which this build does not include yet; "
-        "use mode=Sim()"
-    )
+    if isinstance(mode, Live):
+        from ._live import setup_live
+
+        setup_live(
+            s,
+            name=name,
+            mode=mode,
+            exchange=exchange or cls.exchange,
+            margin=margin if margin is not None else cls.margin,
+            sandbox=sandbox,
+            config=run_config,
+            source=source,
+        )
+        return s
+    raise ConfigError("Paper mode needs the market-data watchers, not built yet; use mode=Sim()")

@@ -1,0 +1,81 @@
+"""The ccxt exchange: vigil's exchange interface over ccxt, for trio code.
+
+This package is the one place that imports ccxt (DESIGN §5). ccxt's asyncio client
+(``ccxt.async_support`` and ``ccxt.pro``) runs on one asyncio loop in one helper thread, and
+trio reaches it through a bridge: calls park the trio task until the loop hands the outcome
+back with ``TrioToken.run_sync_soon``; ``watch_*`` results arrive as trio receive channels.
+
+Public names:
+
+- :class:`CcxtExchange`: one exchange account. ``async with CcxtExchange.open("binance",
+  sandbox=True, margin=None, options={...}) as ex:`` (or ``await CcxtExchange.connect(...)`` and
+  ``await ex.aclose()``). Credentials come from ``VIGIL_<EXCHANGE>_API_KEY`` / ``_SECRET`` /
+  ``_PASSWORD`` only; ``VIGIL_<EXCHANGE>_URL`` moves every REST and websocket URL onto another
+  host (the loopback exchange).
+- :class:`Stream`: what ``ex.watch_orders(...)`` and the other ``watch_*`` return.
+- :class:`RateLimit` and :class:`RateBudget`: the account's shared rate budget, which backs off
+  on 429/418 until ``Retry-After`` has passed.
+- :class:`AsyncioBridge`: the loop thread (one per process is shared by default).
+- :func:`map_ccxt_error`: the one mapping of ccxt's errors onto vigil's; :class:`Scrubber`.
+- :func:`truncate_to_step`, :func:`round_to_tick`: ccxt's rounding, for the model's checks.
+
+Everything but the precision helpers loads on first use: the model imports this package for
+rounding, and a Sim run should not pay for ccxt's asyncio client.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._precision import round_to_tick as round_to_tick
+from ._precision import truncate_to_step as truncate_to_step
+
+if TYPE_CHECKING:
+    from ._bridge import AsyncioBridge as AsyncioBridge
+    from ._bridge import Stream as Stream
+    from ._budget import RateBudget as RateBudget
+    from ._budget import RateLimit as RateLimit
+    from ._config import Credentials as Credentials
+    from ._errors import Scrubber as Scrubber
+    from ._errors import map_ccxt_error as map_ccxt_error
+    from ._exchange import PRIVATE_METHODS as PRIVATE_METHODS
+    from ._exchange import STREAM_METHODS as STREAM_METHODS
+    from ._exchange import CcxtExchange as CcxtExchange
+
+_LAZY = {
+    "AsyncioBridge": "._bridge",
+    "Stream": "._bridge",
+    "RateBudget": "._budget",
+    "RateLimit": "._budget",
+    "Credentials": "._config",
+    "Scrubber": "._errors",
+    "map_ccxt_error": "._errors",
+    "PRIVATE_METHODS": "._exchange",
+    "STREAM_METHODS": "._exchange",
+    "CcxtExchange": "._exchange",
+}
+
+__all__ = [
+    "PRIVATE_METHODS",
+    "STREAM_METHODS",
+    "AsyncioBridge",
+    "CcxtExchange",
+    "Credentials",
+    "RateBudget",
+    "RateLimit",
+    "Scrubber",
+    "Stream",
+    "map_ccxt_error",
+    "round_to_tick",
+    "truncate_to_step",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value

@@ -1,17 +1,25 @@
 """Regenerate the offline market snapshot with real ccxt parsing.
 
 Run ``python -m runtime.exchanges.ccxt._snapshot`` after changing
-``runtime/exchanges/_binance_info.py`` or upgrading ccxt. It loads markets through real
-``ccxt.binance`` (spot only) and ``ccxt.binanceusdm`` (linear only) whose HTTP layer, ``fetch``,
-answers from the canned ``exchangeInfo`` bodies, so ccxt's own ``parse_market`` produces the
-unified market dicts (precision, limits, fees, ``info``). Nothing touches the network: any request
-other than ``exchangeInfo`` fails loudly. The server time is fixed, so the output is byte-for-byte
-reproducible for a given ccxt version.
+``runtime/exchanges/_binance_info.py`` or upgrading ccxt. Two sources give the same bytes:
+
+- ``--source loopback`` (the default, DESIGN §2): starts the loopback exchange on 127.0.0.1 and
+  loads markets through real ``ccxt.async_support.binance`` (spot only) and ``binanceusdm``
+  (linear only) pointed at it, so ccxt's own ``parse_market`` reads the loopback's
+  ``exchangeInfo`` over HTTP, exactly as it reads Binance's.
+- ``--source canned``: real ``ccxt.binance`` / ``ccxt.binanceusdm`` whose HTTP layer, ``fetch``,
+  answers from the canned ``exchangeInfo`` bodies, with no server at all; any request other than
+  ``exchangeInfo`` fails loudly. :func:`build_snapshot` uses it (the tests compare it with the
+  shipped files).
+
+Both serve the same ``_binance_info`` bodies, and nothing time-dependent reaches a market, so the
+output is byte-for-byte reproducible for a given ccxt version.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +35,16 @@ from runtime.exchanges._binance_info import (
     spot_exchange_info,
 )
 
-__all__ = ["EXCHANGES", "SERVER_TIME_MS", "build_snapshot", "main", "render", "write_snapshots"]
+__all__ = [
+    "EXCHANGES",
+    "SERVER_TIME_MS",
+    "SOURCES",
+    "build_snapshot",
+    "build_snapshot_from_loopback",
+    "main",
+    "render",
+    "write_snapshots",
+]
 
 #: Fixed server time of the canned responses: 2025-01-01T00:00:00Z.
 SERVER_TIME_MS: Final = 1_735_689_600_000
@@ -35,6 +52,10 @@ SERVER_TIME_MS: Final = 1_735_689_600_000
 EXCHANGES: Final = ("binance", "binanceusdm")
 GENERATED_BY: Final = "python -m runtime.exchanges.ccxt._snapshot"
 MARKETS_DIR: Final = Path(__file__).resolve().parents[1] / "markets"
+#: Where the exchangeInfo bodies come from (see the module doc).
+SOURCES: Final = ("loopback", "canned")
+# ccxt's fetchMarkets restricted to the one market type each exchange snapshots.
+_MARKET_TYPES: Final = {"binance": ["spot"], "binanceusdm": ["linear"]}
 
 
 def _canned(url: str, method: str) -> dict[str, Any]:
@@ -71,13 +92,42 @@ def _exchange(name: str) -> Any:
 
 
 def build_snapshot(exchange: str) -> dict[str, Any]:
-    """The snapshot document of ``exchange`` ("binance" or "binanceusdm"), as JSON-ready data.
+    """The snapshot document of ``exchange`` ("binance" or "binanceusdm"), as JSON-ready data,
+    from the canned ``exchangeInfo`` bodies.
 
     ``{"ccxt_version": ..., "generated_by": ..., "markets": {symbol: unified market}}``, with the
     markets exactly as ``load_markets()`` of real ccxt returns them, ``info`` included.
     """
-    ex = _exchange(exchange)
-    markets = ex.load_markets()
+    return _document(exchange, _exchange(exchange).load_markets())
+
+
+def build_snapshot_from_loopback(exchange: str, base_url: str) -> dict[str, Any]:
+    """The snapshot document of ``exchange``, from real async ccxt loading the markets of the
+    loopback exchange at ``base_url`` (no credentials: only ``exchangeInfo`` is requested).
+
+    Runs its own asyncio loop: call it from synchronous code, not from a running loop.
+    """
+    import ccxt.async_support as ccxt_async
+
+    from runtime.exchanges.loopback._urls import point_ccxt_at
+
+    if exchange not in _MARKET_TYPES:
+        raise ValueError(f"no snapshot for exchange {exchange!r}; valid: {', '.join(EXCHANGES)}")
+
+    async def load() -> dict[str, Any]:
+        cls = getattr(ccxt_async, exchange)
+        config = {"options": {"fetchMarkets": {"types": _MARKET_TYPES[exchange]}}}
+        ex = point_ccxt_at(cls({**config, "timeout_on_exit": 0}), base_url)
+        try:
+            markets: dict[str, Any] = await ex.load_markets()
+        finally:
+            await ex.close()
+        return markets
+
+    return _document(exchange, asyncio.run(load()))
+
+
+def _document(exchange: str, markets: dict[str, Any]) -> dict[str, Any]:
     wanted = SPOT_SYMBOLS if exchange == "binance" else FUTURES_SYMBOLS
     missing = sorted(set(wanted) - set(markets))
     if missing:
@@ -97,13 +147,28 @@ def render(document: dict[str, Any]) -> str:
     return json.dumps(document, sort_keys=True, indent=1, allow_nan=False) + "\n"
 
 
-def write_snapshots(directory: Path = MARKETS_DIR) -> list[Path]:
-    """Write ``<exchange>.json`` for every exchange in :data:`EXCHANGES`; return the paths."""
+def write_snapshots(directory: Path = MARKETS_DIR, *, source: str = "loopback") -> list[Path]:
+    """Write ``<exchange>.json`` for every exchange in :data:`EXCHANGES`; return the paths.
+
+    ``source`` is "loopback" (start a loopback exchange and read it over HTTP) or "canned".
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source {source!r} is not valid; use one of {', '.join(SOURCES)}")
+    documents: dict[str, dict[str, Any]] = {}
+    if source == "canned":
+        documents = {name: build_snapshot(name) for name in EXCHANGES}
+    else:
+        from runtime.exchanges.loopback import LoopbackExchange
+
+        with LoopbackExchange(history=10) as server:
+            assert server.base_url is not None
+            for name in EXCHANGES:
+                documents[name] = build_snapshot_from_loopback(name, server.base_url)
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in EXCHANGES:
         path = directory / f"{name}.json"
-        path.write_text(render(build_snapshot(name)), encoding="utf-8")
+        path.write_text(render(documents[name]), encoding="utf-8")
         paths.append(path)
     return paths
 
@@ -113,8 +178,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog=GENERATED_BY.removeprefix("python -m "), description=__doc__.splitlines()[0]
     )
     parser.add_argument("--out", type=Path, default=MARKETS_DIR, help="output directory")
+    parser.add_argument(
+        "--source",
+        choices=SOURCES,
+        default="loopback",
+        help="read exchangeInfo from a loopback exchange over HTTP (default) or canned bodies",
+    )
     args = parser.parse_args(argv)
-    for path in write_snapshots(args.out):
+    for path in write_snapshots(args.out, source=args.source):
         print(path)
     return 0
 

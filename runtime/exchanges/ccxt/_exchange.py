@@ -1,0 +1,686 @@
+"""`CcxtExchange`: the exchange interface over ccxt's asyncio client, for trio callers.
+
+One :class:`CcxtExchange` is one exchange account: one ``ccxt.pro`` object (which also does all
+of ``ccxt.async_support``'s REST), living on the bridge loop (:mod:`._bridge`), with one rate
+budget (:mod:`._budget`) that every caller on the account shares, and errors mapped in one place
+(:mod:`._errors`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any, Final
+
+import ccxt
+import ccxt.async_support
+import ccxt.pro
+import trio
+
+from runtime._errors import AuthenticationError, ConfigError, ExchangeError
+
+from ._bridge import AsyncioBridge, Stream, acquire_shared_bridge, release_shared_bridge
+from ._budget import RateBudget, RateLimit
+from ._config import Settings, env_name, resolve_settings
+from ._errors import RETRY_AFTER_ATTR, Scrubber, map_ccxt_error, retry_after_s
+
+__all__ = ["PRIVATE_METHODS", "STREAM_METHODS", "CcxtExchange"]
+
+log = logging.getLogger("vigil.ccxt")
+#: ccxt's request/response DEBUG lines, scrubbed, go to this logger.
+WIRE_LOGGER: Final = "vigil.ccxt.wire"
+
+Order = dict[str, Any]
+Trade = dict[str, Any]
+
+#: Unified methods that need credentials (checked before anything is sent).
+PRIVATE_METHODS: Final = frozenset(
+    {
+        "create_order",
+        "cancel_order",
+        "cancel_all_orders",
+        "fetch_order",
+        "fetch_open_orders",
+        "fetch_closed_orders",
+        "fetch_my_trades",
+        "fetch_balance",
+        "fetch_positions",
+        "set_leverage",
+        "set_margin_mode",
+        "watch_orders",
+        "watch_my_trades",
+        "watch_balance",
+        "watch_positions",
+    }
+)
+#: The ccxt.pro methods :meth:`CcxtExchange.open_stream` accepts.
+STREAM_METHODS: Final = frozenset(
+    {
+        "watch_orders",
+        "watch_my_trades",
+        "watch_balance",
+        "watch_positions",
+        "watch_ticker",
+        "watch_ohlcv",
+        "watch_order_book",
+        "watch_trades",
+    }
+)
+# ccxt options vigil sets unless the strategy sets them: the runtime reads every open order at
+# start on purpose, which ccxt's Binance refuses without this.
+_DEFAULT_OPTIONS: Final = {"warnOnFetchOpenOrdersWithoutSymbol": False}
+_DEFAULT_BUFFER: Final = 64
+
+
+class _ScrubbingLogger:
+    """What ccxt gets as its ``logger``: formats, scrubs, then logs to :data:`WIRE_LOGGER`.
+
+    ccxt logs each request's URL (signature included) and headers (the API key) at DEBUG.
+    """
+
+    def __init__(self, scrub: Scrubber) -> None:
+        self._logger = logging.getLogger(WIRE_LOGGER)
+        self._scrub = scrub
+
+    def isEnabledFor(self, level: int) -> bool:
+        return self._logger.isEnabledFor(level)
+
+    def log(self, level: int, msg: object, *args: object, **_: object) -> None:
+        if not self._logger.isEnabledFor(level):
+            return
+        try:
+            text = str(msg) % args if args else str(msg)
+        except Exception:
+            text = " ".join(map(str, (msg, *args)))
+        self._logger.log(level, "%s", self._scrub(text))
+
+    def debug(self, msg: object, *args: object, **kwargs: object) -> None:
+        self.log(logging.DEBUG, msg, *args)
+
+    def info(self, msg: object, *args: object, **kwargs: object) -> None:
+        self.log(logging.INFO, msg, *args)
+
+    def warning(self, msg: object, *args: object, **kwargs: object) -> None:
+        self.log(logging.WARNING, msg, *args)
+
+    def error(self, msg: object, *args: object, **kwargs: object) -> None:
+        self.log(logging.ERROR, msg, *args)
+
+    exception = error
+    critical = error
+    warn = warning
+
+
+def _plain(value: Any) -> Any:
+    """A deep copy as plain dicts and lists (ccxt.pro updates what it returned in place)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _listen_keys(options: Any) -> list[str]:
+    """Every ``listenKey`` string in a ccxt options tree (they change while running)."""
+    found: list[str] = []
+    stack = [options]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in list(node.items()):
+                if key == "listenKey" and isinstance(value, str):
+                    found.append(value)
+                elif isinstance(value, dict | list):
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(v for v in node if isinstance(v, dict | list))
+    return found
+
+
+def _build_client(
+    settings: Settings, limit: RateLimit | None, scrubber: Scrubber
+) -> tuple[Any, RateBudget]:
+    """The account's ccxt object, with its budget installed. Runs on the bridge loop."""
+    cls = getattr(ccxt.pro, settings.exchange_id, None) or getattr(
+        ccxt.async_support, settings.exchange_id
+    )
+    config: dict[str, Any] = dict(settings.config)
+    config["options"] = {**_DEFAULT_OPTIONS, **settings.options}
+    config["enableRateLimit"] = True  # ccxt then awaits self.throttle(cost): our budget
+    config["logger"] = _ScrubbingLogger(scrubber)
+    creds = settings.credentials
+    pairs = (("apiKey", creds.api_key), ("secret", creds.secret), ("password", creds.password))
+    for key, value in pairs:
+        if value:
+            config[key] = value
+    client = cls(config)
+    if settings.sandbox:
+        try:
+            client.set_sandbox_mode(True)
+        # ccxt raises NotSupported, or TypeError when the exchange has no "test" URLs at all.
+        except (ccxt.NotSupported, TypeError) as exc:
+            raise ConfigError(
+                f"exchange {settings.exchange_id!r} has no sandbox (testnet) in ccxt; pass "
+                "sandbox=False to trade the real account"
+            ) from exc
+    if settings.url is not None:
+        # Imported here: only a URL override needs it, and it lives with the loopback server.
+        from runtime.exchanges.loopback._urls import point_ccxt_at
+
+        try:
+            point_ccxt_at(client, settings.url)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{env_name(settings.exchange_id, 'URL')}={settings.url!r}: {exc}"
+            ) from exc
+        if settings.url.startswith("http://"):
+            client.timeout_on_exit = 0  # ccxt lingers 250 ms on close for TLS; plain HTTP has none
+    budget = RateBudget(limit or RateLimit.for_ccxt(client.rateLimit))
+    client.throttle = budget.acquire
+    fetch = client.fetch
+
+    async def fetch_with_backoff(
+        url: str, method: str = "GET", headers: Any = None, body: Any = None
+    ) -> Any:
+        try:
+            return await fetch(url, method, headers, body)
+        except (ccxt.DDoSProtection, ccxt.RateLimitExceeded) as exc:
+            # ccxt set last_response_headers just before raising, with no await in between.
+            wait = retry_after_s(client.last_response_headers, str(exc))
+            budget.pause(wait if wait is not None else budget.limit.backoff_s)
+            setattr(exc, RETRY_AFTER_ATTR, wait)
+            raise
+
+    client.fetch = fetch_with_backoff
+    return client, budget
+
+
+async def _load_markets(client: Any, reload: bool) -> dict[str, dict[str, Any]]:
+    # ccxt shares one markets_loading task among callers and keeps it if it was cancelled,
+    # which would fail every later call: a cancelled caller must leave it running.
+    await asyncio.shield(client.load_markets(reload))
+    return dict(client.markets)
+
+
+async def _set_margin_mode(client: Any, mode: str, symbol: str) -> dict[str, Any]:
+    try:
+        result: dict[str, Any] = await client.set_margin_mode(mode, symbol)
+    except ccxt.NoChange:
+        # Setting the mode it already has is success (Binance answers -4046).
+        return {"info": None, "symbol": symbol, "marginMode": mode, "changed": False}
+    return result
+
+
+class CcxtExchange:
+    """One exchange account through ccxt, for trio code. Implements
+    :class:`runtime.exchanges._interface.Exchange`, plus market data and ``watch_*`` streams.
+
+    Open it with :meth:`open` (an async context manager) or :meth:`connect` + :meth:`aclose`::
+
+        async with CcxtExchange.open("binance", sandbox=True) as ex:
+            order = await ex.create_order("BTC/USDT", "limit", "buy", 0.01, 30_000.0,
+                                          {"clientOrderId": "s1-btc-1"})
+            async with ex.watch_orders("BTC/USDT") as updates:
+                async for orders in updates:
+                    ...
+
+    **Results** are ccxt's unified dicts, as ccxt returns them. **Errors** are vigil's
+    (``runtime._errors``), raised ``from`` the ccxt exception, with no key, secret, signature or
+    listen key in any message: :class:`~runtime._errors.NetworkError` when the outcome is
+    unknown, :class:`~runtime._errors.RateLimited` on 429/418,
+    :class:`~runtime._errors.OrderRejected` / :class:`~runtime._errors.InsufficientFunds` for a
+    definite refusal, :class:`~runtime._errors.OrderNotFound`,
+    :class:`~runtime._errors.AuthenticationError` (also before sending, when a private call
+    lacks credentials: the message names the environment variables to set).
+
+    **Cancellation.** Cancelling a call cancels its request on the asyncio side and returns
+    once that has stopped. A cancelled order placement may or may not have reached the
+    exchange: look it up by client order id; never send it again blindly.
+
+    **Concurrency.** Any number of trio tasks may call at once; they share the account's rate
+    budget (``rate_limit``). Calls made after :meth:`aclose` raise ``trio.ClosedResourceError``.
+    """
+
+    id: str
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        bridge: AsyncioBridge,
+        client: Any,
+        budget: RateBudget,
+        scrubber: Scrubber,
+        owns_bridge: bool,
+    ) -> None:
+        """Internal: use :meth:`open` or :meth:`connect`."""
+        self.id = settings.exchange_id
+        self.settings = settings
+        self.bridge = bridge
+        self._client = client
+        self._scrub = scrubber
+        self._owns_bridge = owns_bridge
+        self._budget = budget
+        self._missing = settings.missing_credentials(dict(client.requiredCredentials))
+        self._streams: weakref.WeakSet[Stream[Any]] = weakref.WeakSet()
+        self._closed = False
+        self._markets_loaded = False
+
+    # Opening and closing.
+    @classmethod
+    async def connect(
+        cls,
+        exchange: str,
+        *,
+        sandbox: bool = True,
+        margin: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        rate_limit: RateLimit | None = None,
+        load_markets: bool = True,
+        bridge: AsyncioBridge | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> CcxtExchange:
+        """Open the account; the caller must ``await ex.aclose()`` (or use :meth:`open`).
+
+        - ``exchange``: a ccxt id ("binance", "binanceusdm", ...). With ``margin`` set
+          ("isolated" or "cross"), "binance" opens "binanceusdm" (USDⓈ-M perpetuals).
+        - ``sandbox``: ccxt's ``set_sandbox_mode`` (the exchange's testnet); True by default.
+        - ``options``: ccxt ``options`` (merged over vigil's defaults); ``config``: other ccxt
+          constructor keys (``timeout``, ...). Credentials there are refused.
+        - ``rate_limit``: the account's budget; default ccxt's rate for the exchange
+          (``1000 / rateLimit`` cost units per second, one second of burst).
+        - ``load_markets``: load markets now (one REST round, rate-limited).
+        - ``bridge``: run on this bridge instead of the process's shared one.
+        - ``env``: where to read ``VIGIL_<EXCHANGE>_*`` (default ``os.environ``).
+
+        Raises ConfigError for bad settings; the vigil error of a failed market load.
+        Cancellation: nothing is left open.
+        """
+        settings = resolve_settings(
+            exchange,
+            sandbox=sandbox,
+            margin=margin,
+            options=options,
+            config=config,
+            env=os.environ if env is None else env,
+        )
+        owns = bridge is None
+        the_bridge = acquire_shared_bridge() if bridge is None else bridge
+        scrubber: Scrubber | None = None
+        try:
+            holder: list[Any] = []
+            scrubber = Scrubber(
+                settings.credentials.values(),
+                dynamic=lambda: _listen_keys(holder[0].options) if holder else (),
+            )
+            the_bridge.scrubbers.append(scrubber)
+
+            async def build() -> tuple[Any, RateBudget]:
+                return _build_client(settings, rate_limit, scrubber)
+
+            client, budget = await the_bridge.run(build)
+            holder.append(client)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                if scrubber is not None and scrubber in the_bridge.scrubbers:
+                    the_bridge.scrubbers.remove(scrubber)
+                if owns:
+                    await release_shared_bridge(the_bridge)
+            raise
+        ex = cls(
+            settings=settings,
+            bridge=the_bridge,
+            client=client,
+            budget=budget,
+            scrubber=scrubber,
+            owns_bridge=owns,
+        )
+        if load_markets:
+            try:
+                await ex.load_markets()
+            except BaseException:
+                await ex.aclose()
+                raise
+        return ex
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        exchange: str,
+        *,
+        sandbox: bool = True,
+        margin: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        rate_limit: RateLimit | None = None,
+        load_markets: bool = True,
+        bridge: AsyncioBridge | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[CcxtExchange]:
+        """``async with CcxtExchange.open(...) as ex``: :meth:`connect`, then :meth:`aclose`."""
+        ex = await cls.connect(
+            exchange,
+            sandbox=sandbox,
+            margin=margin,
+            options=options,
+            config=config,
+            rate_limit=rate_limit,
+            load_markets=load_markets,
+            bridge=bridge,
+            env=env,
+        )
+        try:
+            yield ex
+        finally:
+            await ex.aclose()
+
+    async def aclose(self) -> None:
+        """End every stream, close the ccxt object on its loop, and release the bridge
+        (stopping it if this was its last user). Idempotent; completes even when cancelled."""
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        self._closed = True
+        with trio.CancelScope(shield=True):
+            for stream in list(self._streams):
+                stream._stop()
+            try:
+                await self.bridge.run(self._client.close)
+            except Exception as exc:
+                text = self._scrub(repr(exc))
+                log.warning("%s: closing the ccxt client failed: %s", self.id, text)
+            finally:
+                if self._scrub in self.bridge.scrubbers:
+                    self.bridge.scrubbers.remove(self._scrub)
+                if self._owns_bridge:
+                    await release_shared_bridge(self.bridge)
+
+    close = aclose  # the exchange interface's name
+
+    async def __aenter__(self) -> CcxtExchange:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        mode = "sandbox" if self.settings.sandbox else "live"
+        url = f" via {self.settings.url}" if self.settings.url else ""
+        return f"<CcxtExchange {self.id} {mode}{url} {state}>"
+
+    # Introspection.
+    @property
+    def budget(self) -> RateBudget:
+        """The account's rate budget (read-only use: ``waits``, ``waited_s``, ``paused_until``)."""
+        return self._budget
+
+    @property
+    def markets(self) -> dict[str, dict[str, Any]]:
+        """The loaded markets by symbol (empty before :meth:`load_markets`). Do not mutate."""
+        markets = self._client.markets
+        return dict(markets) if markets else {}
+
+    # The call path.
+    def _check(self, operation: str, private: bool) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError(
+                f"{self.id} {operation}: this CcxtExchange is closed; open a new one"
+            )
+        if private and self._missing:
+            raise AuthenticationError(
+                f"{self.id} {operation} is a private call and needs API credentials: set "
+                f"{' and '.join(self._missing)} in the environment (credentials never come "
+                "from strategy files)"
+            )
+
+    def _map(self, exc: Exception, operation: str) -> BaseException:
+        mapped = map_ccxt_error(
+            exc,
+            exchange=self.id,
+            operation=operation,
+            scrub=self._scrub,
+            credentials_hint=self.settings.credentials_hint(),
+        )
+        if isinstance(mapped, ExchangeError):
+            mapped.__cause__ = exc
+            return mapped
+        return exc
+
+    async def _run(self, operation: str, fn: Any, *args: Any) -> Any:
+        try:
+            return await self.bridge.run(fn, *args)
+        except Exception as exc:
+            mapped = self._map(exc, operation)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Any other unified ccxt method (``await ex.call("fetch_time")``), errors mapped.
+
+        Credentials are not checked first (ccxt's own refusal maps to AuthenticationError).
+        """
+        private = method in PRIVATE_METHODS
+        self._check(method, private)
+        if not self._markets_loaded and method != "load_markets":
+            await self.load_markets()
+        fn = getattr(self._client, method, None)
+        if fn is None or method.startswith("_") or not callable(fn):
+            raise ConfigError(f"{self.id} has no ccxt method {method!r}")
+        if kwargs:
+            fn = functools.partial(fn, **kwargs)
+        return await self._run(method, fn, *args)
+
+    # The exchange interface.
+    async def load_markets(self, reload: bool = False) -> dict[str, dict[str, Any]]:
+        """Markets by symbol (ccxt's unified market dicts), loaded once unless ``reload``."""
+        self._check("load_markets", private=False)
+        markets: dict[str, dict[str, Any]] = await self._run(
+            "load_markets", _load_markets, self._client, reload
+        )
+        self._markets_loaded = True
+        return markets
+
+    async def create_order(
+        self,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: float,
+        price: float | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Order:
+        """Place an order; ``params`` pass through (``clientOrderId``, ``timeInForce``,
+        ``postOnly``, ``reduceOnly`` ...). NetworkError means the outcome is unknown."""
+        result: Order = await self.call(
+            "create_order", symbol, type, side, amount, price, dict(params or {})
+        )
+        return result
+
+    async def cancel_order(
+        self, id: str | None, symbol: str, params: Mapping[str, Any] | None = None
+    ) -> Order:
+        """Cancel by exchange id, or with ``id=None`` and ``params={"clientOrderId": ...}``."""
+        result: Order = await self.call("cancel_order", id, symbol, dict(params or {}))
+        return result
+
+    async def cancel_all_orders(
+        self, symbol: str | None = None, params: Mapping[str, Any] | None = None
+    ) -> list[Order]:
+        """Cancel every open order (of ``symbol``; Binance requires one)."""
+        result: list[Order] = await self.call("cancel_all_orders", symbol, dict(params or {}))
+        return result
+
+    async def fetch_order(
+        self, id: str | None, symbol: str, params: Mapping[str, Any] | None = None
+    ) -> Order:
+        """By exchange id, or with ``id=None`` and ``params={"clientOrderId": ...}``."""
+        result: Order = await self.call("fetch_order", id, symbol, dict(params or {}))
+        return result
+
+    async def fetch_open_orders(
+        self,
+        symbol: str | None = None,
+        since: int | None = None,
+        limit: int | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> list[Order]:
+        """Open orders (of every symbol when ``symbol`` is None)."""
+        result: list[Order] = await self.call(
+            "fetch_open_orders", symbol, since, limit, dict(params or {})
+        )
+        return result
+
+    async def fetch_closed_orders(
+        self, symbol: str, since: int | None = None, limit: int | None = None
+    ) -> list[Order]:
+        """Filled orders of ``symbol`` (ccxt status "closed"; cancelled ones are not here)."""
+        result: list[Order] = await self.call("fetch_closed_orders", symbol, since, limit)
+        return result
+
+    async def fetch_my_trades(
+        self, symbol: str, since: int | None = None, limit: int | None = None
+    ) -> list[Trade]:
+        """The account's fills on ``symbol``, oldest first."""
+        result: list[Trade] = await self.call("fetch_my_trades", symbol, since, limit)
+        return result
+
+    async def fetch_balance(self) -> dict[str, Any]:
+        """Balances: ``{currency: {"free", "used", "total"}, ...}`` plus ccxt's totals."""
+        result: dict[str, Any] = await self.call("fetch_balance")
+        return result
+
+    async def fetch_positions(self, symbols: list[str] | None = None) -> list[dict[str, Any]]:
+        """Open positions (derivatives accounts)."""
+        result: list[dict[str, Any]] = await self.call("fetch_positions", symbols)
+        return result
+
+    async def set_leverage(self, leverage: float, symbol: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call("set_leverage", leverage, symbol)
+        return result
+
+    async def set_margin_mode(self, mode: str, symbol: str) -> dict[str, Any]:
+        """Set "isolated" or "cross"; setting the current mode again succeeds
+        (``{"changed": False, ...}``)."""
+        self._check("set_margin_mode", private=True)
+        if not self._markets_loaded:
+            await self.load_markets()
+        result: dict[str, Any] = await self._run(
+            "set_margin_mode", _set_margin_mode, self._client, mode, symbol
+        )
+        return result
+
+    # Market data.
+    async def fetch_ticker(self, symbol: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call("fetch_ticker", symbol)
+        return result
+
+    async def fetch_ohlcv(
+        self, symbol: str, timeframe: str = "1m", since: int | None = None, limit: int | None = None
+    ) -> list[list[float]]:
+        """Bars ``[time_ms, open, high, low, close, volume]``, oldest first."""
+        result: list[list[float]] = await self.call("fetch_ohlcv", symbol, timeframe, since, limit)
+        return result
+
+    async def fetch_order_book(self, symbol: str, limit: int | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call("fetch_order_book", symbol, limit)
+        return result
+
+    async def fetch_trades(
+        self, symbol: str, since: int | None = None, limit: int | None = None
+    ) -> list[Trade]:
+        """Public trades of ``symbol``, oldest first."""
+        result: list[Trade] = await self.call("fetch_trades", symbol, since, limit)
+        return result
+
+    # Streams.
+    def open_stream(
+        self, method: str, *args: Any, buffer: int = _DEFAULT_BUFFER, **kwargs: Any
+    ) -> Stream[Any]:
+        """A :class:`Stream` of ``method``'s results (a ccxt.pro ``watch_*``), started now.
+
+        Each result is a plain deep copy, safe to keep. The stream ends with the mapped vigil
+        error (e.g. NetworkError when the websocket drops: re-open it to reconnect, then fill
+        the gap from REST), or cleanly when the exchange closes. Close it with ``aclose()`` or
+        ``async with``. Must be called from trio.
+        """
+        if method not in STREAM_METHODS:
+            raise ConfigError(
+                f"{method!r} is not a stream; valid: {', '.join(sorted(STREAM_METHODS))}"
+            )
+        self._check(method, private=method in PRIVATE_METHODS)
+        fn = getattr(self._client, method, None)
+        if fn is None or not self._client.has.get(_has_key(method)):
+            raise ConfigError(f"{self.id} has no websocket {method} in ccxt.pro; poll instead")
+        if kwargs:
+            fn = functools.partial(fn, **kwargs)
+        stream = self.bridge.stream(
+            fn,
+            *args,
+            transform=_plain,
+            map_error=functools.partial(self._map, operation=method),
+            buffer=buffer,
+        )
+        self._streams.add(stream)
+        return stream
+
+    def watch_orders(
+        self, symbol: str | None = None, *, buffer: int = _DEFAULT_BUFFER
+    ) -> Stream[list[Order]]:
+        """Order updates (each result: the orders that changed since the previous one)."""
+        return self.open_stream("watch_orders", symbol, buffer=buffer)
+
+    def watch_my_trades(
+        self, symbol: str | None = None, *, buffer: int = _DEFAULT_BUFFER
+    ) -> Stream[list[Trade]]:
+        """The account's new fills."""
+        return self.open_stream("watch_my_trades", symbol, buffer=buffer)
+
+    def watch_balance(self, *, buffer: int = _DEFAULT_BUFFER) -> Stream[dict[str, Any]]:
+        """The balance after each change."""
+        return self.open_stream("watch_balance", buffer=buffer)
+
+    def watch_positions(
+        self, symbols: list[str] | None = None, *, buffer: int = _DEFAULT_BUFFER
+    ) -> Stream[list[dict[str, Any]]]:
+        """Position updates (the first result is the current positions)."""
+        return self.open_stream("watch_positions", symbols, buffer=buffer)
+
+    def watch_ticker(self, symbol: str, *, buffer: int = _DEFAULT_BUFFER) -> Stream[dict[str, Any]]:
+        return self.open_stream("watch_ticker", symbol, buffer=buffer)
+
+    def watch_ohlcv(
+        self, symbol: str, timeframe: str = "1m", *, buffer: int = _DEFAULT_BUFFER
+    ) -> Stream[list[list[float]]]:
+        """New and updated bars ``[time_ms, open, high, low, close, volume]``."""
+        return self.open_stream("watch_ohlcv", symbol, timeframe, buffer=buffer)
+
+    def watch_order_book(
+        self, symbol: str, limit: int | None = None, *, buffer: int = _DEFAULT_BUFFER
+    ) -> Stream[dict[str, Any]]:
+        """The order book after each update (``bids``/``asks`` as ``[price, amount]``)."""
+        return self.open_stream("watch_order_book", symbol, limit, buffer=buffer)
+
+    def watch_trades(self, symbol: str, *, buffer: int = _DEFAULT_BUFFER) -> Stream[list[Trade]]:
+        """New public trades."""
+        return self.open_stream("watch_trades", symbol, buffer=buffer)
+
+
+def _has_key(method: str) -> str:
+    """ccxt's ``has`` key of a method: ``watch_order_book`` → ``watchOrderBook``."""
+    head, *rest = method.split("_")
+    return head + "".join("OHLCV" if part == "ohlcv" else part.title() for part in rest)
