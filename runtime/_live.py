@@ -142,8 +142,7 @@ class LiveDriver:
         for w in self.account_watchers:
             w.expect()
         if ai.symbol in self.asset_watchers:
-            orders, trades, _ = self.asset_watchers[ai.symbol]
-            orders.expect()
+            self.asset_watchers[ai.symbol][0].expect()
 
     async def wait_account(self, trade: Any, deadline_ms: int) -> None:
         """Until the exchange's balance (spot) or position (margin) report includes `trade`."""

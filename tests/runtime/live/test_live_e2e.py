@@ -56,7 +56,7 @@ async def test_spot_market_resting_fill_cancel_and_state_equals_exchange(
         assert fill.price == pytest.approx(59_000.0)
         with trio.fail_after(10):
             while ai.cash < 0.02 - 1e-9:  # the watchers carry the fill into the balance
-                await trio.sleep(0.05)
+                await s._rt.account_changed.wait()
 
         rest = await call(s, ai, GTCOrder[Buy], amount=0.01, price=50_000.0, waitfor=0.5)
         assert isinstance(rest, Pending)
