@@ -50,8 +50,10 @@ def measure(path: Path, label: str) -> None:
         replay_from_trace(path)
         best = min(best, time.perf_counter() - t0)
     rate, base = n / best, n / base_s
-    print(f"{label}: {n:,} events replayed at {rate:,.0f} events/s "
-          f"({rate / base:.4f}x a dict-update loop at {base:,.0f} events/s; target 200,000/s)")
+    print(
+        f"{label}: {n:,} events replayed at {rate:,.0f} events/s "
+        f"({rate / base:.4f}x a dict-update loop at {base:,.0f} events/s; target 200,000/s)"
+    )
 
 
 def main() -> None:

@@ -296,6 +296,7 @@ async def _place(
         return None
     await driver.before_send(ai)
     client_id = rt.next_client_id(ai)
+    driver.sent(client_id)
     ccxt_params = dict(params)
     ccxt_params["clientOrderId"] = client_id
     if order_type.time_in_force and not order_type.post_only:
@@ -325,10 +326,12 @@ async def _place(
             ai.symbol, order_type.ccxt_type, order_type.side, amount, price, ccxt_params
         )
 
+    driver.expect_news(ai)
     try:
         report = await driver.send(create, deadline)
     except (OrderRejected, RateLimited) as exc:
         # A definite no (a 429/418 is refused unprocessed): nothing was placed.
+        driver.expect_news(ai, False)
         await _refused(rt, ai, order_type, amount, price, exc, Kind.ORDER_REJECTED, client_id)
         return None
     except NetworkError as exc:
@@ -346,7 +349,6 @@ async def _place(
             )
             driver.spawn(lambda: driver.resolve_unknown(ai, client_id))
             return Pending(rt, rt.state.orders[client_id], unknown=True)
-    driver.expect_news(ai)
     rt.on_exchange("order", report)
     order = rt.state.orders.get(client_id)
     if order is None:  # the exchange answered but the order never reached our state
@@ -475,7 +477,11 @@ async def _update_leverage(rt: Runtime, ai: AssetInstance, action: UpdateLeverag
                 asset=ai.symbol,
                 durable=True,
             )
-        await rt.exchange.set_leverage(action.leverage, ai.symbol)
+        leverage = float(action.leverage)
+        # Exchanges such as Binance take whole-number leverage only.
+        await rt.exchange.set_leverage(
+            int(leverage) if leverage.is_integer() else leverage, ai.symbol
+        )
     except OrderRejected as exc:
         rt.last_refusal = exc
         rt.record(Kind.ERROR, {"action": "UpdateLeverage", "reason": str(exc)}, asset=ai.symbol)

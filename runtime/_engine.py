@@ -10,6 +10,8 @@ Accounting rules:
   reverse. The fee is taken from its own currency's balance. An open buy commits quote
   (`amount × price × (1 + taker)`), an open sell commits base (`amount`); a fill releases the
   commitment pro rata, and the order's end releases what is left.
+* **Live accounts** (`State.account_from_reports`): balances and positions are set only by
+  the exchange's reports; fills move orders and the trade history.
 * **Authoritative reports.** A `BalanceUpdated` or `PositionUpdated` from the exchange sets
   the numbers outright; a fill stamped at or before the newest such report does not move them
   again (the report already holds it), though it still counts toward its order.
@@ -179,6 +181,11 @@ class State:
         # before them is already inside those numbers and must not move them again.
         self.balance_as_of: dict[str, int] = {}
         self.position_as_of: dict[str, int] = {}
+        # Live: balances and positions come only from the exchange's reports (the truth);
+        # fills move orders and trade history. Sim and Paper: fills move everything.
+        self.account_from_reports = False
+        self.balance_reports = 0  # reports applied so far (Live waits on them)
+        self.position_reports = 0
 
     def balance(self, currency: str) -> Balance:
         b = self.balances.get(currency)
@@ -369,13 +376,14 @@ def _apply_filled(state: State, e: OrderFilled) -> Trade | None:
     remaining_before = order.remaining
     if order.committed > 0 and remaining_before > 0:
         _release(state, ai, order, order.committed * min(e.amount / remaining_before, 1.0))
-    if ai.contract:
+    if state.account_from_reports:
+        pass  # the exchange's balance and position reports carry this fill
+    elif ai.contract:
         _margin_fill(state, ai, order, e)
     else:
         _spot_fill(state, ai, order, e)
-    if e.fee:
-        if _moves(state, e.fee_currency, e.timestamp):
-            state.balance(e.fee_currency).total -= e.fee
+    if e.fee and not state.account_from_reports and _moves(state, e.fee_currency, e.timestamp):
+        state.balance(e.fee_currency).total -= e.fee
         state.fees_paid[e.fee_currency] = state.fees_paid.get(e.fee_currency, 0.0) + e.fee
     order.filled = clean(order.filled + e.amount)
     trade = Trade(
@@ -417,6 +425,7 @@ def _apply_balance(state: State, e: BalanceUpdated) -> Balance:
         return b  # an older report than the one applied: keep the newer
     b.total = e.total
     state.balance_as_of[e.currency] = e.timestamp
+    state.balance_reports += 1
     return b
 
 
@@ -426,6 +435,7 @@ def _apply_position(state: State, e: PositionUpdated) -> Position | None:
     if e.timestamp < state.position_as_of.get(e.symbol, -1):
         return pos  # older than the report already applied
     state.position_as_of[e.symbol] = e.timestamp
+    state.position_reports += 1
     b = state.balance(ai.settle)
     if pos is not None:
         b.committed = max(b.committed - pos.margin, 0.0)

@@ -50,6 +50,12 @@ log = logging.getLogger("vigil")
 CLOSED_ORDERS_ON_START = 50  # most recent closed orders read per market at start
 SETTLE_S = 1.0  # wait after a bar's close before fetching it: the exchange finalises it
 UNKNOWN_RESOLVE_S = 15.0  # how long a lost send is looked up before it counts as not placed
+SEND_FLOOR_S = 10.0  # the least time an order request gets before it counts as lost
+
+
+def _holding(ai: AssetInstance) -> float:
+    """The base held (spot) or the signed position (margin), as the exchange last reported."""
+    return ai.cash
 
 
 def own_client_id(rt: Runtime, client_id: str | None) -> bool:
@@ -82,6 +88,9 @@ class LiveDriver:
         self._nursery: trio.Nursery | None = None
         self._send: trio.MemorySendChannel[Any] | None = None
         self._stop = trio.Event()
+        # client id -> the asset's holding when it was sent (see wait_account)
+        self.holding_at_send: dict[str, float] = {}
+        self._sending = 0.0
 
     # Clock.
     def now_ms(self) -> int:
@@ -109,8 +118,11 @@ class LiveDriver:
         self.rt.on_exchange("order", report)
 
     async def send(self, fn: Callable[[], Awaitable[Any]], deadline_ms: int) -> Any:
-        """Send within the deadline; a send still waiting at the deadline is abandoned and its
-        outcome is unknown (NetworkError): the caller resolves it by client id."""
+        """Send within the deadline, but give the request at least SEND_FLOOR_S: a short
+        `waitfor` bounds the waiting, not the send (abandoning a send makes its outcome
+        unknown). A send still unanswered then is abandoned: NetworkError, resolved by the
+        caller through the client id."""
+        deadline_ms = max(deadline_ms, self.now_ms() + int(SEND_FLOOR_S * 1000))
         try:
             with trio.fail_at(self.trio_deadline(deadline_ms)):
                 return await fn()
@@ -133,26 +145,39 @@ class LiveDriver:
         return None
 
     async def before_send(self, ai: AssetInstance) -> None:
-        """Start the asset's watchers (first order) and tell every watcher news is due."""
+        """Start the asset's watchers on its first order; note its holding (wait_account)."""
         self.last_active[ai.symbol] = trio.current_time()
+        self._sending = _holding(ai)
         if ai.symbol not in self.asset_watchers and self._nursery is not None:
             await self._nursery.start(self._run_asset_watchers, ai)
 
-    def expect_news(self, ai: AssetInstance) -> None:
-        for w in self.account_watchers:
-            w.expect()
+    def sent(self, client_id: str) -> None:
+        self.holding_at_send[client_id] = self._sending
+
+    def expect_news(self, ai: AssetInstance, expected: bool = True) -> None:
+        """An order is about to be sent on `ai` (True), or was refused (False): its orders
+        stream must echo it within the stall timeout, or the watcher is stale."""
         if ai.symbol in self.asset_watchers:
-            self.asset_watchers[ai.symbol][0].expect()
+            watcher = self.asset_watchers[ai.symbol][0]
+            if expected:
+                watcher.expect()
+            else:
+                watcher.expect_since = None
 
     async def wait_account(self, trade: Any, deadline_ms: int) -> None:
-        """Until the exchange's balance (spot) or position (margin) report includes `trade`."""
+        """Until the exchange's balance (spot) or position (margin) reports include the
+        order's fills so far: the base holding, or the signed position, moved by them."""
         rt = self.rt
-        ai = rt.state.assets[trade.order.symbol]
+        order = trade.order
+        ai = rt.state.assets[order.symbol]
+        before = self.holding_at_send.get(order.client_id)
+        if before is None:
+            return
+        sign = 1.0 if order.side == "buy" else -1.0
 
         def reflected() -> bool:
-            if ai.contract:
-                return rt.state.position_as_of.get(ai.symbol, -1) >= trade.timestamp
-            return rt.state.balance_as_of.get(ai.quote, -1) >= trade.timestamp
+            moved = _holding(ai) - before
+            return abs(moved - sign * order.filled) <= ai.amount_step / 2
 
         with trio.move_on_at(self.trio_deadline(deadline_ms)):
             while not reflected():
@@ -314,7 +339,9 @@ class LiveDriver:
                     )
                 continue
             await rt.exchange.set_margin_mode(rt.margin, ai.symbol)
-            await rt.exchange.set_leverage(wanted, ai.symbol)
+            await rt.exchange.set_leverage(
+                int(wanted) if wanted.is_integer() else wanted, ai.symbol
+            )
             if ai.leverage != wanted:
                 rt.emit(LeverageChanged(ai.symbol, wanted, self.now_ms()), durable=True)
 
@@ -447,6 +474,8 @@ def setup_live(
         assets[sym] = AssetInstance(market, balances)
     first = assets[symbols[0]]
     cash_currency = config.cash_currency or first.settle
+    state = State(assets, balances, margin)
+    state.account_from_reports = True
     rt = Runtime(
         name=name,
         mode=mode,
@@ -454,7 +483,7 @@ def setup_live(
         exchange_id=exchange,
         margin=margin,
         universe=Universe(assets),
-        state=State(assets, balances, margin),
+        state=state,
         cash_currency=cash_currency,
     )
     rt.strategy = s

@@ -84,7 +84,9 @@ class Driver(Protocol):
         """Send within the deadline; NetworkError when the outcome is unknown."""
         ...
 
-    def expect_news(self, ai: AssetInstance) -> None: ...
+    def expect_news(self, ai: AssetInstance, expected: bool = True) -> None: ...
+
+    def sent(self, client_id: str) -> None: ...
 
     async def wait_account(self, trade: Trade, deadline_ms: int) -> None:
         """Until the balance (spot) or position (margin) reflects `trade`, or the deadline."""
@@ -167,6 +169,7 @@ class Runtime:
                 "cash_currency": self.cash_currency,
                 "timeframe": self.timeframe,
                 "market_defs": {ai.symbol: ai.market for ai in self.universe},
+                "account_from_reports": self.state.account_from_reports,
             },
             durable=True,
         )
@@ -265,7 +268,14 @@ class Runtime:
                         )
 
     def _emit_report(self, event: Event, tag: Kind | None) -> Any:
-        return self.emit(event, durable=True, kind=tag)
+        result = self.emit(event, durable=True, kind=tag)
+        if isinstance(event, BalanceUpdated | PositionUpdated):
+            self._account_changed()
+        return result
+
+    def _account_changed(self) -> None:
+        self.account_changed.set()
+        self.account_changed = trio.Event()
 
     def _on_order(self, payload: dict[str, Any], tag: Kind | None) -> None:
         ai = self.state.assets.get(payload.get("symbol", ""))
@@ -330,8 +340,7 @@ class Runtime:
         event = self._order_events.pop(client_id, None)
         if event is not None:
             event.set()
-        self.account_changed.set()
-        self.account_changed = trio.Event()
+        self._account_changed()
 
     # Orders.
     def next_client_id(self, ai: AssetInstance) -> str:

@@ -158,7 +158,10 @@ class SimDriver:
     async def send(self, fn: Callable[[], Awaitable[Any]], deadline_ms: int) -> Any:
         return await fn()
 
-    def expect_news(self, ai: AssetInstance) -> None:
+    def expect_news(self, ai: AssetInstance, expected: bool = True) -> None:
+        return None
+
+    def sent(self, client_id: str) -> None:
         return None
 
     async def wait_account(self, trade: Any, deadline_ms: int) -> None:

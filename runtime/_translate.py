@@ -105,8 +105,31 @@ def trade_event(state: State, t: dict[str, Any]) -> OrderFilled | None:
 
 
 def balance_events(balance: dict[str, Any], timestamp: int) -> list[BalanceUpdated]:
-    totals = balance.get("total") or {}
+    """A balance report as totals per currency. For derivatives accounts the wallet balance
+    (realised only) is used, not ccxt's `total`, which may include unrealised PnL: the engine
+    adds realised PnL itself and marks positions to market separately."""
+    totals = dict(balance.get("total") or {})
+    totals.update(_wallet_balances(balance.get("info")))
     return [BalanceUpdated(c, _f(v), timestamp) for c, v in sorted(totals.items()) if v is not None]
+
+
+def _wallet_balances(info: Any) -> dict[str, Any]:
+    """Binance USDⓈ-M wallet balances from a REST account body or an ACCOUNT_UPDATE event."""
+    out: dict[str, Any] = {}
+    if isinstance(info, dict):
+        for asset in info.get("assets") or ():  # REST account
+            if isinstance(asset, dict) and "walletBalance" in asset:
+                out[asset["asset"]] = asset["walletBalance"]
+        update = info.get("a")
+        if isinstance(update, dict):  # ACCOUNT_UPDATE
+            for asset in update.get("B") or ():
+                if isinstance(asset, dict) and "wb" in asset:
+                    out[asset["a"]] = asset["wb"]
+    elif isinstance(info, list):  # REST /fapi/v2/balance
+        for asset in info:
+            if isinstance(asset, dict) and "balance" in asset and "asset" in asset:
+                out[asset["asset"]] = asset["balance"]
+    return out
 
 
 def position_event(p: dict[str, Any]) -> PositionUpdated:

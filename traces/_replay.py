@@ -88,6 +88,7 @@ def _wire(start: dict[str, Any]) -> tuple[Strategy, Runtime]:
     balances: dict[str, Balance] = {}
     assets = {sym: AssetInstance(m, balances) for sym, m in markets.items()}
     state = State(assets, balances, start.get("margin"))
+    state.account_from_reports = bool(start.get("account_from_reports", False))
     s = _strategy_shell(start)
     rt = Runtime(
         name=str(start.get("strategy")),
@@ -145,13 +146,41 @@ def replay_from_trace(s_or_path: Strategy | str | Path, run: int | str = -1) -> 
     return s
 
 
+def restore_into(rt: Runtime, path: Path) -> bool:
+    """Replay a strategy's earlier runs into its (empty) state before a Live restart; False
+    when there is no trace yet. The last run may have crashed: its events are checked one by
+    one, but it has no final snapshot to compare."""
+    if not (Path(path) / "zarr.json").is_file():
+        return False
+    view = open_view(path)
+    runs = _runs(view)
+    if not runs:
+        return False
+    first = len(runs) - 1
+    while first > 0:
+        head = view.read(runs[first].start_seq, runs[first].start_seq + 1, ["payload"])
+        payload = head["payload"].decode(0)
+        if not isinstance(payload, dict) or payload.get("fresh", True):
+            break
+        first -= 1
+    _replay_range(rt, view, runs[first].start_seq, view.total, None)
+    return True
+
+
 # Kinds that carry engine events; the rest (market data, errors, plumbing) are skipped without
 # decoding, except the last order intent (client ids continue after it) and the final stop.
 _STATE_KINDS = frozenset(
     int(k)
     for k in (
-        Kind.ORDER_ACK, Kind.ORDER_UPDATE, Kind.ORDER_REJECTED, Kind.TRADE,
-        Kind.TRADE_EMULATED, Kind.BALANCE, Kind.POSITION, Kind.LEVERAGE, Kind.RECONCILE,
+        Kind.ORDER_ACK,
+        Kind.ORDER_UPDATE,
+        Kind.ORDER_REJECTED,
+        Kind.TRADE,
+        Kind.TRADE_EMULATED,
+        Kind.BALANCE,
+        Kind.POSITION,
+        Kind.LEVERAGE,
+        Kind.RECONCILE,
     )
 )
 _READ = np.array(sorted(_STATE_KINDS | {int(Kind.RUN_STOPPED)}), dtype=np.uint16)

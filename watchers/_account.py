@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from runtime._errors import OrderNotFound
+
 from ._base import Report, Send, Watcher, WatcherConfig, retrying
 
 
@@ -90,7 +92,19 @@ class OrdersWatcher(Watcher):
             async def lookup(oid: str | None = order_id, cid: str = client_id) -> Any:
                 return await self.exchange.fetch_order(oid, self.symbol, {"clientOrderId": cid})
 
-            await send.send(("order", await retrying(lookup)))
+            try:
+                await send.send(("order", await retrying(lookup)))
+            except OrderNotFound:
+                # Not on the exchange: a lost send still being resolved by `call`, or an order
+                # the exchange no longer keeps. Reported; the strategy's resolver decides.
+                self._on_event(
+                    "error",
+                    {
+                        "watcher": self.name,
+                        "client_id": client_id,
+                        "error": "open locally, unknown to the exchange",
+                    },
+                )
 
     def reports(self, message: Any) -> list[Report]:
         return [("order", o) for o in message if o.get("symbol") in (None, self.symbol)]

@@ -394,10 +394,17 @@ class Stream(trio.abc.ReceiveChannel[T]):
     ``watch_*`` until the consumer catches up (ccxt.pro keeps caching updates meanwhile, within
     its cache limits).
 
+    **No gap between results.** The pump awaits ``watch_*`` directly and calls it again in the
+    same loop step that delivered the previous result. ccxt.pro hands an update only to a watch
+    already waiting (later ones see the next update), and a result reflects every message
+    processed before the pump woke, so nothing falls between two results.
+
     **Cancellation.** Cancelling ``receive()`` loses nothing: the result stays queued.
-    ``aclose()`` cancels the pump on the loop (its pending ``watch_*`` call is abandoned, not
-    cancelled, so other subscribers of the same ccxt.pro future are unaffected) and returns at
-    once; ``receive()`` then raises ``trio.ClosedResourceError``.
+    ``aclose()`` returns at once; ``receive()`` then raises ``trio.ClosedResourceError``. The
+    pump stops at once if it is waiting for the consumer; a ``watch_*`` call in progress is not
+    cancelled but left to finish with the next update (its result is dropped), because ccxt.pro
+    gives every watcher of a subscription the same future: cancelling it would end the other
+    watchers' streams too.
     """
 
     def __init__(
@@ -422,7 +429,9 @@ class Stream(trio.abc.ReceiveChannel[T]):
         self._send, self._receive = trio.open_memory_channel[Any](math.inf)
         self._credits: asyncio.Semaphore | None = None
         self._pump: asyncio.Task[None] | None = None
-        self._closed = False
+        self._closed = False  # by the consumer (trio thread)
+        self._stopping = False  # the pump is to stop (loop thread)
+        self._watching = False  # the pump is inside watch_* (loop thread)
 
     # On the loop thread.
     def _launch(self) -> None:
@@ -439,23 +448,35 @@ class Stream(trio.abc.ReceiveChannel[T]):
         assert credits is not None
         try:
             while True:
-                await credits.acquire()
-                # shield: cancelling the pump must not cancel a ccxt.pro future that other
-                # watchers of the same subscription await too.
-                value = await asyncio.shield(self._fn(*self._args))
+                await credits.acquire()  # no suspension while the consumer keeps up
+                if self._stopping:
+                    break
+                self._watching = True
+                try:
+                    value = await self._fn(*self._args)
+                finally:
+                    self._watching = False
+                if self._stopping:
+                    break
                 self._deliver(self._transform(value))
         except asyncio.CancelledError:
             self._deliver(_END)
             raise
         except Exception as exc:
-            self._deliver(_Failure(exc))
+            # After a stop, ccxt's close() rejects the pending watch: that is the end, not news.
+            self._deliver(_END if self._stopping else _Failure(exc))
+            return
+        self._deliver(_END)
 
     def _deliver(self, item: Any) -> None:
         with contextlib.suppress(trio.RunFinishedError):  # the consumer's run has ended
             self._token.run_sync_soon(self._put, item)
 
-    def _cancel_pump(self) -> None:
-        if self._pump is not None:
+    def _stop_pump(self) -> None:
+        self._stopping = True
+        # Cancel only a pump that waits for credits: one inside watch_* awaits a ccxt.pro
+        # future that other streams may share (see the class doc).
+        if self._pump is not None and not self._watching:
             self._pump.cancel()
 
     def _release_credit(self) -> None:
@@ -492,7 +513,7 @@ class Stream(trio.abc.ReceiveChannel[T]):
         """End the stream from the producer side (the exchange is closing): the consumer gets
         what was already delivered, then ``EndOfChannel``."""
         try:
-            self._loop.call_soon_threadsafe(self._cancel_pump)
+            self._loop.call_soon_threadsafe(self._stop_pump)
         except RuntimeError:
             # The loop is gone and cannot send the end marker: close the queue ourselves.
             self._send.close()
@@ -503,7 +524,7 @@ class Stream(trio.abc.ReceiveChannel[T]):
             self._closed = True
             self._receive.close()
             with contextlib.suppress(RuntimeError):  # the loop is closed, the pump with it
-                self._loop.call_soon_threadsafe(self._cancel_pump)
+                self._loop.call_soon_threadsafe(self._stop_pump)
         await trio.lowlevel.checkpoint()
 
 
