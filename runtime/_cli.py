@@ -74,6 +74,18 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--until", default=None)
     show.add_argument("-n", type=int, default=None, help="show only the last N matches")
 
+    report = sub.add_parser("report", help="statistics and plots of a run, from its trace")
+    report.add_argument(
+        "path",
+        metavar="TRACE_OR_RESULT",
+        help="a trace directory, e.g. traces/binance/sim/sma_cross.zarr",
+    )
+    report.add_argument(
+        "--html", default=None, metavar="PATH", help="write a self-contained HTML page"
+    )
+    report.add_argument("--png", default=None, metavar="PATH", help="write the plots as a PNG")
+    report.add_argument("--run", default="-1", help="run index (-1 = last) or run id")
+
     replay = sub.add_parser("replay", help="rebuild a strategy's state from its trace")
     replay.add_argument("path")
     replay.add_argument("--run", default="-1", help="run index (-1 = last) or run id")
@@ -215,6 +227,12 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ._report import report_main
+
+    return report_main(args)
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     from traces import replay_from_trace
 
@@ -241,7 +259,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    commands = {"demo": _cmd_demo, "run": _cmd_run, "trace": _cmd_trace, "replay": _cmd_replay}
+    commands = {
+        "demo": _cmd_demo,
+        "run": _cmd_run,
+        "trace": _cmd_trace,
+        "replay": _cmd_replay,
+        "report": _cmd_report,
+    }
     try:
         return commands[args.command](args)
     except UsageError as exc:

@@ -91,3 +91,36 @@ def test_unknown_strategy_lists_the_available(capsys: pytest.CaptureFixture[str]
     assert "unknown strategy 'nope'" in err
     assert "sma_cross" in err
     assert "margin_trend" in err
+
+
+def test_run_then_report_writes_png_and_html(tmp_path: Path) -> None:
+    import struct
+
+    root = tmp_path / "t"
+    strategy_file = Path(__file__).resolve().parents[2] / "strategies" / "sma_cross.py"
+    assert (
+        main(
+            [
+                "run",
+                str(strategy_file),
+                "--mode",
+                "sim",
+                "--bars",
+                "1500",
+                "--trace-root",
+                str(root),
+            ]
+        )
+        == 0
+    )
+    trace = root / "binance" / "sim" / "sma_cross.zarr"
+    png, html = tmp_path / "out.png", tmp_path / "out.html"
+    assert main(["report", str(trace), "--png", str(png), "--html", str(html)]) == 0
+    header = png.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", header[16:24])
+    assert (width, height) == (1600, 1120)  # two markets: equity, drawdown, two price panels
+    page = html.read_text()
+    assert '<table class="stats"' in page
+    for stat in ("total_return", "max_drawdown", "sharpe", "win_rate", "fees"):
+        assert f'data-stat="{stat}"' in page
