@@ -9,6 +9,7 @@ exact prices a test sets.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import hmac
 import json
@@ -78,7 +79,12 @@ def pro_futures(ex: LoopbackExchange, **config: Any) -> Any:
 
 
 def run(coro: Any) -> Any:
-    return asyncio.run(coro)
+    try:
+        return asyncio.run(coro)
+    finally:
+        # A socket left unclosed warns when it is collected: collect now, so the warning
+        # fails the test that leaked it rather than whichever test runs next.
+        gc.collect()
 
 
 async def until(predicate: Callable[[], bool], within_s: float = 5.0) -> None:
