@@ -394,6 +394,9 @@ class LiveDriver:
         rt = self.rt
         async with self.open_exchange() as ex:
             rt.exchange = ex
+            has = getattr(getattr(ex, "_client", None), "has", {}) or {}
+            # No trade endpoints at all: fills are derived from order updates instead.
+            rt.emulate_trades = not (has.get("fetchMyTrades") or has.get("watchMyTrades"))
             await self._refresh_markets()
             path = getattr(rt.recorder, "path", None)
             restored = path is not None and restore_into(rt, path)

@@ -243,3 +243,23 @@ async def test_restart_adopts_orders_and_position(
         assert r.order.client_id not in before["assets"][BTC_PERP]["trades"]
         ok = await call(again, bi, CancelOrders())
         assert ok is True, (bi.orders, again._rt.last_refusal)
+
+
+async def test_leverage_and_position_close_on_futures(
+    loopback: LoopbackExchange, tmp_path: Path
+) -> None:
+    from runtime import PositionClose, UpdateLeverage
+
+    async with running(MARGIN, tmp_path) as s:
+        ai = s.universe[BTC]
+        assert await call(s, ai, UpdateLeverage(5)) is True
+        assert ai.leverage == 5.0
+        t = await call(s, ai, MarketOrder[Sell], amount=0.02)
+        assert isinstance(t, Trade)
+        assert await call(s, ai, UpdateLeverage(3)) is False  # a position is open
+        closing = await call(s, ai, PositionClose())
+        assert isinstance(closing, Trade)
+        assert closing.order.reduce_only
+        await until(s, lambda: ai.short is None and ai.long is None)
+    positions = (await on_exchange(True, BTC_PERP))["positions"]
+    assert not [p for p in positions if p["contracts"]]
