@@ -346,6 +346,10 @@ class LiveDriver:
                 rt.emit(LeverageChanged(ai.symbol, wanted, self.now_ms()), durable=True)
 
     # Bars.
+    def market_data(self) -> Any:
+        """Where bars come from: the exchange itself in Live."""
+        return self.rt.exchange
+
     async def _fetch_bars(self, ai: AssetInstance, limit: int) -> None:
         window = ai.ohlcv
         since = None
@@ -446,18 +450,18 @@ class LiveDriver:
                 await _cancel(self.rt, list(ai.open_orders.values()))
 
 
-def setup_live(
+def wire_runtime(
     s: Strategy,
     *,
     name: str,
-    mode: Live,
+    mode: Any,
     exchange: str,
     margin: str | None,
-    sandbox: bool,
     config: Any,
     source: str,
-) -> None:
-    """Wire `s` to Live mode. Nothing touches the network until `start(s)`."""
+) -> Runtime:
+    """The runtime of a Live or Paper strategy: its universe from the offline market snapshot
+    (the exchange's own rules replace it at start) and an empty state."""
     from ._assets import Balance, Universe
     from ._engine import State
     from ._runtime import Runtime
@@ -476,9 +480,6 @@ def setup_live(
             market = synthetic_market(sym, price=1.0, contract=bool(margin))
         assets[sym] = AssetInstance(market, balances)
     first = assets[symbols[0]]
-    cash_currency = config.cash_currency or first.settle
-    state = State(assets, balances, margin)
-    state.account_from_reports = True
     rt = Runtime(
         name=name,
         mode=mode,
@@ -486,25 +487,46 @@ def setup_live(
         exchange_id=exchange,
         margin=margin,
         universe=Universe(assets),
-        state=state,
-        cash_currency=cash_currency,
+        state=State(assets, balances, margin),
+        cash_currency=config.cash_currency or first.settle,
     )
     rt.strategy = s
     rt.source = source
     rt.timeframe = cls.timeframe
     rt.strategy_warmup = cls.warmup
-    if margin:
-        rt.balance_scope = {ai.settle for ai in assets.values()}
-    else:
-        rt.balance_scope = {c for ai in assets.values() for c in (ai.base, ai.quote)}
-        rt.balance_scope.add(cash_currency)
     s._rt = rt
+    return rt
+
+
+def setup_live(
+    s: Strategy,
+    *,
+    name: str,
+    mode: Live,
+    exchange: str,
+    margin: str | None,
+    sandbox: bool,
+    config: Any,
+    source: str,
+) -> None:
+    """Wire `s` to Live mode. Nothing touches the network until `start(s)`."""
+    rt = wire_runtime(
+        s, name=name, mode=mode, exchange=exchange, margin=margin, config=config, source=source
+    )
+    rt.state.account_from_reports = True
+    assets = list(rt.universe)
+    if margin:
+        rt.balance_scope = {ai.settle for ai in assets}
+    else:
+        rt.balance_scope = {c for ai in assets for c in (ai.base, ai.quote)}
+        rt.balance_scope.add(rt.cash_currency)
 
     def open_exchange() -> Any:
         from .exchanges.ccxt import CcxtExchange
 
         return CcxtExchange.open(exchange, sandbox=sandbox, margin=margin)
 
+    cls = type(s)
     rt.driver = LiveDriver(
         rt,
         mode,

@@ -204,4 +204,17 @@ def strategy(
             source=source,
         )
         return s
-    raise ConfigError("Paper mode needs the market-data watchers, not built yet; use mode=Sim()")
+    from ._paper import setup_paper
+
+    setup_paper(
+        s,
+        name=name,
+        mode=mode,
+        exchange=exchange or cls.exchange,
+        margin=margin if margin is not None else cls.margin,
+        sandbox=sandbox,
+        initial_cash=initial_cash,
+        config=run_config,
+        source=source,
+    )
+    return s

@@ -174,14 +174,10 @@ class SimExchange:
         if bar is None:
             raise OrderRejected(f"No market data yet for {symbol}: the market is not trading.")
         self._check_filters(ai, type, amount, price, bar, reduce_only)
-        ref = ai.last_price = bar.close
-        marketable = type == "market" or (
-            price is not None and (price >= ref if side == "buy" else price <= ref)
-        )
+        ai.last_price = bar.close
+        marketable, exec_price = self._quote(ai, side, type, amount, price, bar)
         if post_only and marketable:
             raise OrderRejected("Order would immediately match and take.")
-        exec_price = self._taker_price(ai, side, amount, bar, price) if marketable else price
-        assert exec_price is not None
         self._check_funds(ai, side, amount, exec_price, reduce_only)
 
         order_id = str(next(self._ids))
@@ -204,13 +200,48 @@ class SimExchange:
         order = self.ledger.orders[client_id]
         self._meta[client_id] = {"timeInForce": tif, "postOnly": post_only, "updated": now}
         self._emit("order", self.order_dict(order))
+        self._execute(ai, order, type, tif, marketable, exec_price, bar, now)
+        self._refresh_work()
+        return self.order_dict(order)
 
+    def _quote(
+        self,
+        ai: AssetInstance,
+        side: str,
+        type: str,
+        amount: float,
+        price: float | None,
+        bar: Bar,
+    ) -> tuple[bool, float]:
+        """Whether the order takes liquidity on arrival, and the price it would pay (or its
+        limit, when it rests)."""
+        ref = bar.close
+        marketable = type == "market" or (
+            price is not None and (price >= ref if side == "buy" else price <= ref)
+        )
+        exec_price = self._taker_price(ai, side, amount, bar, price) if marketable else price
+        assert exec_price is not None
+        return marketable, exec_price
+
+    def _execute(
+        self,
+        ai: AssetInstance,
+        order: Order,
+        type: str,
+        tif: str,
+        marketable: bool,
+        exec_price: float,
+        bar: Bar,
+        now: int,
+    ) -> None:
+        """Fill what the order takes at once; rest or expire the remainder (bar model)."""
+        symbol = ai.symbol
         if marketable:
-            fill_amount = amount
+            fill_amount = order.amount
             if tif in ("IOC", "FOK") and type != "market":
                 available = self._available(symbol, bar) if bar.volume > 0 else 0.0
-                fill_amount = min(amount, ai.round_amount(available))
-                if tif == "FOK" and fill_amount < amount:
+                fill_amount = min(order.amount, ai.round_amount(available))
+                if tif == "FOK" and fill_amount < order.amount:
                     fill_amount = 0.0
             if fill_amount > 0:
                 if tif in ("IOC", "FOK") and type != "market":
@@ -222,8 +253,6 @@ class SimExchange:
             self._end(order, EXPIRED, now, "not marketable")
         else:
             self._resting.setdefault(symbol, []).append(order)
-        self._refresh_work()
-        return self.order_dict(order)
 
     async def cancel_order(
         self, id: str | None, symbol: str, params: Mapping[str, Any] | None = None
