@@ -21,7 +21,7 @@ from watchers._market import BookWatcher, OHLCVWatcher, PublicTradesWatcher, Tic
 from ._assets import OHLCV, AssetInstance, BarWindow, Cursor
 from ._engine import BalanceUpdated, LeverageChanged, apply
 from ._live import LiveDriver
-from ._modes import Paper
+from ._modes import Live, Paper
 from .exchanges.sim._exchange import Bar
 from .exchanges.sim._paper import PaperExchange, PaperFeed
 
@@ -44,8 +44,8 @@ class PaperDriver(LiveDriver):
     ) -> None:
         super().__init__(
             rt,
-            mode=None,
-            open_exchange=open_market,  # type: ignore[arg-type]
+            mode=Live(),  # Live's behaviour on stop: Paper has no exchange orders to cancel
+            open_exchange=open_market,
             watcher_config=WatcherConfig(),
             timeframe=timeframe,
             warmup=warmup,
