@@ -357,10 +357,10 @@ class LiveDriver:
         if n:
             since = int(window._time[n - 1] // 1_000_000)
 
+        source = self.market_data()
+
         async def fetch() -> Any:
-            return await self.rt.exchange.fetch_ohlcv(
-                ai.symbol, self.timeframe, since=since, limit=limit
-            )
+            return await source.fetch_ohlcv(ai.symbol, self.timeframe, since=since, limit=limit)
 
         rows = await retrying(fetch)
         now = self.now_ms()
