@@ -58,6 +58,12 @@ def _holding(ai: AssetInstance) -> float:
     return ai.cash
 
 
+def _newest(ai: AssetInstance) -> int:
+    """Open time (ns) of the newest bar in the asset's window, or -1."""
+    n = len(ai.ohlcv)
+    return int(ai.ohlcv._time[n - 1]) if n else -1
+
+
 def own_client_id(rt: Runtime, client_id: str | None) -> bool:
     return bool(client_id) and str(client_id).startswith(f"vg{rt._tag}-")
 
@@ -366,8 +372,9 @@ class LiveDriver:
         now = self.now_ms()
         for i, (t, o, h, low, c, v) in enumerate(rows):
             # The exchange's last row is the bar still forming: keep closed bars only, so
-            # nothing looks ahead (the exchange's clock decides, not ours).
-            if i < len(rows) - 1 or t + self.tf_ms <= now:
+            # nothing looks ahead (the exchange's clock decides, not ours; a last row a whole
+            # period old is closed, the market just had no trade since).
+            if i < len(rows) - 1 or t + 2 * self.tf_ms <= now:
                 window.append(
                     int(t) * 1_000_000, (float(o), float(h), float(low), float(c), float(v or 0.0))
                 )
@@ -379,12 +386,21 @@ class LiveDriver:
         while not rt.stopping:
             now = self.now_ms()
             next_close = (now // self.tf_ms + 1) * self.tf_ms
-            with trio.move_on_after((next_close - now) / 1000 + SETTLE_S):
+            settle = min(SETTLE_S, self.tf_ms / 4000)  # short bars settle faster
+            with trio.move_on_after((next_close - now) / 1000 + settle):
                 await self._stop.wait()
             if rt.stopping:
                 return
-            for ai in rt.universe:
-                await self._fetch_bars(ai, limit=10)
+            # The bar that just closed counts once the exchange has started the next one:
+            # ticking on a bar the exchange still forms would decide on a close that changes.
+            closed_ns = (next_close - self.tf_ms) * 1_000_000
+            with trio.move_on_after(max(self.tf_ms / 1000, 2.0)):
+                while True:
+                    for ai in rt.universe:
+                        await self._fetch_bars(ai, limit=10)
+                    if all(_newest(ai) >= closed_ns for ai in rt.universe):
+                        break
+                    await trio.sleep(min(0.2, self.tf_ms / 5000))
             if all(len(ai.ohlcv) >= max(rt.strategy_warmup, 1) for ai in rt.universe):
                 ts = np.datetime64(next_close * 1_000_000, "ns")
                 await rt.call_hook("on_tick", s.on_tick, ts)
