@@ -37,7 +37,8 @@ async def test_same_decisions_in_sim_paper_and_live(
         await nursery.start(start, live)
         await nursery.start(start, paper)
         with trio.fail_after(30):
-            while len(live.decisions) < 6 or len(paper.decisions) < 6:
+            # Ticks come from the wall clock: poll their progress.
+            while len(live.decisions) < 6 or len(paper.decisions) < 6:  # noqa: ASYNC110
                 await trio.sleep(0.1)
         await stop(live)
         await stop(paper)

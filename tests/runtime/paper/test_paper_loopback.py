@@ -25,7 +25,8 @@ async def test_paper_fills_locally_and_the_exchange_sees_nothing(
     async with trio.open_nursery() as nursery:
         await nursery.start(start, s)
         with trio.fail_after(10):
-            while BTC not in feed.books:  # the book arrives from the public stream
+            # The book arrives from the public stream, written by the applier: poll for it.
+            while BTC not in feed.books:  # noqa: ASYNC110
                 await trio.sleep(0.02)
         best_ask = feed.books[BTC].asks[0][0]
         t = await call(s, ai, MarketOrder[Buy], amount=0.01)
