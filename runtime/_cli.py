@@ -156,6 +156,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         mode=Sim(bars=args.bars, seed=args.seed),
         config={"trace": not args.no_trace},
     )
+    _show_progress(s)
     t0 = time.perf_counter()
     trio.run(_run_sim, s)
     _print_report(s, time.perf_counter() - t0)
@@ -180,10 +181,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
         initial_cash=args.cash,
         config={"trace": not args.no_trace, "trace_root": args.trace_root},
     )
+    _show_progress(s)
     t0 = time.perf_counter()
     trio.run(_run_sim, s)
-    _print_report(s, time.perf_counter() - t0)
+    if args.mode == "sim":
+        _print_report(s, time.perf_counter() - t0)
     return 0
+
+
+def _show_progress(s: Any) -> None:
+    """A progress bar for Sim runs when stderr is a terminal."""
+    from ._progress import Progress
+    from ._sim import SimDriver
+
+    driver = s._rt.driver
+    if isinstance(driver, SimDriver) and Progress.wanted():
+        driver.progress = Progress(driver.n_total)
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from ._engine import BalanceUpdated, LeverageChanged, State, apply
 from ._errors import ConfigError
 from ._modes import RunConfig, Sim
 from ._orders import Order
+from ._progress import Progress
 from ._runtime import Runtime
 from .exchanges._markets import market_for, markets_exchange, synthetic_market
 from .exchanges.sim._exchange import Bar, SimExchange
@@ -78,6 +79,7 @@ class SimDriver:
         self.start_index = cursor.n
         self.end_index = cursor.n
         self.bars_recorded = 0  # bars [0, bars_recorded) are in the trace as BARS blocks
+        self.progress: Progress | None = None  # set by the CLI on a terminal
         rt.on_fill = self._mark
 
     def now_ms(self) -> int:
@@ -192,6 +194,7 @@ class SimDriver:
         tick_times = self.tick_times
         trace_market = rt.config.trace_market
         next_block = self.bars_recorded + BAR_BLOCK
+        progress = self.progress
         try:
             while not rt.stopping:
                 if trace_market:
@@ -199,6 +202,8 @@ class SimDriver:
                 if cursor.n >= next_block:
                     self.record_bar_blocks()
                     next_block = cursor.n + BAR_BLOCK
+                    if progress is not None:
+                        progress.update(cursor.n)
                     # Let other tasks run (a background Sim in IPython) and cancellation in.
                     await trio.lowlevel.checkpoint()
                 try:
@@ -219,6 +224,8 @@ class SimDriver:
         finally:
             self.end_index = cursor.n
             self.record_bar_blocks()
+            if progress is not None:
+                progress.finish(cursor.n)
 
 
 def _normalize_symbol(symbol: str, margin: str | None) -> str:

@@ -124,3 +124,40 @@ def test_run_then_report_writes_png_and_html(tmp_path: Path) -> None:
     assert '<table class="stats"' in page
     for stat in ("total_return", "max_drawdown", "sharpe", "win_rate", "fees"):
         assert f'data-stat="{stat}"' in page
+
+
+def test_long_sim_shows_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    import os
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: vigil on a pseudo-terminal
+        os.chdir(tmp_path)
+        os.execv(
+            sys.executable,
+            [
+                sys.executable,
+                "-m",
+                "runtime._cli",
+                "run",
+                "sma_cross",
+                "--bars",
+                "40000",
+                "--no-trace",
+            ],
+        )
+    out = b""
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        out += data
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, out[-2000:]
+    text = out.decode()
+    assert "\r[" in text and "% " in text and "bars/s" in text  # redrawn in place
+    assert "100.0%" in text
+    assert "trades" in text  # then the summary
