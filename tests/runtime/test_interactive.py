@@ -89,3 +89,57 @@ def test_background_start_returns_at_once(manual_path: Path) -> None:
         assert not s._rt.running
         assert s._rt.background_error is None
         assert 0 < s.ticks < 200_000  # it stopped before the end
+
+
+PAPER_CELLS = """\
+%load_ext runtime
+import trio
+from runtime import strategy, Paper, start, stop, call, MarketOrder, Buy
+s = strategy({manual!r}, mode=Paper(), sandbox=False, config={{"trace_root": {root!r}}})
+await start(s, foreground=False)
+feed = s._rt.driver.paper.paper_feed
+while "BTC/USDT" not in feed.books: await trio.sleep(0.05)
+r = await call(s, s.universe["BTC/USDT"], MarketOrder[Buy], amount=0.01)
+print("CALL", type(r).__name__, r.amount)
+seen = feed.books["BTC/USDT"].version
+await trio.sleep(2.5)
+print("LIVE", s._rt.running, feed.books["BTC/USDT"].version > seen)
+print("STATE", s.universe["BTC/USDT"].cash, s.cash < 100_000)
+from traces import trace_tail
+df = trace_tail(s, 5, as_df=True)
+print("TAIL", len(df), "kind" in df.columns)
+await stop(s)
+print("STOPPED", s._rt.running)
+"""
+
+
+@pytest.mark.skipif(shutil.which("ipython") is None, reason="ipython is not installed")
+def test_ipython_paper_session_against_the_loopback(tmp_path: Path) -> None:
+    from tests.conftest import MANUAL
+    from tests.runtime.exchanges.loopback.support import make_exchange
+
+    with make_exchange(timeframe="1s", bar_interval_ms=500) as loopback:
+        env = {**__import__("os").environ, **loopback.env()}
+        cells = PAPER_CELLS.format(manual=str(MANUAL), root=str(tmp_path / "traces"))
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "IPython",
+                "--simple-prompt",
+                "--no-banner",
+                "--colors=NoColor",
+                "--HistoryManager.enabled=False",
+            ],
+            input=cells,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=tmp_path,
+            env=env,
+        ).stdout
+    assert "CALL Trade 0.01" in out, out
+    assert "LIVE True True" in out, out  # watchers kept the book moving between cells
+    assert "STATE 0.01 True" in out, out
+    assert "TAIL 5 True" in out, out
+    assert "STOPPED False" in out, out
