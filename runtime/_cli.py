@@ -20,6 +20,20 @@ from ._errors import VigilError
 log = logging.getLogger("vigil")
 
 
+class _LogfmtFormatter(logging.Formatter):
+    """Structured log lines: ``ts=... level=... logger=... msg="..."`` (logfmt)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage().replace('"', "'")
+        line = (
+            f"ts={self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} level={record.levelname} "
+            f'logger={record.name} msg="{msg}"'
+        )
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
 class UsageError(VigilError):
     """A flag's value is not valid: exits with status 2, like argparse's own errors."""
 
@@ -251,7 +265,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
     run: int | str = int(args.run) if args.run.lstrip("-").isdigit() else args.run
     t0 = time.perf_counter()
-    s = replay_from_trace(args.path, run=run)
+    from ._progress import Progress
+
+    s = replay_from_trace(args.path, run=run, progress=Progress.wanted())
     elapsed = time.perf_counter() - t0
     print(f"replayed {args.path} (run {args.run}) in {elapsed:.2f} s: state matches the trace")
     print(s)
@@ -267,11 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return serve(argv[2:])
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogfmtFormatter())
+    logging.basicConfig(level=args.log_level, handlers=[handler])
     commands = {
         "demo": _cmd_demo,
         "run": _cmd_run,

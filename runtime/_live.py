@@ -37,7 +37,7 @@ from ._assets import OHLCV, AssetInstance, BarWindow, Cursor
 from ._bars import timeframe_ns
 from ._engine import LeverageChanged
 from ._engine import OrderRejected as OrderRejectedEvent
-from ._errors import NetworkError, OrderCheckFailed, OrderNotFound
+from ._errors import ConfigError, NetworkError, OrderCheckFailed, OrderNotFound
 from ._modes import Live
 from ._orders import Order
 
@@ -525,7 +525,24 @@ def setup_live(
     config: Any,
     source: str,
 ) -> None:
-    """Wire `s` to Live mode. Nothing touches the network until `start(s)`."""
+    """Wire `s` to Live mode. Nothing touches the network until `start(s)`; missing
+    credentials are refused here, naming the environment variables to set."""
+    import os
+
+    from .exchanges._markets import markets_exchange
+
+    account_id = markets_exchange(exchange, margin) if exchange == "binance" else exchange
+    missing = [
+        f"VIGIL_{account_id.upper()}_{what}"
+        for what in ("API_KEY", "SECRET")
+        if not os.environ.get(f"VIGIL_{account_id.upper()}_{what}")
+    ]
+    if missing:
+        raise ConfigError(
+            f"Live mode on {account_id} needs credentials: set {' and '.join(missing)} in the "
+            "environment (never in strategy files); `vigil exchange serve` prints them for the "
+            "loopback exchange"
+        )
     rt = wire_runtime(
         s, name=name, mode=mode, exchange=exchange, margin=margin, config=config, source=source
     )

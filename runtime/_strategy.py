@@ -99,9 +99,13 @@ class Strategy:
         rt = self._rt
         orders = sum(len(ai.open_orders) for ai in rt.universe)
         mode = type(rt.mode).__name__
+        pnl = ""
+        if rt.margin:
+            upnl = sum(p.unrealized_pnl for ai in rt.universe for p in (ai.long, ai.short) if p)
+            pnl = f" upnl={upnl:+.2f}"
         return (
             f"<{type(self).__name__} {rt.name} {mode} {rt.exchange_id} "
-            f"cash={self.cash:.2f} {rt.cash_currency} committed={self.cash_committed:.2f} "
+            f"cash={self.cash:.2f} {rt.cash_currency} committed={self.cash_committed:.2f}{pnl} "
             f"open_orders={orders} markets={','.join(rt.universe.keys())}>"
         )
 

@@ -18,6 +18,7 @@ from runtime._assets import AssetInstance, Balance, Universe
 from runtime._engine import State, apply, digest, event_from_dict
 from runtime._errors import ConfigError, ReplayMismatch, TraceError
 from runtime._modes import RunConfig, Sim
+from runtime._progress import Progress
 from runtime._runtime import Runtime
 from runtime._strategy import Strategy, load_strategy_class
 
@@ -106,13 +107,15 @@ def _wire(start: dict[str, Any]) -> tuple[Strategy, Runtime]:
     return s, rt
 
 
-def replay_from_trace(s_or_path: Strategy | str | Path, run: int | str = -1) -> Strategy:
+def replay_from_trace(
+    s_or_path: Strategy | str | Path, run: int | str = -1, *, progress: bool = False
+) -> Strategy:
     """A Sim-mode strategy whose cash, committed cash, open orders, positions and trade history
     are those at the end of `run` (an index into the trace's runs, -1 the last, or a run id).
 
     Raises `ReplayMismatch` naming the seq of the first event whose recorded state digest, or
     the run's final snapshot, differs from what replay rebuilds; `TraceError` for a trace that
-    cannot be read."""
+    cannot be read. With ``progress=True`` a progress bar is drawn on stderr."""
     path = _path_of(s_or_path)
     runs = _runs(open_view(path))
     if not runs:
@@ -142,7 +145,11 @@ def replay_from_trace(s_or_path: Strategy | str | Path, run: int | str = -1) -> 
         first -= 1
 
     s, rt = _wire(start_payload)
-    _replay_range(rt, view, runs[first].start_seq, runs[chosen].end_seq, runs[chosen].stop_seq)
+    lo, hi = runs[first].start_seq, runs[chosen].end_seq
+    bar = Progress(hi - lo, unit="events") if progress else None
+    _replay_range(rt, view, lo, hi, runs[chosen].stop_seq, bar)
+    if bar is not None:
+        bar.finish(hi - lo)
     return s
 
 
@@ -186,7 +193,14 @@ _STATE_KINDS = frozenset(
 _READ = np.array(sorted(_STATE_KINDS | {int(Kind.RUN_STOPPED)}), dtype=np.uint16)
 
 
-def _replay_range(rt: Runtime, view: Any, lo: int, hi: int, stop_seq: int | None) -> None:
+def _replay_range(
+    rt: Runtime,
+    view: Any,
+    lo: int,
+    hi: int,
+    stop_seq: int | None,
+    progress: Progress | None = None,
+) -> None:
     """Apply the engine events of seqs [lo, hi) to `rt.state`, checking each recorded digest
     and, at `stop_seq`, the recorded snapshot."""
     state = rt.state
@@ -237,6 +251,8 @@ def _replay_range(rt: Runtime, view: Any, lo: int, hi: int, stop_seq: int | None
                     _check_snapshot(state, payload, seq, path)
             if len(cols["ts_ns"]):
                 cast(ReplayDriver, rt.driver).last_ms = int(cols["ts_ns"][-1]) // 1_000_000
+            if progress is not None:
+                progress.update(min(hi, start + block) - lo)
 
 
 def _check_snapshot(state: State, payload: Any, seq: int, path: Path) -> None:

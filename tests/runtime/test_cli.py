@@ -163,3 +163,14 @@ def test_long_sim_shows_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     assert "bars/s" in text
     assert "100.0%" in text
     assert "trades" in text  # then the summary
+
+
+def test_live_without_keys_names_the_variables(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("VIGIL_BINANCE_API_KEY", "VIGIL_BINANCE_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["run", "sma_cross", "--mode", "live", "--no-trace"]) == 1
+    err = capsys.readouterr().err
+    assert "VIGIL_BINANCE_API_KEY" in err
+    assert "VIGIL_BINANCE_SECRET" in err

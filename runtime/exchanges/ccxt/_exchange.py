@@ -208,6 +208,26 @@ async def _load_markets(client: Any, reload: bool) -> dict[str, dict[str, Any]]:
     return dict(client.markets)
 
 
+async def _close_client(client: Any) -> None:
+    # ccxt runs some requests together (load_markets gathers markets and currencies); when one
+    # fails, the others are still in flight, and closing the session under them leaves their
+    # sockets unclosed. Let the tasks running this client's methods finish first (bounded).
+    current = asyncio.current_task()
+    pending = [
+        task
+        for task in asyncio.all_tasks()
+        if task is not current and not task.done() and _runs_method_of(task, client)
+    ]
+    if pending:
+        await asyncio.wait(pending, timeout=min(client.timeout / 1000, 5.0))
+    await client.close()
+
+
+def _runs_method_of(task: asyncio.Task[Any], client: Any) -> bool:
+    frame = getattr(task.get_coro(), "cr_frame", None)
+    return frame is not None and frame.f_locals.get("self") is client
+
+
 async def _set_margin_mode(client: Any, mode: str, symbol: str) -> dict[str, Any]:
     try:
         result: dict[str, Any] = await client.set_margin_mode(mode, symbol)
@@ -393,7 +413,7 @@ class CcxtExchange:
             for stream in list(self._streams):
                 stream._stop()
             try:
-                await self.bridge.run(self._client.close)
+                await self.bridge.run(_close_client, self._client)
             except Exception as exc:
                 text = self._scrub(repr(exc))
                 log.warning("%s: closing the ccxt client failed: %s", self.id, text)
