@@ -295,6 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return commands[args.command](args)
+    except KeyboardInterrupt:
+        # Ctrl-C is how a Live or Paper run is ended: the run was recorded as stopped.
+        print("vigil: stopped", file=sys.stderr)
+        return 130
     except UsageError as exc:
         print(f"vigil {args.command}: error: {exc}", file=sys.stderr)
         return 2
