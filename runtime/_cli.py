@@ -149,6 +149,17 @@ async def _run_sim(s: Any) -> None:
     await start(s)
 
 
+def _trio_run(s: Any) -> None:
+    """Run the strategy; a Ctrl-C that surfaces inside an exception group is still Ctrl-C."""
+    try:
+        trio.run(_run_sim, s)
+    except BaseExceptionGroup as group:
+        interrupts, rest = group.split(KeyboardInterrupt)
+        if interrupts is not None and rest is None:
+            raise KeyboardInterrupt from None
+        raise
+
+
 def _print_report(s: Any, elapsed: float) -> None:
     results = s.results
     bars = len(results.equity)
@@ -172,7 +183,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     _show_progress(s)
     t0 = time.perf_counter()
-    trio.run(_run_sim, s)
+    _trio_run(s)
     _print_report(s, time.perf_counter() - t0)
     return 0
 
@@ -197,7 +208,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     _show_progress(s)
     t0 = time.perf_counter()
-    trio.run(_run_sim, s)
+    _trio_run(s)
     if args.mode == "sim":
         _print_report(s, time.perf_counter() - t0)
     return 0
