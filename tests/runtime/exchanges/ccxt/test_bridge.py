@@ -1,0 +1,310 @@
+"""The trio ↔ asyncio bridge on its own, with plain asyncio coroutines standing in for ccxt."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import trio
+
+from runtime._errors import NetworkError
+from runtime.exchanges.ccxt import AsyncioBridge, Stream
+from runtime.exchanges.ccxt._bridge import acquire_shared_bridge, release_shared_bridge
+from tests.runtime.exchanges.ccxt.support import until
+
+
+@pytest.fixture
+async def bridge() -> AsyncIterator[AsyncioBridge]:
+    async with AsyncioBridge(name="test-bridge") as b:
+        yield b
+
+
+async def _never() -> None:
+    await asyncio.Event().wait()
+
+
+async def test_run_returns_results_and_raises_errors_from_the_loop_thread(
+    bridge: AsyncioBridge,
+) -> None:
+    async def where(x: int) -> tuple[str, int]:
+        await asyncio.sleep(0)
+        return threading.current_thread().name, x * 2
+
+    assert await bridge.run(where, 21) == ("test-bridge", 42)
+
+    async def fail() -> None:
+        raise ValueError("from asyncio")
+
+    with pytest.raises(ValueError, match="from asyncio"):
+        await bridge.run(fail)
+
+    def not_a_coroutine_function() -> Any:
+        raise KeyError("before any await")
+
+    with pytest.raises(KeyError, match="before any await"):
+        await bridge.run(not_a_coroutine_function)
+    assert bridge.in_flight == 0
+
+
+async def test_many_concurrent_calls_each_get_their_own_result(bridge: AsyncioBridge) -> None:
+    async def echo(i: int) -> int:
+        await asyncio.sleep(0.001 * (i % 3))
+        return i
+
+    results: dict[int, int] = {}
+
+    async def one(i: int) -> None:
+        results[i] = await bridge.run(echo, i)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(200):
+            nursery.start_soon(one, i)
+    assert results == {i: i for i in range(200)}
+
+
+async def test_cancelling_the_trio_caller_cancels_the_asyncio_task(bridge: AsyncioBridge) -> None:
+    seen: list[str] = []
+
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            seen.append("cancelled on the loop")
+            raise
+
+    with trio.move_on_after(0.05) as scope:
+        await bridge.run(slow)
+    assert scope.cancelled_caught
+    assert seen == ["cancelled on the loop"]  # already: run() waited for the task to end
+    assert bridge.in_flight == 0
+    assert await bridge.run(asyncio.sleep, 0, "still usable") == "still usable"
+
+
+async def test_a_result_that_won_the_race_with_cancellation_is_returned(
+    bridge: AsyncioBridge,
+) -> None:
+    async def stubborn() -> str:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            return "done anyway"  # e.g. the order was placed before the cancel arrived
+        return "not cancelled"
+
+    got: list[str] = []
+    with trio.move_on_after(0.05) as scope:
+        got.append(await bridge.run(stubborn))
+        await trio.lowlevel.checkpoint()  # the cancellation arrives here
+    assert scope.cancelled_caught
+    assert got == ["done anyway"]
+
+
+async def test_an_already_cancelled_caller_sends_nothing(bridge: AsyncioBridge) -> None:
+    called: list[bool] = []
+
+    async def record() -> None:
+        called.append(True)
+
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await bridge.run(record)
+    await bridge.run(asyncio.sleep, 0)  # anything submitted before has run by now
+    assert called == []
+
+
+async def test_closing_fails_calls_in_flight_and_refuses_new_ones() -> None:
+    bridge = AsyncioBridge().start()
+    errors: list[BaseException] = []
+
+    async def pending() -> None:
+        try:
+            await bridge.run(_never)
+        except NetworkError as exc:
+            errors.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pending)
+        await trio.sleep(0.05)
+        await bridge.aclose()
+    assert len(errors) == 1
+    assert "closed while a call was in flight" in str(errors[0])
+    assert not bridge.running
+    assert bridge._thread is not None
+    assert not bridge._thread.is_alive()
+    with pytest.raises(trio.ClosedResourceError, match="is closed"):
+        await bridge.run(asyncio.sleep, 0)
+    await bridge.aclose()  # idempotent
+
+
+async def test_stream_delivers_in_order_with_backpressure(bridge: AsyncioBridge) -> None:
+    calls = 0
+
+    async def produce() -> list[int]:
+        nonlocal calls
+        calls += 1
+        return [calls]
+
+    async with bridge.stream(
+        produce, transform=lambda v: v, map_error=lambda e: e, buffer=3
+    ) as stream:
+        await trio.sleep(0.1)
+        assert calls == 3  # three results wait; the pump waits for the consumer
+        assert await stream.receive() == [1]
+        await trio.sleep(0.05)
+        assert calls == 4
+        assert [await stream.receive() for _ in range(3)] == [[2], [3], [4]]
+
+
+async def test_stream_ends_with_the_mapped_error_after_earlier_results(
+    bridge: AsyncioBridge,
+) -> None:
+    calls = 0
+
+    async def flaky() -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise ConnectionResetError("socket closed")
+        return calls
+
+    def map_error(exc: Exception) -> BaseException:
+        return NetworkError(f"mapped: {exc}")
+
+    stream = bridge.stream(flaky, transform=lambda v: v * 10, map_error=map_error)
+    with trio.fail_after(5):
+        assert await stream.receive() == 10
+        assert await stream.receive() == 20
+        with pytest.raises(NetworkError, match="mapped: socket closed") as caught:
+            await stream.receive()
+        assert isinstance(caught.value.__cause__, ConnectionResetError)
+        with pytest.raises(trio.EndOfChannel):
+            await stream.receive()
+    await stream.aclose()
+
+
+async def test_closing_a_stream_abandons_but_does_not_cancel_a_shared_watch(
+    bridge: AsyncioBridge,
+) -> None:
+    # ccxt.pro hands every watcher of a subscription the same future.
+    async def make_future() -> asyncio.Future[str]:
+        return asyncio.get_running_loop().create_future()
+
+    shared = await bridge.run(make_future)
+
+    async def watch() -> str:
+        return await shared
+
+    first: Stream[str] = bridge.stream(watch, transform=str, map_error=lambda e: e)
+    second: Stream[str] = bridge.stream(watch, transform=str, map_error=lambda e: e)
+    await trio.sleep(0.05)
+    await first.aclose()
+    await trio.sleep(0.05)
+
+    async def resolve() -> None:
+        shared.set_result("update")
+
+    await bridge.run(resolve)
+    with trio.fail_after(5):
+        assert await second.receive() == "update"
+    with pytest.raises(trio.ClosedResourceError):
+        await first.receive()
+    await second.aclose()
+
+
+async def test_stopping_a_stream_from_the_producer_side_ends_it_cleanly(
+    bridge: AsyncioBridge,
+) -> None:
+    # What CcxtExchange.aclose does: stop the pumps, then close ccxt, which rejects the
+    # pending watches.
+    async def make_future() -> asyncio.Future[str]:
+        return asyncio.get_running_loop().create_future()
+
+    pending = await bridge.run(make_future)
+
+    async def watch() -> str:
+        return await pending
+
+    stream: Stream[str] = bridge.stream(watch, transform=str, map_error=lambda e: e)
+    await trio.sleep(0.02)
+    stream._stop()
+
+    async def close_ccxt() -> None:
+        pending.set_exception(ConnectionError("closed by the user"))
+
+    await bridge.run(close_ccxt)
+    with trio.fail_after(5), pytest.raises(trio.EndOfChannel):
+        await stream.receive()  # the end, not the error: the stream was stopped
+    await stream.aclose()
+
+
+async def test_a_stream_waiting_for_its_consumer_stops_at_once(bridge: AsyncioBridge) -> None:
+    async def produce() -> int:
+        return 1
+
+    stream: Stream[int] = bridge.stream(
+        produce, transform=lambda v: v, map_error=lambda e: e, buffer=1
+    )
+    assert await stream.receive() == 1
+    await trio.sleep(0.02)  # the pump has produced another and waits for a credit
+    await stream.aclose()
+    await until(lambda: bridge.in_flight == 0)
+
+
+def test_results_for_a_finished_trio_run_are_dropped_quietly() -> None:
+    bridge = AsyncioBridge()
+    counter = 0
+
+    async def tick() -> int:
+        nonlocal counter
+        counter += 1
+        await asyncio.sleep(0.01)
+        return counter
+
+    async def leave_a_stream_open() -> None:
+        bridge.start()
+        stream = bridge.stream(tick, transform=lambda v: v, map_error=lambda e: e)
+        assert await stream.receive() == 1
+        # Not closed: its pump keeps handing results to a run that is about to end.
+
+    trio.run(leave_a_stream_open)
+    threading.Event().wait(0.1)  # the pump delivers to the finished run meanwhile
+    trio.run(bridge.aclose)
+    assert counter >= 2  # the pump ran on after the run ended, and nothing raised
+
+
+async def test_the_loop_exception_handler_logs_scrubbed_text(
+    bridge: AsyncioBridge, caplog: pytest.LogCaptureFixture
+) -> None:
+    bridge.scrubbers.append(lambda text: text.replace("s3cr3t", "***"))
+
+    async def report() -> None:
+        asyncio.get_running_loop().call_exception_handler(
+            {"message": "a task failed with s3cr3t", "exception": ValueError("url?k=s3cr3t")}
+        )
+
+    with caplog.at_level(logging.ERROR, logger="vigil.ccxt"):
+        await bridge.run(report)
+    [record] = [r for r in caplog.records if r.name == "vigil.ccxt"]
+    assert "s3cr3t" not in record.getMessage()
+    assert "ValueError" in record.getMessage()
+    assert record.exc_info is None
+    gc.collect()
+
+
+async def test_the_shared_bridge_is_reference_counted() -> None:
+    a = acquire_shared_bridge()
+    b = acquire_shared_bridge()
+    assert a is b
+    assert a.running
+    await release_shared_bridge(a)
+    assert b.running
+    await release_shared_bridge(b)
+    assert not b.running
+    c = acquire_shared_bridge()
+    assert c is not a
+    assert c.running
+    await release_shared_bridge(c)
