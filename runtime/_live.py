@@ -32,6 +32,7 @@ from traces._replay import restore_into
 from traces._schema import Kind
 from watchers._account import BalanceWatcher, OrdersWatcher, PositionsWatcher, TradesWatcher
 from watchers._base import STALE, Watcher, WatcherConfig, retrying
+from watchers._market import TickerWatcher
 
 from ._assets import OHLCV, AssetInstance, BarWindow, Cursor
 from ._bars import timeframe_ns
@@ -236,6 +237,13 @@ class LiveDriver:
 
     async def _apply_reports(self, receive: trio.MemoryReceiveChannel[Any]) -> None:
         async for kind, payload in receive:
+            if kind == "ticker":  # market data: the price local checks use between bars
+                symbol, ticker = payload
+                ai = self.rt.state.assets.get(symbol)
+                last = ticker.get("last") or ticker.get("close")
+                if ai is not None and last is not None:
+                    ai.last_price = float(last)
+                continue
             self.rt.on_exchange(kind, payload)
             if self.rt.has_hooks:
                 await self.rt.run_hooks()
@@ -446,6 +454,10 @@ class LiveDriver:
                         )
                         ai.ohlcv = window
                         await self._fetch_bars(ai, limit=max(rt.strategy_warmup, 1) + 1)
+                        ticker = TickerWatcher(
+                            ex, self.watcher_config, ai.symbol, self._watcher_event
+                        )
+                        await nursery.start(ticker.run, send.clone())
                     task_status.started()
                     await rt.call_hook("on_start", s.on_start)
                     await self._tick_loop(s)
