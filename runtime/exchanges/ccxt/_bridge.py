@@ -37,6 +37,7 @@ import collections
 import contextlib
 import logging
 import math
+import selectors
 import threading
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -92,8 +93,9 @@ class AsyncioBridge:
         # Calls submitted from trio, launched by one loop callback per batch (see _submit).
         self._inbox: collections.deque[_Call] = collections.deque()
         self._inbox_scheduled = False
-        # Outcomes going back, one deque per trio run (loop thread only).
-        self._outboxes: dict[trio.lowlevel.TrioToken, _Outbox] = {}
+        # What goes back to trio this loop iteration, per trio run: (callback, argument) pairs,
+        # handed over in one run_sync_soon per run just before the loop waits (loop thread).
+        self._outgoing: dict[trio.lowlevel.TrioToken, list[tuple[Callable[[Any], None], Any]]] = {}
         self.scrubbers: list[Callable[[str], str]] = []
 
     # Lifecycle.
@@ -155,7 +157,7 @@ class AsyncioBridge:
         await self.aclose()
 
     def _main(self) -> None:
-        loop = asyncio.new_event_loop()
+        loop = asyncio.SelectorEventLoop(_FlushingSelector(self._flush))
         loop.set_exception_handler(self._on_loop_exception)
         asyncio.set_event_loop(loop)
         self._loop = loop
@@ -175,6 +177,7 @@ class AsyncioBridge:
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.run_until_complete(loop.shutdown_default_executor())
             finally:
+                self._flush()  # the last outcomes (the loop no longer selects)
                 asyncio.set_event_loop(None)
                 loop.close()
 
@@ -206,17 +209,33 @@ class AsyncioBridge:
             raise trio.ClosedResourceError(_closed_message(self.name))
         call = _Call(self, loop, fn, args)
         self._inbox.append(call)
-        # Batching: while a drain is pending, later calls ride along without another wake-up
-        # of the loop thread. The flag is cleared by the drain *before* it pops, so a call
-        # appended meanwhile is either popped by it or schedules the next drain.
-        if not self._inbox_scheduled:
-            self._inbox_scheduled = True
-            try:
-                loop.call_soon_threadsafe(self._drain_inbox)
-            except RuntimeError as exc:
-                self._inbox.remove(call)
-                raise trio.ClosedResourceError(_closed_message(self.name)) from exc
+        # The loop thread is woken once per trio scheduling round, when trio is about to wait
+        # (see _Flusher), carrying every call submitted in that round.
+        try:
+            flusher = _FLUSHER.get()
+        except LookupError:
+            flusher = _Flusher()
+            _FLUSHER.set(flusher)
+            trio.lowlevel.add_instrument(flusher)
+        flusher.bridges.add(self)
         return cast(T, await trio.lowlevel.wait_task_rescheduled(call.abort))
+
+    def _flush_inbox(self) -> None:
+        # On a trio thread (any run that submitted). The loop's drain clears the flag before
+        # it pops, so a call appended meanwhile is either popped by it or schedules another.
+        if not self._inbox or self._inbox_scheduled:
+            return
+        self._inbox_scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self._drain_inbox)
+        except RuntimeError:  # the loop has closed: nothing will launch these calls
+            self._inbox_scheduled = False
+            while self._inbox:
+                try:
+                    call = self._inbox.popleft()
+                except IndexError:
+                    break
+                call.refuse(trio.ClosedResourceError(_closed_message(self.name)))
 
     def _drain_inbox(self) -> None:
         # On the loop thread.
@@ -225,13 +244,29 @@ class AsyncioBridge:
         while inbox:
             inbox.popleft().launch()
 
-    def _send_back(self, call: _Call, result: outcome.Outcome[Any] | None) -> None:
-        # On the loop thread: queue the outcome for the caller's trio run, waking it once per
-        # batch (the same scheme as the inbox, mirrored).
-        outbox = self._outboxes.get(call._token)
-        if outbox is None:
-            outbox = self._outboxes[call._token] = _Outbox(call._token)
-        outbox.put(call, result)
+    def _send(
+        self, token: trio.lowlevel.TrioToken, callback: Callable[[Any], None], arg: Any
+    ) -> None:
+        # On the loop thread: queue ``callback(arg)`` for the trio run of ``token``.
+        batch = self._outgoing.get(token)
+        if batch is None:
+            batch = self._outgoing[token] = []
+        batch.append((callback, arg))
+
+    def _flush(self) -> None:
+        # On the loop thread, just before it waits for I/O (see _FlushingSelector): one
+        # wake-up per trio run per iteration, sent when this thread is about to release the
+        # GIL, so the woken trio thread does not wait for it. Must never raise.
+        if not self._outgoing:
+            return
+        outgoing, self._outgoing = self._outgoing, {}
+        for token, batch in outgoing.items():
+            try:
+                token.run_sync_soon(_deliver_batch, batch)
+            except trio.RunFinishedError:
+                pass  # that trio run has ended; nobody is left to resume
+            except Exception:
+                log.exception("ccxt bridge: could not hand results back to trio")
 
     def stream(
         self,
@@ -265,41 +300,48 @@ def _closed_message(name: str) -> str:
     return f"bridge {name!r} is closed; open a new exchange (CcxtExchange.open) to call again"
 
 
-class _Outbox:
-    """Outcomes on their way to one trio run: filled on the loop, drained in trio."""
+class _FlushingSelector(selectors.DefaultSelector):
+    """The loop's selector, calling ``before_select`` each time the loop is about to wait."""
 
-    __slots__ = ("_items", "_scheduled", "_token")
+    def __init__(self, before_select: Callable[[], None]) -> None:
+        super().__init__()
+        self._before_select = before_select
 
-    def __init__(self, token: trio.lowlevel.TrioToken) -> None:
-        self._token = token
-        self._items: collections.deque[tuple[_Call, outcome.Outcome[Any] | None]] = (
-            collections.deque()
-        )
-        self._scheduled = False
+    def select(self, timeout: float | None = None) -> Any:
+        self._before_select()
+        return super().select(timeout)
 
-    def put(self, call: _Call, result: outcome.Outcome[Any] | None) -> None:
-        # On the loop thread.
-        self._items.append((call, result))
-        if not self._scheduled:
-            self._scheduled = True
-            # RunFinishedError: the trio run that waited has ended; nobody is left to resume.
-            with contextlib.suppress(trio.RunFinishedError):
-                self._token.run_sync_soon(self._drain)
 
-    def _drain(self) -> None:
-        # On the trio thread, given to run_sync_soon: must never raise (_resume does not).
-        self._scheduled = False
-        items = self._items
-        while items:
-            call, result = items.popleft()
-            call._resume(result)
+class _Flusher(trio.abc.Instrument):
+    """Per trio run: before trio waits for I/O, hand the calls submitted since to the loop.
+
+    Batching both ways (see :meth:`AsyncioBridge._flush`) means one wake-up of the other thread
+    per scheduling round instead of one per call, sent when this thread is about to release
+    the GIL. Instrument hooks must not raise; flushing does not.
+    """
+
+    def __init__(self) -> None:
+        self.bridges: set[AsyncioBridge] = set()
+
+    def before_io_wait(self, timeout: float) -> None:
+        for bridge in self.bridges:
+            bridge._flush_inbox()
+
+
+_FLUSHER: trio.lowlevel.RunVar[_Flusher] = trio.lowlevel.RunVar("vigil_ccxt_bridge_flusher")
+
+
+def _deliver_batch(batch: list[tuple[Callable[[Any], None], Any]]) -> None:
+    # On the trio thread, given to run_sync_soon: must never raise (no callback does).
+    for callback, arg in batch:
+        callback(arg)
 
 
 class _Call:
     """One :meth:`AsyncioBridge.run` call: launched on the loop, resumed in trio."""
 
-    __slots__ = ("_aborted", "_args", "_atask", "_bridge", "_delivered", "_fn", "_loop",
-                 "_raise_cancel", "_task", "_token")  # fmt: skip
+    __slots__ = ("_aborted", "_args", "_atask", "_bridge", "_cancel_requested", "_delivered",
+                 "_fn", "_loop", "_raise_cancel", "_task", "_token")  # fmt: skip
 
     def __init__(
         self,
@@ -317,10 +359,15 @@ class _Call:
         self._atask: asyncio.Future[Any] | None = None
         self._raise_cancel: Any = None
         self._aborted = False
+        self._cancel_requested = False  # loop thread: trio cancelled before the launch
         self._delivered = False  # set on the loop once the outcome is on its way to trio
 
     # On the loop thread.
     def launch(self) -> None:
+        if self._cancel_requested:  # cancelled in trio before it was sent: send nothing
+            self._delivered = True
+            self._bridge._send(self._token, self._resume, None)
+            return
         self._bridge._in_flight += 1
         self._atask = self._loop.create_task(self._drive())
 
@@ -339,9 +386,10 @@ class _Call:
         finally:
             self._bridge._in_flight -= 1
             self._delivered = True
-            self._bridge._send_back(self, result)
+            self._bridge._send(self._token, self._resume, result)
 
     def _cancel(self) -> None:
+        self._cancel_requested = True
         if self._atask is not None:
             self._atask.cancel()
 
@@ -350,12 +398,23 @@ class _Call:
         self._raise_cancel = raise_cancel
         self._aborted = True
         try:
+            self._bridge._inbox.remove(self)
+        except ValueError:
+            pass  # already taken by the loop: cancel it there
+        else:
+            return trio.lowlevel.Abort.SUCCEEDED  # never sent
+        try:
             self._loop.call_soon_threadsafe(self._cancel)
         except RuntimeError:
             # The loop is closed: nothing more runs there. If the outcome was sent, it will
             # resume us; otherwise nobody will, so let trio raise Cancelled now.
             return trio.lowlevel.Abort.FAILED if self._delivered else trio.lowlevel.Abort.SUCCEEDED
         return trio.lowlevel.Abort.FAILED
+
+    def refuse(self, error: Exception) -> None:
+        """Fail a call that was never launched (from any thread)."""
+        with contextlib.suppress(trio.RunFinishedError):
+            self._token.run_sync_soon(self._resume, outcome.Error(error))
 
     def _resume(self, result: outcome.Outcome[Any] | None) -> None:
         # Given to run_sync_soon: must never raise.
@@ -469,8 +528,7 @@ class Stream(trio.abc.ReceiveChannel[T]):
         self._deliver(_END)
 
     def _deliver(self, item: Any) -> None:
-        with contextlib.suppress(trio.RunFinishedError):  # the consumer's run has ended
-            self._token.run_sync_soon(self._put, item)
+        self._bridge._send(self._token, self._put, item)
 
     def _stop_pump(self) -> None:
         self._stopping = True

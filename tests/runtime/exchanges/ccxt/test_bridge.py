@@ -116,6 +116,31 @@ async def test_an_already_cancelled_caller_sends_nothing(bridge: AsyncioBridge) 
     assert called == []
 
 
+async def test_a_call_cancelled_before_it_reached_the_loop_is_never_sent(
+    bridge: AsyncioBridge,
+) -> None:
+    called: list[bool] = []
+
+    async def record() -> None:
+        called.append(True)
+
+    scope = trio.CancelScope()
+
+    async def caller() -> None:
+        with scope:
+            await bridge.run(record)
+
+    async def cancel() -> None:
+        scope.cancel()
+
+    async with trio.open_nursery() as nursery:  # both run before trio next waits for I/O,
+        nursery.start_soon(caller)  # which is when submitted calls go to the loop
+        nursery.start_soon(cancel)
+    await bridge.run(asyncio.sleep, 0)
+    assert scope.cancelled_caught
+    assert called == []
+
+
 async def test_closing_fails_calls_in_flight_and_refuses_new_ones() -> None:
     bridge = AsyncioBridge().start()
     errors: list[BaseException] = []
