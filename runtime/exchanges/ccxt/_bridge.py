@@ -12,12 +12,18 @@ two ways:
   again and again and hands each result to trio, as a :class:`Stream` (a trio
   ``ReceiveChannel``).
 
+**Batched hand-over.** Each side wakes the other at most once per scheduling round, just before
+it waits for I/O itself: trio through an instrument's ``before_io_wait`` (:class:`_Flusher`),
+asyncio through its selector (:class:`_FlushingSelector`). Everything submitted or finished in
+the round goes across together, and the woken thread finds the GIL free.
+
 **Cancellation crosses both ways.** Cancelling the trio caller cancels the asyncio task (and with
 it the HTTP request or the wait in the rate budget); the trio task resumes once the asyncio task
-has actually finished, so nothing keeps running behind a cancelled call. If the request completed
-before the cancellation reached it, the caller gets its result and the cancellation is delivered
-at its next checkpoint. Closing a stream cancels its pump; closing the bridge cancels whatever is
-left on the loop and ends pending streams.
+has actually finished, so nothing keeps running behind a cancelled call. A call cancelled before
+it reached the loop is never sent. If the request completed before the cancellation reached it,
+the caller gets its result and the cancellation is delivered at its next checkpoint. Closing a
+stream stops its pump (see :class:`Stream`); closing the bridge cancels whatever is left on the
+loop, fails the calls in flight with ``NetworkError`` (outcome unknown) and ends the streams.
 
 **Callbacks into trio never raise** (a callback given to ``run_sync_soon`` that raises crashes the
 trio run): each one catches and logs, and one whose trio run has ended is dropped.
@@ -79,8 +85,8 @@ class AsyncioBridge:
     """An asyncio event loop on a helper thread, with trio-side entry points.
 
     ``start()`` launches the thread; ``aclose()`` cancels what is left on the loop, stops it and
-    joins the thread. ``async with AsyncioBridge() as bridge:`` does both. ``scrub``, when set,
-    cleans the text of exceptions the loop reports to its exception handler before logging it.
+    joins the thread. ``async with AsyncioBridge() as bridge:`` does both. ``scrubbers`` clean
+    the text of exceptions the loop reports to its exception handler before it is logged.
     """
 
     def __init__(self, *, name: str = "vigil-ccxt") -> None:
