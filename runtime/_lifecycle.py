@@ -36,7 +36,6 @@ async def start(
     if rt.running:
         raise ConfigError(f"strategy {rt.name} is already running; stop(s) it first")
     rt.running = True
-    rt.stopping = False
     rt.stopped = trio.Event()
     rt.run_task = trio.lowlevel.current_task()
     try:
@@ -44,6 +43,7 @@ async def start(
         await rt.call_hook("on_stop", s.on_stop)
     finally:
         rt.running = False
+        rt.stopping = False  # a stop asked before the run began still applied to it
         rt.stopped.set()
         rt.record(Kind.RUN_STOPPED, {"run_id": rt.run_id, "state": state_snapshot(s)}, durable=True)
         # Commit whole chunks and release the trace; recording again reopens it.

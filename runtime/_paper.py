@@ -9,7 +9,7 @@ trace is the same, its runs marked ``"mode": "paper"``, and it replays the same 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from ._assets import OHLCV, AssetInstance, BarWindow, Cursor
 from ._engine import BalanceUpdated, LeverageChanged, apply
 from ._live import LiveDriver
 from ._modes import Live, Paper
+from ._sim import SimulatedSends
 from .exchanges.sim._exchange import Bar
 from .exchanges.sim._paper import PaperExchange, PaperFeed
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from ._strategy import Strategy
 
 
-class PaperDriver(LiveDriver):
+class PaperDriver(SimulatedSends, LiveDriver):
     """Live's clock, waits and tick loop; the simulated exchange for orders."""
 
     def __init__(
@@ -52,25 +53,6 @@ class PaperDriver(LiveDriver):
         )
         self.paper = paper
         self.market: Any = None
-
-    # The simulated exchange answers at once and never disagrees with the state.
-    def refusal(self, ai: AssetInstance) -> None:
-        return None
-
-    async def before_send(self, ai: AssetInstance) -> None:
-        return None
-
-    async def send(self, fn: Callable[[], Awaitable[Any]], deadline_ms: int) -> Any:
-        return await fn()
-
-    def expect_news(self, ai: AssetInstance, expected: bool = True) -> None:
-        return None
-
-    def sent(self, client_id: str) -> None:
-        return None
-
-    async def wait_account(self, trade: Any, deadline_ms: int) -> None:
-        return None
 
     async def sync_order(self, order: Any) -> None:
         return None

@@ -9,6 +9,7 @@ the run loop then carries on after them, as a live strategy blocked in a wait mi
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +64,30 @@ class BarFeed:
         return int(self.close_ms[self.cursor.n - 1])
 
 
-class SimDriver:
+class SimulatedSends:
+    """The steps of `call` a simulated exchange makes trivial: it answers at once, never
+    loses a send, and never disagrees with the strategy's state (Sim and Paper)."""
+
+    def refusal(self, ai: AssetInstance) -> None:
+        return None
+
+    async def before_send(self, ai: AssetInstance) -> None:
+        return None
+
+    async def send(self, fn: Callable[[], Awaitable[Any]], deadline_ms: int) -> Any:
+        return await fn()
+
+    def expect_news(self, ai: AssetInstance, expected: bool = True) -> None:
+        return None
+
+    def sent(self, client_id: str) -> None:
+        return None
+
+    async def wait_account(self, trade: Any, deadline_ms: int) -> None:
+        return None
+
+
+class SimDriver(SimulatedSends):
     """The Sim clock and run loop."""
 
     def __init__(self, rt: Runtime, bars: Bars, cursor: Cursor, exchange: SimExchange) -> None:
@@ -150,25 +174,6 @@ class SimDriver:
         await self.advance_to(deadline_ms, changed)
         return changed()
 
-    # Live-only steps of `call`; in Sim the exchange and the state never disagree.
-    def refusal(self, ai: AssetInstance) -> None:
-        return None
-
-    async def before_send(self, ai: AssetInstance) -> None:
-        return None
-
-    async def send(self, fn: Callable[[], Awaitable[Any]], deadline_ms: int) -> Any:
-        return await fn()
-
-    def expect_news(self, ai: AssetInstance, expected: bool = True) -> None:
-        return None
-
-    def sent(self, client_id: str) -> None:
-        return None
-
-    async def wait_account(self, trade: Any, deadline_ms: int) -> None:
-        return None
-
     def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None:
         raise AssertionError("the simulated exchange never loses a send")
 
@@ -204,8 +209,11 @@ class SimDriver:
                     next_block = cursor.n + BAR_BLOCK
                     if progress is not None:
                         progress.update(cursor.n)
-                    # Let other tasks run (a background Sim in IPython) and cancellation in.
+                    # Let other tasks run (a background Sim in IPython) and cancellation in,
+                    # and hand the GIL to other threads: a tight loop otherwise starves them
+                    # (measured: an IPython prompt froze for a whole 2M-bar run).
                     await trio.lowlevel.checkpoint()
+                    time.sleep(0)  # noqa: ASYNC251 (zero: releases the GIL, never blocks)
                 try:
                     await tick(tick_times[cursor.n - 1])
                 except Exception as exc:

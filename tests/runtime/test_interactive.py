@@ -12,6 +12,28 @@ import pytest
 
 from runtime import Buy, GTCOrder, MarketOrder, Pending, Session, Sim, Trade, strategy
 
+
+def run_ipython(cells: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Feed `cells` to a real IPython, one line per cell, and return what it printed."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "IPython",
+            "--simple-prompt",
+            "--no-banner",
+            "--colors=NoColor",
+            "--HistoryManager.enabled=False",
+        ],
+        input=cells,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=cwd,
+        env=env,
+    ).stdout
+
+
 CELLS = """\
 %load_ext runtime
 from runtime import strategy, Sim, start, stop, call, MarketOrder, Buy
@@ -34,22 +56,7 @@ print("TAIL", trace_tail(s, 3)[-1]["kind"])
 @pytest.mark.skipif(shutil.which("ipython") is None, reason="ipython is not installed")
 def test_ipython_keeps_a_strategy_running_between_cells(tmp_path: Path) -> None:
     cells = CELLS.format(root=str(tmp_path / "traces"))
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "IPython",
-            "--simple-prompt",
-            "--no-banner",
-            "--colors=NoColor",
-            "--HistoryManager.enabled=False",
-        ],
-        input=cells,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=tmp_path,
-    ).stdout
+    out = run_ipython(cells, tmp_path)
     assert "CALL Trade 0.01" in out, out
     assert "RUNNING True True" in out, out  # still running after the cell that started it
     assert "STATE True True" in out, out
@@ -77,18 +84,19 @@ def test_session_drives_a_strategy_from_sync_code(manual_path: Path) -> None:
 def test_background_start_returns_at_once(manual_path: Path) -> None:
     from tests.conftest import bars
 
-    s = strategy(manual_path, mode=Sim(), data=bars([30_000.0] * 200_000), config={"trace": False})
+    # Far more bars than the test lets it run: the stop must end it early.
+    s = strategy(
+        manual_path, mode=Sim(), data=bars([30_000.0] * 2_000_000), config={"trace": False}
+    )
     with Session() as v:
-        v.start(s, background=True)
+        v.start(s, background=True)  # returns at once
         t0 = time.monotonic()
-        while not s._rt.running and time.monotonic() - t0 < 10:
+        while s.ticks == 0 and time.monotonic() - t0 < 30:  # wait until it is ticking
             time.sleep(0.001)
-        v.stop(s)
-        while s._rt.running and time.monotonic() - t0 < 10:
-            time.sleep(0.001)
+        v.stop(s)  # returns once the run has stopped
         assert not s._rt.running
         assert s._rt.background_error is None
-        assert 0 < s.ticks < 200_000  # it stopped before the end
+        assert 0 < s.ticks < 2_000_000  # it stopped before the end
 
 
 PAPER_CELLS = """\
@@ -121,23 +129,7 @@ def test_ipython_paper_session_against_the_loopback(tmp_path: Path) -> None:
     with make_exchange(timeframe="1s", bar_interval_ms=500) as loopback:
         env = {**__import__("os").environ, **loopback.env()}
         cells = PAPER_CELLS.format(manual=str(MANUAL), root=str(tmp_path / "traces"))
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "IPython",
-                "--simple-prompt",
-                "--no-banner",
-                "--colors=NoColor",
-                "--HistoryManager.enabled=False",
-            ],
-            input=cells,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            cwd=tmp_path,
-            env=env,
-        ).stdout
+        out = run_ipython(cells, tmp_path, env)
     assert "CALL Trade 0.01" in out, out
     assert "LIVE True True" in out, out  # watchers kept the book moving between cells
     assert "STATE 0.01 True" in out, out

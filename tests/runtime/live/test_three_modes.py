@@ -3,29 +3,18 @@ Live, with fill prices that differ only as each mode's fill model allows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import trio
 
 from runtime import Live, Paper, Sim, start, stop, strategy
 from runtime.exchanges.ccxt import CcxtExchange
 from runtime.exchanges.loopback import LoopbackExchange
 from tests.conftest import HERE
-from tests.runtime.exchanges.loopback.support import BTC, make_exchange
+from tests.runtime.exchanges.loopback.support import BTC
 
 UPDOWN = HERE / "three_modes_strategy.py"
-
-
-@pytest.fixture
-def running_market(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackExchange]:
-    """A loopback whose 1-second bars move on their own, in step with the wall clock."""
-    with make_exchange(timeframe="1s", bar_interval_ms=1000) as ex:
-        for name, value in ex.env().items():
-            monkeypatch.setenv(name, value)
-        yield ex
 
 
 async def test_same_decisions_in_sim_paper_and_live(

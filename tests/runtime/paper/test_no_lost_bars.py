@@ -2,33 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 import trio
 
 from runtime import Paper, start, stop, strategy
 from runtime.exchanges.ccxt import CcxtExchange
 from runtime.exchanges.loopback import LoopbackExchange
 from tests.conftest import HERE
-from tests.runtime.exchanges.loopback.support import BTC, make_exchange
-
-
-@pytest.fixture
-def running_market(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackExchange]:
-    with make_exchange(timeframe="1s", bar_interval_ms=1000) as ex:
-        for name, value in ex.env().items():
-            monkeypatch.setenv(name, value)
-        yield ex
+from tests.runtime.exchanges.loopback.support import BTC
 
 
 async def test_stream_reconnect_loses_no_bar(
     running_market: LoopbackExchange, tmp_path: Path
 ) -> None:
-    s = strategy(HERE / "three_modes_strategy.py", mode=Paper(), sandbox=False,
-                 config={"trace_root": str(tmp_path)})
+    s = strategy(
+        HERE / "three_modes_strategy.py",
+        mode=Paper(),
+        sandbox=False,
+        config={"trace_root": str(tmp_path)},
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(start, s)
         with trio.fail_after(20):
