@@ -34,8 +34,14 @@ async def test_paper_fills_locally_and_the_exchange_sees_nothing(
         assert t.price == pytest.approx(best_ask, rel=1e-3)
         p = await call(s, ai, GTCOrder[Buy], amount=0.01, price=59_000.0, waitfor=0)
         assert isinstance(p, Pending)
-        loopback.set_price(BTC, 58_000.0)  # public trades print through the bid
-        fill = await p.wait(10.0)
+        # Public trades print through the bid. The trade stream subscribes asynchronously
+        # and the tape has no history to replay, so keep the market moving until it is read.
+        fill = None
+        for step in range(10):
+            loopback.set_price(BTC, 58_000.0 - 10 * step)
+            fill = await p.wait(1.0)
+            if fill is not None:
+                break
         assert isinstance(fill, Trade)
         assert fill.price == 59_000.0
         await stop(s)
