@@ -350,6 +350,7 @@ async def _place(
             driver.spawn(lambda: driver.resolve_unknown(ai, client_id))
             return Pending(rt, rt.state.orders[client_id], unknown=True)
     rt.on_exchange("order", report)
+    _apply_response_fills(rt, report)
     order = rt.state.orders.get(client_id)
     if order is None:  # the exchange answered but the order never reached our state
         rt.emit(_created_from_intent(ai, order_type, client_id, amount, price, report, rt))
@@ -371,6 +372,24 @@ async def _place(
     if order.is_open:
         return Pending(rt, order)
     return None
+
+
+def _apply_response_fills(rt: Runtime, report: dict[str, Any]) -> None:
+    """Apply the fills an order response carries (Binance's FULL response), so a market
+    order is a Trade without waiting for the trade stream; the stream's copies of the same
+    trade ids are then no-ops."""
+    trades = [t for t in report.get("trades") or () if isinstance(t, dict) and t.get("id")]
+    if not trades:
+        return
+    for trade in trades:
+        filled = dict(trade)
+        filled.setdefault("order", report.get("id"))
+        filled["order"] = filled["order"] or report.get("id")
+        filled["symbol"] = filled.get("symbol") or report.get("symbol")
+        filled["timestamp"] = filled.get("timestamp") or report.get("timestamp")
+        filled["clientOrderId"] = report.get("clientOrderId")
+        rt.on_exchange("trade", filled)
+    rt.on_exchange("order", report)  # closures that waited on these fills
 
 
 async def _lookup(rt: Runtime, ai: AssetInstance, client_id: str, deadline: int) -> Any:

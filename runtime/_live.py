@@ -181,10 +181,17 @@ class LiveDriver:
         if before is None:
             return
         sign = 1.0 if order.side == "buy" else -1.0
+        reports = rt.state.position_reports if ai.contract else rt.state.balance_reports
 
         def reflected() -> bool:
+            # The holding moved by this order's fills, or the exchange has reported the
+            # account since the fill applied (it reports after executing; a holding snapshot
+            # alone would wait out the deadline when an earlier order's report was in flight).
             moved = _holding(ai) - before
-            return abs(moved - sign * order.filled) <= ai.amount_step / 2
+            if abs(moved - sign * order.filled) <= ai.amount_step / 2:
+                return True
+            now = rt.state.position_reports if ai.contract else rt.state.balance_reports
+            return now > reports
 
         with trio.move_on_at(self.trio_deadline(deadline_ms)):
             while not reflected():
@@ -317,6 +324,11 @@ class LiveDriver:
             reports = opened + ours
             for report in reports:
                 rt.on_exchange("order", report, tag=tag)
+                # Client ids continue past ours on the exchange, trace or not: a reused id is
+                # refused as a duplicate.
+                tail = str(report.get("clientOrderId") or "").rsplit("-", 1)[-1]
+                if own_client_id(rt, report.get("clientOrderId")) and tail.isdigit():
+                    rt._client_seq = max(rt._client_seq, int(tail))
             # Locally open orders the exchange no longer lists ended while we were away.
             listed = {o.get("clientOrderId") for o in opened}
             for order in list(ai.open_orders.values()):

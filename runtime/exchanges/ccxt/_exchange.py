@@ -74,7 +74,14 @@ STREAM_METHODS: Final = frozenset(
 )
 # ccxt options vigil sets unless the strategy sets them: the runtime reads every open order at
 # start on purpose, which ccxt's Binance refuses without this.
-_DEFAULT_OPTIONS: Final = {"warnOnFetchOpenOrdersWithoutSymbol": False}
+# ccxt.pro keeps up to 1000 orders and trades per connection and scans them on every update
+# (measured: call p50 11.6 ms after 1000 orders, 5.0 ms with 200). The stream buffer holds 64
+# undelivered results, well below 200; gap fills recover anything evicted.
+_DEFAULT_OPTIONS: Final = {
+    "warnOnFetchOpenOrdersWithoutSymbol": False,
+    "ordersLimit": 200,
+    "tradesLimit": 200,
+}
 _DEFAULT_BUFFER: Final = 64
 
 
