@@ -51,6 +51,7 @@ log = logging.getLogger("vigil")
 CLOSED_ORDERS_ON_START = 50  # most recent closed orders read per market at start
 SETTLE_S = 1.0  # wait after a bar's close before fetching it: the exchange finalises it
 UNKNOWN_RESOLVE_S = 15.0  # how long a lost send is looked up before it counts as not placed
+ACCOUNT_GRACE_S = 1.0  # see LiveDriver.wait_account
 SEND_FLOOR_S = 10.0  # the least time an order request gets before it counts as lost
 
 
@@ -184,18 +185,24 @@ class LiveDriver:
         reports = rt.state.position_reports if ai.contract else rt.state.balance_reports
 
         def reflected() -> bool:
-            # The holding moved by this order's fills, or the exchange has reported the
-            # account since the fill applied (it reports after executing; a holding snapshot
-            # alone would wait out the deadline when an earlier order's report was in flight).
             moved = _holding(ai) - before
-            if abs(moved - sign * order.filled) <= ai.amount_step / 2:
-                return True
+            return abs(moved - sign * order.filled) <= ai.amount_step / 2
+
+        def reported_since() -> bool:
             now = rt.state.position_reports if ai.contract else rt.state.balance_reports
             return now > reports
 
         with trio.move_on_at(self.trio_deadline(deadline_ms)):
+            # The holding moving by this order's fills is the proof. When an earlier order's
+            # report was still in flight at the send, the holding moves by both, so after a
+            # grace period any report since the fill is taken instead of waiting out the
+            # deadline.
+            grace = trio.current_time() + ACCOUNT_GRACE_S
             while not reflected():
-                await rt.account_changed.wait()
+                if reported_since() and trio.current_time() >= grace:
+                    break
+                with trio.move_on_at(grace if trio.current_time() < grace else math.inf):
+                    await rt.account_changed.wait()
 
     def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None:
         if self._nursery is not None:
