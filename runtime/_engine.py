@@ -10,11 +10,10 @@ Accounting rules:
   reverse. The fee is taken from its own currency's balance. An open buy commits quote
   (`amount × price × (1 + taker)`), an open sell commits base (`amount`); a fill releases the
   commitment pro rata, and the order's end releases what is left.
-* **Live accounts** (`State.account_from_reports`): balances and positions are set only by
-  the exchange's reports; fills move orders and the trade history.
-* **Authoritative reports.** A `BalanceUpdated` or `PositionUpdated` from the exchange sets
-  the numbers outright; a fill stamped at or before the newest such report does not move them
-  again (the report already holds it), though it still counts toward its order.
+* **Reports.** A `BalanceUpdated` or `PositionUpdated` from the exchange sets the numbers
+  outright; one older than the newest applied is ignored. In Live accounts
+  (`State.account_from_reports`) only reports move balances and positions; fills move orders
+  and the trade history. In Sim and Paper fills move everything.
 * **Margin** (isolated, one-way). A fill in the position's direction grows it at the weighted
   entry price and moves `size × price / leverage` into position margin; a fill against it
   realises `±size × (price − entry)` into the settle balance and releases margin pro rata; a fill
@@ -176,9 +175,8 @@ class State:
         self.orders: dict[str, Order] = {}  # client id -> order, open and closed
         self.orders_by_id: dict[str, Order] = {}  # exchange id -> order
         self.trade_ids: set[str] = set()
-        self.fees_paid: dict[str, float] = {}
-        # Times (ms) of the newest authoritative balance / position reports: a fill at or
-        # before them is already inside those numbers and must not move them again.
+        # Times (ms) of the newest balance / position reports: an older one arriving late
+        # must not overwrite it.
         self.balance_as_of: dict[str, int] = {}
         self.position_as_of: dict[str, int] = {}
         # Live: balances and positions come only from the exchange's reports (the truth);
@@ -302,19 +300,12 @@ def _apply_ack(state: State, e: OrderAcknowledged) -> Order:
     return order
 
 
-def _moves(state: State, currency: str, timestamp: int) -> bool:
-    """Whether a fill at `timestamp` still moves `currency`'s total (see State.balance_as_of)."""
-    return timestamp > state.balance_as_of.get(currency, -1)
-
-
 def _spot_fill(state: State, ai: AssetInstance, order: Order, e: OrderFilled) -> None:
     value = e.amount * e.price
     sign = 1.0 if order.side == "buy" else -1.0
-    if _moves(state, ai.base, e.timestamp):
-        base = state.balance(ai.base)
-        base.total = clean(base.total + sign * e.amount)
-    if _moves(state, ai.quote, e.timestamp):
-        state.balance(ai.quote).total -= sign * value
+    base = state.balance(ai.base)
+    base.total = clean(base.total + sign * e.amount)
+    state.balance(ai.quote).total -= sign * value
 
 
 def _grow(state: State, ai: AssetInstance, side: str, size: float, e: OrderFilled) -> None:
@@ -337,9 +328,7 @@ def _grow(state: State, ai: AssetInstance, side: str, size: float, e: OrderFille
 
 def _shrink(state: State, ai: AssetInstance, pos: Position, size: float, e: OrderFilled) -> None:
     sign = 1.0 if pos.side == LONG else -1.0
-    if _moves(state, ai.settle, e.timestamp):
-        pnl = sign * size * ai.contract_size * (e.price - pos.entry_price)
-        state.balance(ai.settle).total += pnl
+    state.balance(ai.settle).total += sign * size * ai.contract_size * (e.price - pos.entry_price)
     released = pos.margin * size / pos.contracts
     b = state.balance(ai.settle)
     b.committed = max(b.committed - released, 0.0)
@@ -355,8 +344,6 @@ def _shrink(state: State, ai: AssetInstance, pos: Position, size: float, e: Orde
 
 
 def _margin_fill(state: State, ai: AssetInstance, order: Order, e: OrderFilled) -> None:
-    if e.timestamp <= state.position_as_of.get(ai.symbol, -1):
-        return  # the exchange's position report already holds this fill
     size = e.amount
     opposite = ai.short if order.side == "buy" else ai.long
     if opposite is not None:
@@ -382,9 +369,8 @@ def _apply_filled(state: State, e: OrderFilled) -> Trade | None:
         _margin_fill(state, ai, order, e)
     else:
         _spot_fill(state, ai, order, e)
-    if e.fee and not state.account_from_reports and _moves(state, e.fee_currency, e.timestamp):
+    if e.fee and not state.account_from_reports:
         state.balance(e.fee_currency).total -= e.fee
-        state.fees_paid[e.fee_currency] = state.fees_paid.get(e.fee_currency, 0.0) + e.fee
     order.filled = clean(order.filled + e.amount)
     trade = Trade(
         id=e.trade_id,
