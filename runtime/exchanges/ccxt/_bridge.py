@@ -5,17 +5,20 @@ websockets and its futures to the loop it first runs on, so every ccxt object li
 bridge's loop: created there, used there, closed there (DESIGN §5). trio talks to that loop in
 two ways:
 
-- :meth:`AsyncioBridge.run` submits one coroutine (``loop.call_soon_threadsafe``) and parks the
-  trio task (``wait_task_rescheduled``); the asyncio task's outcome comes back through
-  ``TrioToken.run_sync_soon``. No thread ever blocks on the other.
+- :meth:`AsyncioBridge.run` submits one coroutine and parks the trio task on a doorbell (an
+  eventfd, :class:`_Doorbell`) with ``trio.lowlevel.wait_readable``; the loop thread stores the
+  asyncio task's outcome and rings the bell, so trio's I/O wait reschedules the caller itself,
+  with no trip through trio's ``run_sync_soon`` queue. No thread ever blocks on the other.
 - :meth:`AsyncioBridge.stream` runs a pump task on the loop that awaits a ``watch_*`` coroutine
   again and again and hands each result to trio, as a :class:`Stream` (a trio
   ``ReceiveChannel``).
 
-**Batched hand-over.** Each side wakes the other at most once per scheduling round, just before
-it waits for I/O itself: trio through an instrument's ``before_io_wait`` (:class:`_Flusher`),
-asyncio through its selector (:class:`_FlushingSelector`). Everything submitted or finished in
-the round goes across together, and the woken thread finds the GIL free.
+**Batched hand-over.** Each side wakes the other just before it waits for I/O itself: trio
+through an instrument's ``before_io_wait`` (:class:`_Flusher`), asyncio through its selector
+(:class:`_FlushingSelector`). Everything submitted or finished in the round goes across
+together, and the woken thread finds the GIL free. The loop takes the submitted calls the moment
+its selector returns, so their tasks take their first step in that same loop iteration (the
+round trip costs one loop iteration, not two; measured in ``bench/exchange_roundtrip.py``).
 
 **Cancellation crosses both ways.** Cancelling the trio caller cancels the asyncio task (and with
 it the HTTP request or the wait in the rate budget); the trio task resumes once the asyncio task
@@ -43,7 +46,10 @@ import collections
 import contextlib
 import logging
 import math
+import os
 import selectors
+import socket
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -60,6 +66,9 @@ log = logging.getLogger("vigil.ccxt")
 
 T = TypeVar("T")
 _START_TIMEOUT_S: Final = 10.0
+# How long the loop thread, having rung a caller's doorbell, leaves the GIL to the woken trio
+# thread at most (see AsyncioBridge._flush).
+_HANDOVER_S: Final = 0.002
 _DEFAULT_BUFFER: Final = 64
 
 
@@ -102,6 +111,18 @@ class AsyncioBridge:
         # What goes back to trio this loop iteration, per trio run: (callback, argument) pairs,
         # handed over in one run_sync_soon per run just before the loop waits (loop thread).
         self._outgoing: dict[trio.lowlevel.TrioToken, list[tuple[Callable[[Any], None], Any]]] = {}
+        # Doorbells of finished calls, rung just before the loop waits (loop thread).
+        self._ringing: list[_Doorbell] = []
+        # Calls launched on the loop and not yet answered (loop thread): answered at shutdown.
+        self._unanswered: set[_Call] = set()
+        # Idle doorbells, reused by later calls (any trio thread; deque pop/append are atomic).
+        self._bells: collections.deque[_Doorbell] = collections.deque()
+        # The GIL hand-over after a doorbell rings (see _flush): the loop thread sets
+        # _handing_over and waits for _trio_done; trio notes that it woke (_trio_woke) and sets
+        # _trio_done when it next waits for I/O, its work done.
+        self._handing_over = False
+        self._trio_woke = False
+        self._trio_done = threading.Event()
         self.scrubbers: list[Callable[[str], str]] = []
 
     # Lifecycle.
@@ -163,7 +184,7 @@ class AsyncioBridge:
         await self.aclose()
 
     def _main(self) -> None:
-        loop = asyncio.SelectorEventLoop(_FlushingSelector(self._flush))
+        loop = asyncio.SelectorEventLoop(_FlushingSelector(self._flush, self._take_submitted))
         loop.set_exception_handler(self._on_loop_exception)
         asyncio.set_event_loop(loop)
         self._loop = loop
@@ -183,9 +204,13 @@ class AsyncioBridge:
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.run_until_complete(loop.shutdown_default_executor())
             finally:
+                self._closing = True
+                self._answer_the_rest()
                 self._flush()  # the last outcomes (the loop no longer selects)
                 asyncio.set_event_loop(None)
                 loop.close()
+                while self._bells:  # no call holds these; trio waits on none of them
+                    self._bells.pop().close()
 
     def _scrub(self, text: str) -> str:
         for scrub in list(self.scrubbers):
@@ -213,7 +238,11 @@ class AsyncioBridge:
         loop = self._loop
         if loop is None or self._closing:
             raise trio.ClosedResourceError(_closed_message(self.name))
-        call = _Call(self, loop, fn, args)
+        try:
+            bell = self._bells.pop()
+        except IndexError:
+            bell = _Doorbell()
+        call = _Call(self, loop, fn, args, bell)
         self._inbox.append(call)
         # The loop thread is woken once per trio scheduling round, when trio is about to wait
         # (see _Flusher), carrying every call submitted in that round.
@@ -224,7 +253,50 @@ class AsyncioBridge:
             _FLUSHER.set(flusher)
             trio.lowlevel.add_instrument(flusher)
         flusher.bridges.add(self)
-        return cast(T, await trio.lowlevel.wait_task_rescheduled(call.abort))
+        try:
+            await trio.lowlevel.wait_readable(bell)
+        except trio.Cancelled:
+            if not self._withdraw(call):
+                raise  # never sent
+            with trio.CancelScope(shield=True):
+                await trio.lowlevel.wait_readable(bell)
+            if call.result is None:  # the asyncio task was cancelled: so is the caller
+                self._recycle(bell)
+                raise
+        self._recycle(bell)
+        result = call.result
+        if result is None:
+            raise NetworkError(
+                f"bridge {self.name!r} closed while a call was in flight; its outcome is "
+                "unknown (look an order up by client order id)"
+            )
+        return cast(T, result.unwrap())
+
+    def _withdraw(self, call: _Call) -> bool:
+        """Cancel ``call`` for a cancelled trio caller (trio thread). False: it never reached the
+        loop and never will; True: it is answered later (cancelled, or with its outcome)."""
+        try:
+            self._inbox.remove(call)
+        except ValueError:
+            pass  # already taken by the loop: cancel it there
+        else:
+            self._recycle(call.bell)
+            return False
+        try:
+            call.loop.call_soon_threadsafe(call.cancel)
+        except RuntimeError:
+            # The loop is closed and rings nothing more; every call it took was answered first.
+            if not call.delivered:
+                call.bell.close()
+            return call.delivered
+        return True
+
+    def _recycle(self, bell: _Doorbell) -> None:
+        bell.clear()
+        if self._closing:
+            bell.close()
+        else:
+            self._bells.append(bell)
 
     def _flush_inbox(self) -> None:
         # On a trio thread (any run that submitted). The loop's drain clears the flag before
@@ -242,13 +314,38 @@ class AsyncioBridge:
                 except IndexError:
                     break
                 call.refuse(trio.ClosedResourceError(_closed_message(self.name)))
+                call.bell.ring()
+
+    def _take_submitted(self) -> None:
+        # On the loop thread, right after its selector returns (see _FlushingSelector): the
+        # tasks created for the calls trio has handed over take their first step in this loop
+        # iteration. Calls still in trio's current round stay until trio hands them over.
+        if self._inbox_scheduled:
+            self._drain_inbox()
 
     def _drain_inbox(self) -> None:
         # On the loop thread.
         self._inbox_scheduled = False
         inbox = self._inbox
         while inbox:
-            inbox.popleft().launch()
+            try:
+                call = inbox.popleft()
+            except IndexError:  # a cancelled caller withdrew it meanwhile
+                break
+            self._unanswered.add(call)
+            call.launch()
+
+    def _answer_the_rest(self) -> None:
+        # On the loop thread, once it has stopped: calls never launched are refused, calls
+        # whose task ended without answering (cancelled before its first step) are answered.
+        while self._inbox:
+            try:
+                call = self._inbox.popleft()
+            except IndexError:
+                break
+            call.answer(outcome.Error(trio.ClosedResourceError(_closed_message(self.name))))
+        for call in list(self._unanswered):
+            call.answer(None)
 
     def _send(
         self, token: trio.lowlevel.TrioToken, callback: Callable[[Any], None], arg: Any
@@ -260,19 +357,35 @@ class AsyncioBridge:
         batch.append((callback, arg))
 
     def _flush(self) -> None:
-        # On the loop thread, just before it waits for I/O (see _FlushingSelector): one
-        # wake-up per trio run per iteration, sent when this thread is about to release the
-        # GIL, so the woken trio thread does not wait for it. Must never raise.
-        if not self._outgoing:
+        # On the loop thread, just before it waits for I/O (see _FlushingSelector): ring the
+        # doorbells of finished calls and send one wake-up per trio run for stream results,
+        # when this thread is about to release the GIL. Must never raise.
+        if not self._ringing and not self._outgoing:
             return
-        outgoing, self._outgoing = self._outgoing, {}
-        for token, batch in outgoing.items():
-            try:
-                token.run_sync_soon(_deliver_batch, batch)
-            except trio.RunFinishedError:
-                pass  # that trio run has ended; nobody is left to resume
-            except Exception:
-                log.exception("ccxt bridge: could not hand results back to trio")
+        self._trio_done.clear()
+        self._trio_woke = False
+        self._handing_over = True
+        if self._ringing:
+            ringing, self._ringing = self._ringing, []
+            for bell in ringing:
+                bell.ring()
+        if self._outgoing:
+            outgoing, self._outgoing = self._outgoing, {}
+            for token, batch in outgoing.items():
+                try:
+                    token.run_sync_soon(_deliver_batch, batch)
+                except trio.RunFinishedError:
+                    pass  # that trio run has ended; nobody is left to resume
+                except Exception:
+                    log.exception("ccxt bridge: could not hand results back to trio")
+        # Leave the GIL to the trio thread just woken until it has handled what it got.
+        # Python gives a thread waiting for the GIL no turn while the holder releases and
+        # retakes it between short steps (every syscall, every loop iteration): a loop busy
+        # with websocket messages kept a caller waiting ~1 ms for an outcome that had arrived
+        # (measured with bench/call_overhead.py). The strategy waits on trio's side; the
+        # messages wait instead, for at most _HANDOVER_S.
+        self._trio_done.wait(_HANDOVER_S)
+        self._handing_over = False
 
     def stream(
         self,
@@ -307,15 +420,19 @@ def _closed_message(name: str) -> str:
 
 
 class _FlushingSelector(selectors.DefaultSelector):
-    """The loop's selector, calling ``before_select`` each time the loop is about to wait."""
+    """The loop's selector: ``before_select`` runs each time the loop is about to wait,
+    ``after_select`` each time it stops waiting (before the loop runs its ready callbacks)."""
 
-    def __init__(self, before_select: Callable[[], None]) -> None:
+    def __init__(self, before_select: Callable[[], None], after_select: Callable[[], None]) -> None:
         super().__init__()
         self._before_select = before_select
+        self._after_select = after_select
 
     def select(self, timeout: float | None = None) -> Any:
         self._before_select()
-        return super().select(timeout)
+        events = super().select(timeout)
+        self._after_select()
+        return events
 
 
 class _Flusher(trio.abc.Instrument):
@@ -332,6 +449,13 @@ class _Flusher(trio.abc.Instrument):
     def before_io_wait(self, timeout: float) -> None:
         for bridge in self.bridges:
             bridge._flush_inbox()
+            if bridge._handing_over and bridge._trio_woke:
+                bridge._trio_done.set()
+
+    def after_io_wait(self, timeout: float) -> None:
+        for bridge in self.bridges:
+            if bridge._handing_over:
+                bridge._trio_woke = True
 
 
 _FLUSHER: trio.lowlevel.RunVar[_Flusher] = trio.lowlevel.RunVar("vigil_ccxt_bridge_flusher")
@@ -343,11 +467,57 @@ def _deliver_batch(batch: list[tuple[Callable[[Any], None], Any]]) -> None:
         callback(arg)
 
 
-class _Call:
-    """One :meth:`AsyncioBridge.run` call: launched on the loop, resumed in trio."""
+class _Doorbell:
+    """What a trio caller waits on (``trio.lowlevel.wait_readable``) until the loop thread rings.
 
-    __slots__ = ("_aborted", "_args", "_atask", "_bridge", "_cancel_requested", "_delivered",
-                 "_fn", "_loop", "_raise_cancel", "_task", "_token")  # fmt: skip
+    An eventfd on Linux, a socket pair elsewhere (trio waits on sockets on every platform).
+    Rung at most once per use and cleared by its caller before reuse.
+    """
+
+    __slots__ = ("_fd", "_pair")
+
+    def __init__(self) -> None:
+        self._pair: tuple[socket.socket, socket.socket] | None = None
+        if sys.platform == "linux":
+            self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        else:
+            pair = socket.socketpair()
+            for sock in pair:
+                sock.setblocking(False)
+            self._pair = pair
+            self._fd = pair[0].fileno()
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def ring(self) -> None:
+        # On the loop thread. An eventfd write only fails when its counter would overflow.
+        with contextlib.suppress(BlockingIOError):
+            if self._pair is None:
+                os.eventfd_write(self._fd, 1)
+            else:
+                self._pair[1].send(b"\x00")
+
+    def clear(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            if self._pair is None:
+                os.eventfd_read(self._fd)
+            else:
+                self._pair[0].recv(64)
+
+    def close(self) -> None:
+        if self._pair is None:
+            os.close(self._fd)
+        else:
+            for sock in self._pair:
+                sock.close()
+
+
+class _Call:
+    """One :meth:`AsyncioBridge.run` call: launched on the loop, answered through its bell."""
+
+    __slots__ = ("_args", "_atask", "_bridge", "_cancel_requested", "_fn", "_started", "bell",
+                 "delivered", "loop", "result")  # fmt: skip
 
     def __init__(
         self,
@@ -355,89 +525,63 @@ class _Call:
         loop: asyncio.AbstractEventLoop,
         fn: Callable[..., Awaitable[Any]],
         args: tuple[Any, ...],
+        bell: _Doorbell,
     ) -> None:
         self._bridge = bridge
-        self._loop = loop
+        self.loop = loop
         self._fn = fn
         self._args = args
-        self._token = trio.lowlevel.current_trio_token()
-        self._task = trio.lowlevel.current_task()
+        self.bell = bell
         self._atask: asyncio.Future[Any] | None = None
-        self._raise_cancel: Any = None
-        self._aborted = False
-        self._cancel_requested = False  # loop thread: trio cancelled before the launch
-        self._delivered = False  # set on the loop once the outcome is on its way to trio
+        self._cancel_requested = False  # loop thread
+        self._started = False  # loop thread: the task took its first step
+        #: The outcome; None when the asyncio task was cancelled or the bridge closed under it.
+        self.result: outcome.Outcome[Any] | None = None
+        #: Set (on the loop thread) once ``result`` is final and the bell is to ring.
+        self.delivered = False
 
     # On the loop thread.
     def launch(self) -> None:
-        if self._cancel_requested:  # cancelled in trio before it was sent: send nothing
-            self._delivered = True
-            self._bridge._send(self._token, self._resume, None)
-            return
         self._bridge._in_flight += 1
-        self._atask = self._loop.create_task(self._drive())
+        self._atask = self.loop.create_task(self._drive())
 
     async def _drive(self) -> None:
-        # The hand-back happens here rather than in a done callback, which asyncio would run
+        # The answer is given here rather than in a done callback, which asyncio would run
         # one loop iteration later: that iteration was a measurable share of a round trip.
-        result: outcome.Outcome[Any] | None = None  # None: cancelled, or the outcome is lost
+        self._started = True
+        result: outcome.Outcome[Any] | None = None  # None: cancelled
         try:
-            value = await self._fn(*self._args)
+            if not self._cancel_requested:
+                value = await self._fn(*self._args)
+                result = outcome.Value(value)
         except asyncio.CancelledError:
             pass  # nobody awaits this task: the cancellation is reported to trio instead
         except Exception as exc:
             result = outcome.Error(exc)
-        else:
-            result = outcome.Value(value)
         finally:
             self._bridge._in_flight -= 1
-            self._delivered = True
-            self._bridge._send(self._token, self._resume, result)
+            self.answer(result)
 
-    def _cancel(self) -> None:
+    def answer(self, result: outcome.Outcome[Any] | None) -> None:
+        if self.delivered:
+            return
+        self.result = result
+        self.delivered = True
+        self._bridge._unanswered.discard(self)
+        self._bridge._ringing.append(self.bell)
+
+    def cancel(self) -> None:
         self._cancel_requested = True
-        if self._atask is not None:
+        # A task cancelled before its first step would never run _drive's finally (and never
+        # answer): until then the flag alone stops it, and it answers "cancelled".
+        if self._started and self._atask is not None:
             self._atask.cancel()
 
-    # On the trio thread.
-    def abort(self, raise_cancel: Any) -> trio.lowlevel.Abort:
-        self._raise_cancel = raise_cancel
-        self._aborted = True
-        try:
-            self._bridge._inbox.remove(self)
-        except ValueError:
-            pass  # already taken by the loop: cancel it there
-        else:
-            return trio.lowlevel.Abort.SUCCEEDED  # never sent
-        try:
-            self._loop.call_soon_threadsafe(self._cancel)
-        except RuntimeError:
-            # The loop is closed: nothing more runs there. If the outcome was sent, it will
-            # resume us; otherwise nobody will, so let trio raise Cancelled now.
-            return trio.lowlevel.Abort.FAILED if self._delivered else trio.lowlevel.Abort.SUCCEEDED
-        return trio.lowlevel.Abort.FAILED
-
+    # On any thread, once the loop is closed.
     def refuse(self, error: Exception) -> None:
-        """Fail a call that was never launched (from any thread)."""
-        with contextlib.suppress(trio.RunFinishedError):
-            self._token.run_sync_soon(self._resume, outcome.Error(error))
-
-    def _resume(self, result: outcome.Outcome[Any] | None) -> None:
-        # Given to run_sync_soon: must never raise.
-        try:
-            if result is None:
-                if self._aborted:
-                    result = outcome.capture(self._raise_cancel)
-                else:
-                    result = outcome.Error(
-                        NetworkError(
-                            f"bridge {self._bridge.name!r} closed while a call was in flight; its "
-                            "outcome is unknown (look an order up by client order id)"
-                        )
-                    )
-            trio.lowlevel.reschedule(self._task, result)
-        except Exception:
-            log.exception("ccxt bridge: could not resume a trio task")
+        """Fail a call that was never launched; the caller rings the bell."""
+        self.result = outcome.Error(error)
+        self.delivered = True
 
 
 class Stream(trio.abc.ReceiveChannel[T]):
@@ -490,9 +634,18 @@ class Stream(trio.abc.ReceiveChannel[T]):
         self._map_error = map_error
         self._buffer = buffer
         self._token = trio.lowlevel.current_trio_token()
-        # Unbounded: the pump's credits bound it, and run_sync_soon callbacks cannot block.
+        # Unbounded: the pump's count bounds it, and run_sync_soon callbacks cannot block.
         self._send, self._receive = trio.open_memory_channel[Any](math.inf)
-        self._credits: asyncio.Semaphore | None = None
+        # Backpressure without a wake-up per result: the loop counts results delivered, trio
+        # counts results received, and only a pump that found the buffer full asks trio for a
+        # wake-up (``_pump_waiting``), which trio sends once (``_room_requested``). Each side
+        # writes its own fields and reads the other's; the pump re-checks the counts after
+        # announcing that it waits, so no wake-up is lost.
+        self._delivered = 0  # loop thread
+        self._received = 0  # trio thread
+        self._pump_waiting = False  # loop thread
+        self._room_requested = False  # trio thread sets, loop thread clears
+        self._room: asyncio.Event | None = None
         self._pump: asyncio.Task[None] | None = None
         self._closed = False  # by the consumer (trio thread)
         self._stopping = False  # the pump is to stop (loop thread)
@@ -500,7 +653,7 @@ class Stream(trio.abc.ReceiveChannel[T]):
 
     # On the loop thread.
     def _launch(self) -> None:
-        self._credits = asyncio.Semaphore(self._buffer)
+        self._room = asyncio.Event()
         self._pump = asyncio.ensure_future(self._run())
         self._bridge._in_flight += 1
         self._pump.add_done_callback(self._pump_done)
@@ -509,11 +662,17 @@ class Stream(trio.abc.ReceiveChannel[T]):
         self._bridge._in_flight -= 1
 
     async def _run(self) -> None:
-        credits = self._credits
-        assert credits is not None
+        room = self._room
+        assert room is not None
         try:
             while True:
-                await credits.acquire()  # no suspension while the consumer keeps up
+                if self._delivered - self._received >= self._buffer:
+                    room.clear()
+                    self._pump_waiting = True
+                    if self._delivered - self._received >= self._buffer:
+                        await room.wait()
+                    self._pump_waiting = False
+                    continue
                 if self._stopping:
                     break
                 self._watching = True
@@ -523,6 +682,7 @@ class Stream(trio.abc.ReceiveChannel[T]):
                     self._watching = False
                 if self._stopping:
                     break
+                self._delivered += 1
                 self._deliver(self._transform(value))
         except asyncio.CancelledError:
             self._deliver(_END)
@@ -538,14 +698,15 @@ class Stream(trio.abc.ReceiveChannel[T]):
 
     def _stop_pump(self) -> None:
         self._stopping = True
-        # Cancel only a pump that waits for credits: one inside watch_* awaits a ccxt.pro
+        # Cancel only a pump that waits for room: one inside watch_* awaits a ccxt.pro
         # future that other streams may share (see the class doc).
         if self._pump is not None and not self._watching:
             self._pump.cancel()
 
-    def _release_credit(self) -> None:
-        if self._credits is not None:
-            self._credits.release()
+    def _make_room(self) -> None:
+        self._room_requested = False
+        if self._room is not None:
+            self._room.set()
 
     # On the trio thread.
     def _put(self, item: Any) -> None:
@@ -569,8 +730,11 @@ class Stream(trio.abc.ReceiveChannel[T]):
             raise trio.EndOfChannel
         if isinstance(item, _Failure):
             raise self._map_error(item.exc) from item.exc
-        with contextlib.suppress(RuntimeError):  # the loop is closed; no pump left to feed
-            self._loop.call_soon_threadsafe(self._release_credit)
+        self._received += 1
+        if self._pump_waiting and not self._room_requested:
+            self._room_requested = True
+            with contextlib.suppress(RuntimeError):  # the loop is closed; no pump left to feed
+                self._loop.call_soon_threadsafe(self._make_room)
         return cast(T, item)
 
     def _stop(self) -> None:
