@@ -356,10 +356,11 @@ class AsyncioBridge:
             batch = self._outgoing[token] = []
         batch.append((callback, arg))
 
-    def _flush(self) -> None:
+    def _flush(self, busy: Callable[[], bool] = lambda: False) -> None:
         # On the loop thread, just before it waits for I/O (see _FlushingSelector): ring the
         # doorbells of finished calls and send one wake-up per trio run for stream results,
-        # when this thread is about to release the GIL. Must never raise.
+        # when this thread is about to release the GIL. ``busy()`` tells whether the loop has
+        # more to do at once. Must never raise.
         if not self._ringing and not self._outgoing:
             return
         self._trio_done.clear()
@@ -378,13 +379,15 @@ class AsyncioBridge:
                     pass  # that trio run has ended; nobody is left to resume
                 except Exception:
                     log.exception("ccxt bridge: could not hand results back to trio")
-        # Leave the GIL to the trio thread just woken until it has handled what it got.
+        # Leave the GIL to the trio thread just woken until it has handled what it got, when
+        # this loop has more to do at once (an idle loop releases the GIL in its wait anyway).
         # Python gives a thread waiting for the GIL no turn while the holder releases and
         # retakes it between short steps (every syscall, every loop iteration): a loop busy
         # with websocket messages kept a caller waiting ~1 ms for an outcome that had arrived
         # (measured with bench/call_overhead.py). The strategy waits on trio's side; the
         # messages wait instead, for at most _HANDOVER_S.
-        self._trio_done.wait(_HANDOVER_S)
+        if busy():
+            self._trio_done.wait(_HANDOVER_S)
         self._handing_over = False
 
     def stream(
@@ -420,16 +423,27 @@ def _closed_message(name: str) -> str:
 
 
 class _FlushingSelector(selectors.DefaultSelector):
-    """The loop's selector: ``before_select`` runs each time the loop is about to wait,
-    ``after_select`` each time it stops waiting (before the loop runs its ready callbacks)."""
+    """The loop's selector: ``before_select(busy)`` runs each time the loop is about to wait
+    (``busy()``: the loop has ready callbacks or ready I/O, so it will not block), and
+    ``after_select`` each time it stops waiting, before the loop runs its ready callbacks."""
 
-    def __init__(self, before_select: Callable[[], None], after_select: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        before_select: Callable[[Callable[[], bool]], None],
+        after_select: Callable[[], None],
+    ) -> None:
         super().__init__()
         self._before_select = before_select
         self._after_select = after_select
+        self._timeout: float | None = None
+
+    def _busy(self) -> bool:
+        timeout = self._timeout
+        return (timeout is not None and timeout <= 0) or bool(super().select(0))
 
     def select(self, timeout: float | None = None) -> Any:
-        self._before_select()
+        self._timeout = timeout
+        self._before_select(self._busy)
         events = super().select(timeout)
         self._after_select()
         return events
