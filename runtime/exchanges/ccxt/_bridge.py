@@ -66,6 +66,9 @@ log = logging.getLogger("vigil.ccxt")
 
 T = TypeVar("T")
 _START_TIMEOUT_S: Final = 10.0
+# Doorbells kept per bridge (file descriptors): calls in flight beyond these wait on a trio
+# Event instead (_EventBell), so a burst of calls cannot exhaust the process's descriptors.
+_MAX_DOORBELLS: Final = 128
 # How long the loop thread, having rung a caller's doorbell, leaves the GIL to the woken trio
 # thread at most (see AsyncioBridge._flush).
 _HANDOVER_S: Final = 0.002
@@ -111,12 +114,13 @@ class AsyncioBridge:
         # What goes back to trio this loop iteration, per trio run: (callback, argument) pairs,
         # handed over in one run_sync_soon per run just before the loop waits (loop thread).
         self._outgoing: dict[trio.lowlevel.TrioToken, list[tuple[Callable[[Any], None], Any]]] = {}
-        # Doorbells of finished calls, rung just before the loop waits (loop thread).
-        self._ringing: list[_Doorbell] = []
+        # Bells of finished calls, rung just before the loop waits (loop thread).
+        self._ringing: list[_Bell] = []
         # Calls launched on the loop and not yet answered (loop thread): answered at shutdown.
         self._unanswered: set[_Call] = set()
         # Idle doorbells, reused by later calls (any trio thread; deque pop/append are atomic).
         self._bells: collections.deque[_Doorbell] = collections.deque()
+        self._doorbells = 0  # created and not closed
         # The GIL hand-over after a doorbell rings (see _flush): the loop thread sets
         # _handing_over and waits for _trio_done; trio notes that it woke (_trio_woke) and sets
         # _trio_done when it next waits for I/O, its work done.
@@ -210,7 +214,7 @@ class AsyncioBridge:
                 asyncio.set_event_loop(None)
                 loop.close()
                 while self._bells:  # no call holds these; trio waits on none of them
-                    self._bells.pop().close()
+                    self._close_doorbell(self._bells.pop())
 
     def _scrub(self, text: str) -> str:
         for scrub in list(self.scrubbers):
@@ -238,10 +242,7 @@ class AsyncioBridge:
         loop = self._loop
         if loop is None or self._closing:
             raise trio.ClosedResourceError(_closed_message(self.name))
-        try:
-            bell = self._bells.pop()
-        except IndexError:
-            bell = _Doorbell()
+        bell = self._take_bell()
         call = _Call(self, loop, fn, args, bell)
         self._inbox.append(call)
         # The loop thread is woken once per trio scheduling round, when trio is about to wait
@@ -254,12 +255,12 @@ class AsyncioBridge:
             trio.lowlevel.add_instrument(flusher)
         flusher.bridges.add(self)
         try:
-            await trio.lowlevel.wait_readable(bell)
+            await bell.wait()
         except trio.Cancelled:
             if not self._withdraw(call):
                 raise  # never sent
             with trio.CancelScope(shield=True):
-                await trio.lowlevel.wait_readable(bell)
+                await bell.wait()
             if call.result is None:  # the asyncio task was cancelled: so is the caller
                 self._recycle(bell)
                 raise
@@ -287,16 +288,39 @@ class AsyncioBridge:
         except RuntimeError:
             # The loop is closed and rings nothing more; every call it took was answered first.
             if not call.delivered:
-                call.bell.close()
+                self._close_doorbell(call.bell)
             return call.delivered
         return True
 
-    def _recycle(self, bell: _Doorbell) -> None:
+    def _take_bell(self) -> _Bell:
+        # On a trio thread.
+        try:
+            return self._bells.pop()
+        except IndexError:
+            pass
+        if self._doorbells < _MAX_DOORBELLS:
+            try:
+                bell = _Doorbell()
+            except OSError:  # out of file descriptors: the slower bell needs none
+                log.warning("ccxt bridge: no file descriptor for a doorbell; using a trio Event")
+            else:
+                self._doorbells += 1
+                return bell
+        return _EventBell()
+
+    def _recycle(self, bell: _Bell) -> None:
+        if not isinstance(bell, _Doorbell):
+            return
         bell.clear()
         if self._closing:
-            bell.close()
+            self._close_doorbell(bell)
         else:
             self._bells.append(bell)
+
+    def _close_doorbell(self, bell: _Bell) -> None:
+        if isinstance(bell, _Doorbell):
+            bell.close()
+            self._doorbells -= 1
 
     def _flush_inbox(self) -> None:
         # On a trio thread (any run that submitted). The loop's drain clears the flag before
@@ -504,6 +528,9 @@ class _Doorbell:
     def fileno(self) -> int:
         return self._fd
 
+    async def wait(self) -> None:
+        await trio.lowlevel.wait_readable(self)
+
     def ring(self) -> None:
         # On the loop thread. An eventfd write only fails when its counter would overflow.
         with contextlib.suppress(BlockingIOError):
@@ -527,6 +554,27 @@ class _Doorbell:
                 sock.close()
 
 
+class _EventBell:
+    """A bell without a file descriptor: a trio Event, set through ``run_sync_soon``. One use."""
+
+    __slots__ = ("_event", "_token")
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self._token = trio.lowlevel.current_trio_token()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+    def ring(self) -> None:
+        # On any thread; never raises.
+        with contextlib.suppress(trio.RunFinishedError):  # nobody is left to wake
+            self._token.run_sync_soon(self._event.set)
+
+
+_Bell = _Doorbell | _EventBell
+
+
 class _Call:
     """One :meth:`AsyncioBridge.run` call: launched on the loop, answered through its bell."""
 
@@ -539,7 +587,7 @@ class _Call:
         loop: asyncio.AbstractEventLoop,
         fn: Callable[..., Awaitable[Any]],
         args: tuple[Any, ...],
-        bell: _Doorbell,
+        bell: _Bell,
     ) -> None:
         self._bridge = bridge
         self.loop = loop

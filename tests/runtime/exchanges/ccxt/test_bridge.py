@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from runtime._errors import NetworkError
-from runtime.exchanges.ccxt import AsyncioBridge, Stream
+from runtime.exchanges.ccxt import AsyncioBridge, Stream, _bridge
 from runtime.exchanges.ccxt._bridge import acquire_shared_bridge, release_shared_bridge
 from tests.runtime.exchanges.ccxt.support import until
 
@@ -65,6 +65,49 @@ async def test_many_concurrent_calls_each_get_their_own_result(bridge: AsyncioBr
         for i in range(200):
             nursery.start_soon(one, i)
     assert results == {i: i for i in range(200)}
+
+
+async def test_calls_beyond_the_doorbell_cap_wait_on_trio_events(
+    bridge: AsyncioBridge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each call in flight holds a doorbell (a file descriptor); past the cap, calls still
+    # work, cancellation included, and no more descriptors are opened.
+    monkeypatch.setattr(_bridge, "_MAX_DOORBELLS", 2)
+    release = asyncio.Event()
+    seen: list[str] = []
+
+    async def held(i: int) -> int:
+        await release.wait()
+        return i
+
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            seen.append("cancelled on the loop")
+            raise
+
+    results: dict[int, int] = {}
+
+    async def one(i: int) -> None:
+        results[i] = await bridge.run(held, i)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(20):
+            nursery.start_soon(one, i)
+        await trio.sleep(0.05)
+        assert bridge._doorbells == 2
+        with trio.move_on_after(0.05) as scope:
+            await bridge.run(slow)  # a call past the cap, cancelled
+        assert scope.cancelled_caught
+        assert seen == ["cancelled on the loop"]
+
+        async def open_gate() -> None:
+            release.set()
+
+        await bridge.run(open_gate)
+    assert results == {i: i for i in range(20)}
+    assert bridge._doorbells == 2
 
 
 async def test_cancelling_the_trio_caller_cancels_the_asyncio_task(bridge: AsyncioBridge) -> None:
