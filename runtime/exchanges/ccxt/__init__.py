@@ -2,8 +2,8 @@
 
 This package is the one place that imports ccxt (DESIGN §5). ccxt's asyncio client
 (``ccxt.async_support`` and ``ccxt.pro``) runs on one asyncio loop in one helper thread, and
-trio reaches it through a bridge: calls park the trio task until the loop hands the outcome
-back with ``TrioToken.run_sync_soon``; ``watch_*`` results arrive as trio receive channels.
+trio reaches it through a bridge: calls park the trio task on a doorbell (an eventfd) until
+the loop rings it with the outcome; ``watch_*`` results arrive as trio receive channels.
 
 Public names:
 

@@ -8,7 +8,8 @@ two ways:
 - :meth:`AsyncioBridge.run` submits one coroutine and parks the trio task on a doorbell (an
   eventfd, :class:`_Doorbell`) with ``trio.lowlevel.wait_readable``; the loop thread stores the
   asyncio task's outcome and rings the bell, so trio's I/O wait reschedules the caller itself,
-  with no trip through trio's ``run_sync_soon`` queue. No thread ever blocks on the other.
+  with no trip through trio's ``run_sync_soon`` queue (past :data:`_MAX_DOORBELLS` calls in
+  flight, a call waits on a trio Event instead). No thread ever blocks on the other.
 - :meth:`AsyncioBridge.stream` runs a pump task on the loop that awaits a ``watch_*`` coroutine
   again and again and hands each result to trio, as a :class:`Stream` (a trio
   ``ReceiveChannel``).
@@ -16,7 +17,10 @@ two ways:
 **Batched hand-over.** Each side wakes the other just before it waits for I/O itself: trio
 through an instrument's ``before_io_wait`` (:class:`_Flusher`), asyncio through its selector
 (:class:`_FlushingSelector`). Everything submitted or finished in the round goes across
-together, and the woken thread finds the GIL free. The loop takes the submitted calls the moment
+together, and the woken thread finds the GIL free. When the loop has more to do at once (more
+websocket messages), it then leaves the GIL to trio until trio waits again (see
+:meth:`AsyncioBridge._flush`), so an outcome that has arrived is not held up behind them.
+The loop takes the submitted calls the moment
 its selector returns, so their tasks take their first step in that same loop iteration (the
 round trip costs one loop iteration, not two; measured in ``bench/exchange_roundtrip.py``).
 
