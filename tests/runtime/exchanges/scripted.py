@@ -94,7 +94,9 @@ class ScriptedExchange:
             "fee": None,
         }
         self.orders[order["id"]] = order
-        marketable = side == "buy" and limit >= self.price or side == "sell" and limit <= self.price
+        marketable = (side == "buy" and limit >= self.price) or (
+            side == "sell" and limit <= self.price
+        )
         if type == "market" or marketable:
             self._fill(order, self.price)
         elif order["timeInForce"] in ("IOC", "FOK"):

@@ -51,8 +51,10 @@ class ExchangeConformance:
     async def test_it_is_an_exchange_with_the_market_loaded(self, venue: Venue) -> None:
         assert isinstance(venue.exchange, Exchange)
         market = (await venue.exchange.load_markets())[SYM]
-        assert market["base"] == "BTC" and market["quote"] == "USDT"
-        assert market["precision"]["amount"] > 0 and market["precision"]["price"] > 0
+        assert market["base"] == "BTC"
+        assert market["quote"] == "USDT"
+        assert market["precision"]["amount"] > 0
+        assert market["precision"]["price"] > 0
         assert market["limits"]["amount"]["min"] > 0
 
     async def test_a_resting_order_is_found_by_id_and_client_id_then_cancelled(
@@ -158,8 +160,8 @@ class TestCcxtExchange(ExchangeConformance):
 
 class TestScriptedExchange(ExchangeConformance):
     @pytest.fixture
-    async def venue(self) -> AsyncIterator[Venue]:
-        yield Venue(ScriptedExchange(SYM, price=60_000.0, balances={"USDT": 100_000.0}), 60_000.0)
+    def venue(self) -> Venue:
+        return Venue(ScriptedExchange(SYM, price=60_000.0, balances={"USDT": 100_000.0}), 60_000.0)
 
     async def test_resting_orders_fill_when_the_script_moves_the_price(self) -> None:
         ex = ScriptedExchange(SYM, price=60_000.0, balances={"USDT": 100_000.0})
@@ -168,5 +170,6 @@ class TestScriptedExchange(ExchangeConformance):
         assert (await ex.fetch_order(order["id"], SYM))["status"] == "open"
         ex.move_to(58_900.0)
         filled = await ex.fetch_order(order["id"], SYM)
-        assert filled["status"] == "closed" and filled["average"] == 59_000.0
+        assert filled["status"] == "closed"
+        assert filled["average"] == 59_000.0
         assert (await ex.fetch_balance())["total"]["BTC"] == pytest.approx(AMOUNT)
