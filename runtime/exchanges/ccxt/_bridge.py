@@ -27,7 +27,9 @@ round trip costs one loop iteration, not two; measured in ``bench/exchange_round
 **Cancellation crosses both ways.** Cancelling the trio caller cancels the asyncio task (and with
 it the HTTP request or the wait in the rate budget); the trio task resumes once the asyncio task
 has actually finished, so nothing keeps running behind a cancelled call. A call cancelled before
-it reached the loop is never sent. If the request completed before the cancellation reached it,
+it reached the loop is never sent (trio holds a round's calls one more round while it has
+tasks to run, so a caller cancelled in that round withdraws its call first; see
+:class:`_Flusher`). If the request completed before the cancellation reached it,
 the caller gets its result and the cancellation is delivered at its next checkpoint. Closing a
 stream stops its pump (see :class:`Stream`); closing the bridge cancels whatever is left on the
 loop, fails the calls in flight with ``NetworkError`` (outcome unknown) and ends the streams.
@@ -483,14 +485,22 @@ class _Flusher(trio.abc.Instrument):
     Batching both ways (see :meth:`AsyncioBridge._flush`) means one wake-up of the other thread
     per scheduling round instead of one per call, sent when this thread is about to release
     the GIL. Instrument hooks must not raise; flushing does not.
+
+    While trio still has tasks to run (``timeout == 0``), calls are held for one more round:
+    a caller cancelled in the round that submitted its call (trio aborts its wait at once, but
+    the caller handles it in the next round) then withdraws it before it is sent.
     """
 
     def __init__(self) -> None:
         self.bridges: set[AsyncioBridge] = set()
+        self._held = False
 
     def before_io_wait(self, timeout: float) -> None:
+        hold = timeout <= 0 and not self._held
+        self._held = hold
         for bridge in self.bridges:
-            bridge._flush_inbox()
+            if not hold:
+                bridge._flush_inbox()
             if bridge._handing_over and bridge._trio_woke:
                 bridge._trio_done.set()
 
