@@ -19,10 +19,9 @@ through an instrument's ``before_io_wait`` (:class:`_Flusher`), asyncio through 
 (:class:`_FlushingSelector`). Everything submitted or finished in the round goes across
 together, and the woken thread finds the GIL free. When the loop has more to do at once (more
 websocket messages), it then leaves the GIL to trio until trio waits again (see
-:meth:`AsyncioBridge._flush`), so an outcome that has arrived is not held up behind them.
-The loop takes the submitted calls the moment
-its selector returns, so their tasks take their first step in that same loop iteration (the
-round trip costs one loop iteration, not two; measured in ``bench/exchange_roundtrip.py``).
+:meth:`AsyncioBridge._flush`), so an outcome that has arrived is not held up behind them. The
+loop takes the calls trio handed over as soon as its selector returns, so their tasks take
+their first step in that same loop iteration (``bench/bridge_hop.py`` times the round trip).
 
 **Cancellation crosses both ways.** Cancelling the trio caller cancels the asyncio task (and with
 it the HTTP request or the wait in the rate budget); the trio task resumes once the asyncio task
@@ -344,7 +343,6 @@ class AsyncioBridge:
                 except IndexError:
                     break
                 call.refuse(trio.ClosedResourceError(_closed_message(self.name)))
-                call.bell.ring()
 
     def _take_submitted(self) -> None:
         # On the loop thread, right after its selector returns (see _FlushingSelector): the
@@ -653,11 +651,12 @@ class _Call:
         if self._started and self._atask is not None:
             self._atask.cancel()
 
-    # On any thread, once the loop is closed.
+    # On a trio thread, once the loop is closed.
     def refuse(self, error: Exception) -> None:
-        """Fail a call that was never launched; the caller rings the bell."""
+        """Fail a call that was never launched, and wake its caller."""
         self.result = outcome.Error(error)
         self.delivered = True
+        self.bell.ring()
 
 
 class Stream(trio.abc.ReceiveChannel[T]):

@@ -3,9 +3,10 @@
 It implements the exchange interface (`runtime.exchanges._interface.Exchange`) in memory:
 market orders and marketable limit orders fill at once at :attr:`ScriptedExchange.price`;
 other limit orders rest until :meth:`ScriptedExchange.move_to` moves the price through them.
-Funds are checked (quote for buys, base for sells, with the fee), fees are charged in the
-quote currency, and every answer is a ccxt unified structure. It passes the same conformance
-suite as the simulated and the ccxt exchanges (test_conformance.py).
+Funds are checked at placement (quote for buys, base for sells, with the fee; a resting
+order reserves nothing), fees are charged in the quote currency, and every answer is a ccxt
+unified structure. It passes the same conformance suite as the simulated and the ccxt
+exchanges (test_conformance.py).
 """
 
 from __future__ import annotations

@@ -17,13 +17,12 @@ import pytest
 
 from runtime import InsufficientFunds, OrderNotFound
 from runtime.exchanges._interface import Exchange
-from runtime.exchanges._markets import market_for
 from runtime.exchanges.ccxt import CcxtExchange
 from runtime.exchanges.loopback import LoopbackExchange
-from runtime.exchanges.sim._exchange import Bar, FillModel, SimExchange
 from tests.runtime.exchanges.ccxt.support import FAST
 from tests.runtime.exchanges.loopback.support import BTC
 from tests.runtime.exchanges.scripted import ScriptedExchange
+from tests.runtime.exchanges.test_sim_exchange import make
 
 SYM = "BTC/USDT"
 AMOUNT = 0.001  # BTC: above the minimum amount and notional at these prices
@@ -120,32 +119,11 @@ class ExchangeConformance:
         assert await ex.fetch_open_orders(SYM) == []  # nothing was placed
 
 
-class _Feed:
-    """A one-bar market for the simulated exchange."""
-
-    def __init__(self, bar: Bar) -> None:
-        self._bar = bar
-
-    def bar(self, symbol: str) -> Bar | None:
-        return self._bar if symbol == SYM else None
-
-    def now_ms(self) -> int:
-        return self._bar.time_ms + 60_000
-
-
 class TestSimExchange(ExchangeConformance):
     @pytest.fixture
-    async def venue(self) -> AsyncIterator[Venue]:
-        feed = _Feed(Bar(0, 60_000.0, 60_100.0, 59_900.0, 60_000.0, 50.0))
-        ex = SimExchange(
-            {SYM: market_for("binance", SYM)},
-            feed,
-            balances={"USDT": 100_000.0},
-            fill_model=FillModel(volume_cap=0.5),
-        )
-        ex.on_bar()
-        yield Venue(ex, 60_000.0)
-        await ex.close()
+    def venue(self) -> Venue:
+        ex, _ = make()  # BTC/USDT at 30,000, 100,000 USDT
+        return Venue(ex, 30_000.0)
 
 
 class TestCcxtExchange(ExchangeConformance):
