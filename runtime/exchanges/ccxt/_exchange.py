@@ -29,6 +29,7 @@ from ._bridge import AsyncioBridge, Stream, acquire_shared_bridge, release_share
 from ._budget import RateBudget, RateLimit
 from ._config import Settings, env_name, resolve_settings
 from ._errors import RETRY_AFTER_ATTR, Scrubber, map_ccxt_error, retry_after_s
+from ._tail_filter import install_tail_filter
 
 __all__ = ["PRIVATE_METHODS", "STREAM_METHODS", "CcxtExchange"]
 
@@ -167,6 +168,7 @@ def _build_client(
         if value:
             config[key] = value
     client = cls(config)
+    install_tail_filter(client)
     if settings.sandbox:
         try:
             client.set_sandbox_mode(True)
