@@ -17,9 +17,10 @@ two ways:
 **Batched hand-over.** Each side wakes the other just before it waits for I/O itself: trio
 through an instrument's ``before_io_wait`` (:class:`_Flusher`), asyncio through its selector
 (:class:`_FlushingSelector`). Everything submitted or finished in the round goes across
-together, and the woken thread finds the GIL free. When the loop has more to do at once (more
-websocket messages), it then leaves the GIL to trio until trio waits again (see
-:meth:`AsyncioBridge._flush`), so an outcome that has arrived is not held up behind them. The
+together, and the woken thread finds the GIL free. When a call was answered and the loop has
+more to do at once (more websocket messages), it then leaves the GIL to trio until trio waits
+again (see :meth:`AsyncioBridge._flush`), so an outcome that has arrived is not held up behind
+them. The
 loop takes the calls trio handed over as soon as its selector returns, so their tasks take
 their first step in that same loop iteration (``bench/bridge_hop.py`` times the round trip).
 
@@ -394,6 +395,7 @@ class AsyncioBridge:
         self._trio_done.clear()
         self._trio_woke = False
         self._handing_over = True
+        answered = bool(self._ringing)
         if self._ringing:
             ringing, self._ringing = self._ringing, []
             for bell in ringing:
@@ -408,13 +410,15 @@ class AsyncioBridge:
                 except Exception:
                     log.exception("ccxt bridge: could not hand results back to trio")
         # Leave the GIL to the trio thread just woken until it has handled what it got, when
-        # this loop has more to do at once (an idle loop releases the GIL in its wait anyway).
-        # Python gives a thread waiting for the GIL no turn while the holder releases and
-        # retakes it between short steps (every syscall, every loop iteration): a loop busy
-        # with websocket messages kept a caller waiting ~1 ms for an outcome that had arrived
-        # (measured with bench/call_overhead.py). The strategy waits on trio's side; the
-        # messages wait instead, for at most _HANDOVER_S.
-        if busy():
+        # a call was answered and this loop has more to do at once (an idle loop releases the
+        # GIL in its wait anyway). Python gives a thread waiting for the GIL no turn while the
+        # holder releases and retakes it between short steps (every syscall, every loop
+        # iteration): a loop busy with websocket messages kept a caller waiting ~1 ms for an
+        # outcome that had arrived (measured with bench/call_overhead.py). The caller waits on
+        # trio's side; the messages wait instead, for at most _HANDOVER_S. Stream results
+        # alone do not hand over: the messages still to read are usually the rest of the same
+        # news (a synced call waits for the balance report that follows the order's reports).
+        if answered and busy():
             self._trio_done.wait(_HANDOVER_S)
         self._handing_over = False
 
