@@ -50,7 +50,6 @@ import math
 import os
 import pstats
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -69,6 +68,7 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench._loopback import KEY, SECRET, serve_in_process  # noqa: E402
 from runtime import Buy, Live, MarketOrder, Sell, Trade, call, start, stop, strategy  # noqa: E402
 from runtime.exchanges.ccxt import CcxtExchange, RateLimit  # noqa: E402
 from runtime.exchanges.loopback import LoopbackExchange, point_ccxt_at  # noqa: E402
@@ -76,12 +76,9 @@ from runtime.exchanges.loopback import LoopbackExchange, point_ccxt_at  # noqa: 
 SYMBOL = "BTC/USDT"
 BASE = "BTC"
 STRATEGY = HERE / "noop_strategy.py"
-KEY = "benchKey0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU"
-SECRET = "benchSecret0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ"
 BALANCES = {"USDT": 10_000_000.0, BASE: 100.0}
 STALL_S = 1.0  # a call this slow waited for a deadline, not for the exchange
 RATE_REFILL_S = 1.5  # the Binance budget's one-second burst refills in this time
-_SERVE = "import sys; from runtime.exchanges.loopback import serve; sys.exit(serve(sys.argv[1:]))"
 
 
 @contextmanager
@@ -91,26 +88,8 @@ def loopback_server(where: str) -> Iterator[dict[str, str]]:
         with LoopbackExchange(api_key=KEY, secret=SECRET, spot_balances=BALANCES) as ex:
             yield ex.env()
         return
-    argv = ["--port", "0", "--manual", "--api-key", KEY, "--secret", SECRET]
-    argv += [f"--balance=spot:{asset}={amount:f}" for asset, amount in BALANCES.items()]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _SERVE, *argv], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        env: dict[str, str] = {}
-        assert proc.stdout is not None
-        for text in proc.stdout:
-            if text.startswith("# serving"):
-                break
-            name, sep, value = text.strip().partition("=")
-            if sep and name.startswith("VIGIL_"):
-                env[name] = value
-        if "VIGIL_BINANCE_URL" not in env:
-            raise RuntimeError("the loopback server did not start (no VIGIL_BINANCE_URL line)")
+    with serve_in_process(BALANCES) as env:
         yield env
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def side(i: int) -> str:

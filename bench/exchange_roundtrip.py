@@ -27,7 +27,6 @@ import asyncio
 import math
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -41,13 +40,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench._loopback import KEY, SECRET, serve_in_process  # noqa: E402
 from runtime.exchanges.ccxt import CcxtExchange, RateLimit  # noqa: E402
 from runtime.exchanges.loopback import LoopbackExchange, point_ccxt_at  # noqa: E402
 
 SYMBOL = "BTC/USDT"
-KEY = "benchKey0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU"
-SECRET = "benchSecret0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ"
-_SERVE = "import sys; from runtime.exchanges.loopback import serve; sys.exit(serve(sys.argv[1:]))"
 
 
 @contextmanager
@@ -58,28 +55,8 @@ def loopback_server(where: str) -> Iterator[str]:
             assert ex.base_url is not None
             yield ex.base_url
         return
-    argv = ["--port", "0", "--manual", "--api-key", KEY, "--secret", SECRET,
-            "--balance", "USDT=100000000"]  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _SERVE, *argv],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = None
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("VIGIL_BINANCE_URL="):
-                url = line.split("=", 1)[1].strip()
-            if line.startswith("# serving"):
-                break
-        if url is None:
-            raise RuntimeError("the loopback server did not start (no VIGIL_BINANCE_URL line)")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with serve_in_process({"USDT": 100_000_000.0}) as env:
+        yield env["VIGIL_BINANCE_URL"]
 
 
 # The asyncio side.

@@ -29,11 +29,9 @@ import argparse
 import gc
 import math
 import os
-import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,40 +41,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench._loopback import serve_in_process  # noqa: E402
 from runtime.exchanges.ccxt import CcxtExchange, RateLimit  # noqa: E402
 from watchers._account import BalanceWatcher, OrdersWatcher, TradesWatcher  # noqa: E402
 from watchers._base import HEALTHY, Watcher, WatcherConfig  # noqa: E402
 
-KEY = "benchKey0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU"
-SECRET = "benchSecret0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ"
 SYMBOLS = [f"{base}/USDT" for base in ("BTC", "ETH", "SOL", "BNB", "XRP", "ADA", "LTC", "DOGE")]
 ORDER_VALUE = 12.0  # USDT per resting order: above every market's minimum cost
-_SERVE = "import sys; from runtime.exchanges.loopback import serve; sys.exit(serve(sys.argv[1:]))"
-
-
-@contextmanager
-def loopback_server() -> Iterator[dict[str, str]]:
-    """A loopback exchange on 127.0.0.1 in its own process; yields its VIGIL_BINANCE_* env."""
-    argv = ["--port", "0", "--manual", "--api-key", KEY, "--secret", SECRET]
-    argv += ["--balance=spot:USDT=10000000"]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _SERVE, *argv], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        env: dict[str, str] = {}
-        assert proc.stdout is not None
-        for text in proc.stdout:
-            if text.startswith("# serving"):
-                break
-            name, sep, value = text.strip().partition("=")
-            if sep and name.startswith("VIGIL_"):
-                env[name] = value
-        if "VIGIL_BINANCE_URL" not in env:
-            raise RuntimeError("the loopback server did not start (no VIGIL_BINANCE_URL line)")
-        yield env
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def rss_mb() -> float:
@@ -197,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--assets", type=int, default=500)
     parser.add_argument("--idle-s", type=float, default=10.0, help="idle CPU window (seconds)")
     args = parser.parse_args(argv)
-    with loopback_server() as env:
+    with serve_in_process({"USDT": 10_000_000.0}) as env:
         trio.run(run, env, args.assets, args.idle_s)
     return 0
 
