@@ -251,6 +251,27 @@ class Account:
             if (m is None or o.symbol == m.symbol) and (not open_only or o.status == OPEN)
         ]
 
+    def order_history(self, m: Market, params: Mapping[str, str]) -> list[Order]:
+        """allOrders: the symbol's orders, paged as Binance pages them (orderId or time)."""
+        return page(
+            self.orders_of(m, open_only=False),
+            lambda o: o.timestamp,
+            lambda o: int(o.id or 0),
+            params,
+            "orderId",
+            500,
+            1000,
+        )
+
+    @staticmethod
+    def trade_history(trades: list[Trade], params: Mapping[str, str]) -> list[Trade]:
+        """myTrades / userTrades: ``trades`` (of one order with ``orderId``), paged by fromId
+        or time."""
+        order_id = params.get("orderId")
+        if order_id:
+            trades = [t for t in trades if t.order.id == order_id]
+        return page(trades, lambda t: t.timestamp, lambda t: int(t.id), params, "fromId", 500, 1000)
+
     def deposit(self, asset: str, amount: float) -> None:
         """Credit (or, negative, debit) ``amount`` of ``asset`` and emit the balance event."""
         balance = self.sim.ledger.balance(asset)

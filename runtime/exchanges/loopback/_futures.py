@@ -14,7 +14,6 @@ from ._accounts import (
     enum_param,
     fmt_amount,
     int_param,
-    page,
     required_param,
     run_engine,
 )
@@ -405,26 +404,11 @@ class FuturesAccount(Account):
 
     def all_orders(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
         m = self.market(params)
-        orders = page(
-            self.orders_of(m, open_only=False),
-            lambda o: o.timestamp,
-            lambda o: int(o.id or 0),
-            params,
-            "orderId",
-            500,
-            1000,
-        )
-        return [futures_order(m, o, self.updated_ms(o)) for o in orders]
+        return [futures_order(m, o, self.updated_ms(o)) for o in self.order_history(m, params)]
 
     def user_trades(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
         m = self.market(params)
-        trades = self._asset(m).trades
-        order_id = params.get("orderId")
-        if order_id:
-            trades = [t for t in trades if t.order.id == order_id]
-        picked = page(
-            trades, lambda t: t.timestamp, lambda t: int(t.id), params, "fromId", 500, 1000
-        )
+        picked = self.trade_history(self._asset(m).trades, params)
         return [futures_trade(m, t, self._realized.get(t.id, 0.0)) for t in picked]
 
     # Events.

@@ -12,7 +12,6 @@ from ._accounts import (
     decimal_param,
     enum_param,
     fmt_amount,
-    page,
     required_param,
 )
 from ._auth import BinanceError
@@ -151,26 +150,11 @@ class SpotAccount(Account):
 
     def all_orders(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
         m = self.market(params)
-        orders = page(
-            self.orders_of(m, open_only=False),
-            lambda o: o.timestamp,
-            lambda o: int(o.id or 0),
-            params,
-            "orderId",
-            500,
-            1000,
-        )
-        return [spot_order(m, o, self.updated_ms(o)) for o in orders]
+        return [spot_order(m, o, self.updated_ms(o)) for o in self.order_history(m, params)]
 
     def my_trades(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
         m = self.market(params)
-        trades = self.sim.ledger.assets[m.symbol].trades
-        order_id = params.get("orderId")
-        if order_id:
-            trades = [t for t in trades if t.order.id == order_id]
-        picked = page(
-            trades, lambda t: t.timestamp, lambda t: int(t.id), params, "fromId", 500, 1000
-        )
+        picked = self.trade_history(self.sim.ledger.assets[m.symbol].trades, params)
         return [spot_trade(m, t) for t in picked]
 
     def _id(self, order: Order) -> str:
