@@ -20,9 +20,9 @@ through an instrument's ``before_io_wait`` (:class:`_Flusher`), asyncio through 
 together, and the woken thread finds the GIL free. When a call was answered and the loop has
 more to do at once (more websocket messages), it then leaves the GIL to trio until trio waits
 again (see :meth:`AsyncioBridge._flush`), so an outcome that has arrived is not held up behind
-them. The
-loop takes the calls trio handed over as soon as its selector returns, so their tasks take
-their first step in that same loop iteration (``bench/bridge_hop.py`` times the round trip).
+them. The loop takes the calls trio handed over as soon as its selector returns, so their
+tasks take their first step in that same loop iteration (``bench/bridge_hop.py`` times the
+round trip).
 
 **Cancellation crosses both ways.** Cancelling the trio caller cancels the asyncio task (and with
 it the HTTP request or the wait in the rate budget); the trio task resumes once the asyncio task
@@ -392,11 +392,12 @@ class AsyncioBridge:
         # more to do at once. Must never raise.
         if not self._ringing and not self._outgoing:
             return
-        self._trio_done.clear()
-        self._trio_woke = False
-        self._handing_over = True
         answered = bool(self._ringing)
-        if self._ringing:
+        if answered:
+            # Set before the bells ring: the trio thread reads these once it wakes.
+            self._trio_done.clear()
+            self._trio_woke = False
+            self._handing_over = True
             ringing, self._ringing = self._ringing, []
             for bell in ringing:
                 bell.ring()
