@@ -164,6 +164,20 @@ def spot_order(m: Market, order: Order, updated_ms: int) -> dict[str, Any]:
     }
 
 
+# The order fields both the RESULT/FULL order reply and the cancel reply carry.
+_RESULT_KEYS: Final = (
+    "price",
+    "origQty",
+    "executedQty",
+    "origQuoteOrderQty",
+    "cummulativeQuoteQty",
+    "status",
+    "timeInForce",
+    "type",
+    "side",
+)
+
+
 def spot_new_order(
     m: Market, order: Order, updated_ms: int, resp_type: str, cancel_client_id: str | None = None
 ) -> dict[str, Any]:
@@ -183,37 +197,14 @@ def spot_new_order(
             "clientOrderId": cancel_client_id,
             "transactTime": updated_ms,
         }
-        for key in (
-            "price",
-            "origQty",
-            "executedQty",
-            "origQuoteOrderQty",
-            "cummulativeQuoteQty",
-            "status",
-            "timeInForce",
-            "type",
-            "side",
-            "selfTradePreventionMode",
-        ):
+        for key in (*_RESULT_KEYS, "selfTradePreventionMode"):
             out[key] = full[key]
         return out
     out = {k: full[k] for k in ("symbol", "orderId", "orderListId", "clientOrderId")}
     out["transactTime"] = order.timestamp
     if resp_type == "ACK":
         return out
-    for key in (
-        "price",
-        "origQty",
-        "executedQty",
-        "origQuoteOrderQty",
-        "cummulativeQuoteQty",
-        "status",
-        "timeInForce",
-        "type",
-        "side",
-        "workingTime",
-        "selfTradePreventionMode",
-    ):
+    for key in (*_RESULT_KEYS, "workingTime", "selfTradePreventionMode"):
         out[key] = full[key]
     if resp_type == "FULL":
         out["fills"] = [
