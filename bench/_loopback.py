@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "benchKey0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU"
 SECRET = "benchSecret0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ"
-_SERVE = "import sys; from runtime.exchanges.loopback import serve; sys.exit(serve(sys.argv[1:]))"
+_SERVE = "import sys; from runtime.testing.loopback import serve; sys.exit(serve(sys.argv[1:]))"
 
 
 @contextmanager

@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:
 
 from bench._loopback import KEY, SECRET, serve_in_process  # noqa: E402
 from runtime.exchanges.ccxt import CcxtExchange, RateLimit  # noqa: E402
-from runtime.exchanges.loopback import LoopbackExchange, point_ccxt_at  # noqa: E402
+from runtime.testing.loopback import LoopbackExchange, point_ccxt_at  # noqa: E402
 
 SYMBOL = "BTC/USDT"
 

@@ -1,47 +1,159 @@
 """vigil's runtime: the trading model, strategies, modes, `call` dispatch and the engine.
 
-Everything a strategy file or a user session needs is re-exported here; the modules behind
-it are private.
+Everything a strategy file or a user session needs is exported here; the packages behind it
+are `model` (plain values), `engine` (all state changes, the replica), `exchanges` (the
+interface, ccxt and the simulated exchange), `modes` (Sim, Paper, Live and `call`), `app` (the
+CLI, IPython, reports) and `testing` (the loopback exchange and the conformance suite).
+
+The names load on first use: the error classes are the ground floor that `traces` builds on,
+so importing them (or `traces`) must not pull in the modes, the exchanges or the CLI.
 """
 
-from ._assets import AssetInstance as AssetInstance
-from ._assets import Balance as Balance
-from ._assets import Position as Position
-from ._dispatch import Pending as Pending
-from ._dispatch import call as call
-from ._errors import AuthenticationError as AuthenticationError
-from ._errors import ConfigError as ConfigError
-from ._errors import ExchangeError as ExchangeError
-from ._errors import InsufficientFunds as InsufficientFunds
-from ._errors import NetworkError as NetworkError
-from ._errors import OrderCheckFailed as OrderCheckFailed
-from ._errors import OrderNotFound as OrderNotFound
-from ._errors import OrderRejected as OrderRejected
-from ._errors import RateLimited as RateLimited
-from ._errors import ReplayMismatch as ReplayMismatch
-from ._errors import TraceError as TraceError
-from ._errors import VigilError as VigilError
-from ._interactive import Session as Session
-from ._interactive import load_ipython_extension as load_ipython_extension
-from ._interactive import unload_ipython_extension as unload_ipython_extension
-from ._lifecycle import start as start
-from ._lifecycle import stop as stop
-from ._modes import Live as Live
-from ._modes import Paper as Paper
-from ._modes import RunConfig as RunConfig
-from ._modes import Sim as Sim
-from ._orders import Buy as Buy
-from ._orders import CancelOrders as CancelOrders
-from ._orders import FOKOrder as FOKOrder
-from ._orders import GTCOrder as GTCOrder
-from ._orders import IOCOrder as IOCOrder
-from ._orders import MarketOrder as MarketOrder
-from ._orders import Order as Order
-from ._orders import PositionClose as PositionClose
-from ._orders import PostOnlyOrder as PostOnlyOrder
-from ._orders import Sell as Sell
-from ._orders import Trade as Trade
-from ._orders import UpdateLeverage as UpdateLeverage
-from ._results import Results as Results
-from ._strategy import Strategy as Strategy
-from ._strategy import strategy as strategy
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runtime._errors import AuthenticationError as AuthenticationError
+    from runtime._errors import ConfigError as ConfigError
+    from runtime._errors import ExchangeError as ExchangeError
+    from runtime._errors import InsufficientFunds as InsufficientFunds
+    from runtime._errors import NetworkError as NetworkError
+    from runtime._errors import OrderCheckFailed as OrderCheckFailed
+    from runtime._errors import OrderNotFound as OrderNotFound
+    from runtime._errors import OrderRejected as OrderRejected
+    from runtime._errors import RateLimited as RateLimited
+    from runtime._errors import ReplayMismatch as ReplayMismatch
+    from runtime._errors import TraceError as TraceError
+    from runtime._errors import VigilError as VigilError
+    from runtime.app import Session as Session
+    from runtime.app import load_ipython_extension as load_ipython_extension
+    from runtime.app import start as start
+    from runtime.app import stop as stop
+    from runtime.app import unload_ipython_extension as unload_ipython_extension
+    from runtime.engine import Results as Results
+    from runtime.engine import Strategy as Strategy
+    from runtime.model import AssetInstance as AssetInstance
+    from runtime.model import Balance as Balance
+    from runtime.model import Buy as Buy
+    from runtime.model import CancelOrders as CancelOrders
+    from runtime.model import FOKOrder as FOKOrder
+    from runtime.model import GTCOrder as GTCOrder
+    from runtime.model import IOCOrder as IOCOrder
+    from runtime.model import Live as Live
+    from runtime.model import MarketOrder as MarketOrder
+    from runtime.model import Order as Order
+    from runtime.model import Paper as Paper
+    from runtime.model import Position as Position
+    from runtime.model import PositionClose as PositionClose
+    from runtime.model import PostOnlyOrder as PostOnlyOrder
+    from runtime.model import RunConfig as RunConfig
+    from runtime.model import Sell as Sell
+    from runtime.model import Sim as Sim
+    from runtime.model import Trade as Trade
+    from runtime.model import UpdateLeverage as UpdateLeverage
+    from runtime.modes import Pending as Pending
+    from runtime.modes import call as call
+    from runtime.modes import strategy as strategy
+
+_EXPORTS: dict[str, str] = {
+    "AssetInstance": "runtime.model",
+    "Balance": "runtime.model",
+    "Buy": "runtime.model",
+    "CancelOrders": "runtime.model",
+    "FOKOrder": "runtime.model",
+    "GTCOrder": "runtime.model",
+    "IOCOrder": "runtime.model",
+    "Live": "runtime.model",
+    "MarketOrder": "runtime.model",
+    "Order": "runtime.model",
+    "Paper": "runtime.model",
+    "Position": "runtime.model",
+    "PositionClose": "runtime.model",
+    "PostOnlyOrder": "runtime.model",
+    "RunConfig": "runtime.model",
+    "Sell": "runtime.model",
+    "Sim": "runtime.model",
+    "Trade": "runtime.model",
+    "UpdateLeverage": "runtime.model",
+    "AuthenticationError": "runtime._errors",
+    "ConfigError": "runtime._errors",
+    "ExchangeError": "runtime._errors",
+    "InsufficientFunds": "runtime._errors",
+    "NetworkError": "runtime._errors",
+    "OrderCheckFailed": "runtime._errors",
+    "OrderNotFound": "runtime._errors",
+    "OrderRejected": "runtime._errors",
+    "RateLimited": "runtime._errors",
+    "ReplayMismatch": "runtime._errors",
+    "TraceError": "runtime._errors",
+    "VigilError": "runtime._errors",
+    "Results": "runtime.engine",
+    "Strategy": "runtime.engine",
+    "Pending": "runtime.modes",
+    "call": "runtime.modes",
+    "strategy": "runtime.modes",
+    "Session": "runtime.app",
+    "load_ipython_extension": "runtime.app",
+    "start": "runtime.app",
+    "stop": "runtime.app",
+    "unload_ipython_extension": "runtime.app",
+}
+
+__all__ = [
+    "AssetInstance",
+    "AuthenticationError",
+    "Balance",
+    "Buy",
+    "CancelOrders",
+    "ConfigError",
+    "ExchangeError",
+    "FOKOrder",
+    "GTCOrder",
+    "IOCOrder",
+    "InsufficientFunds",
+    "Live",
+    "MarketOrder",
+    "NetworkError",
+    "Order",
+    "OrderCheckFailed",
+    "OrderNotFound",
+    "OrderRejected",
+    "Paper",
+    "Pending",
+    "Position",
+    "PositionClose",
+    "PostOnlyOrder",
+    "RateLimited",
+    "ReplayMismatch",
+    "Results",
+    "RunConfig",
+    "Sell",
+    "Session",
+    "Sim",
+    "Strategy",
+    "TraceError",
+    "Trade",
+    "UpdateLeverage",
+    "VigilError",
+    "call",
+    "load_ipython_extension",
+    "start",
+    "stop",
+    "strategy",
+    "unload_ipython_extension",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -1,18 +1,44 @@
-"""Zarr event traces: the writer, the readers (`trace_tail`, `read_trace`) and
-`replay_from_trace`, which rebuilds a strategy's state from its trace."""
+"""Zarr event traces: the write-ahead log and writer, the readers (`trace_tail`, `read_trace`,
+`iter_events`, `list_runs`) and object-level plumbing. Traces store and read bytes; they know
+nothing of strategies.
 
-from ._codec import redact as redact
-from ._reader import Event as Event
-from ._reader import PayloadArray as PayloadArray
-from ._reader import RunInfo as RunInfo
-from ._reader import iter_events as iter_events
-from ._reader import list_runs as list_runs
-from ._reader import read_trace as read_trace
-from ._reader import tail_frame as tail_frame
-from ._reader import tail_records as tail_records
-from ._recorder import open_recorder as open_recorder
-from ._recorder import trace_path as trace_path
-from ._replay import replay_from_trace as replay_from_trace
-from ._schema import Kind as Kind
-from ._tail import trace_tail as trace_tail
-from ._writer import TraceWriter as TraceWriter
+`replay_from_trace`, which rebuilds a strategy's state from its trace, is implemented by the
+runtime's engine (`runtime.engine`) and re-exported here, loaded on first use so that importing
+`traces` alone never imports the runtime's modes, exchanges or CLI.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from traces._codec import redact as redact
+from traces._reader import Event as Event
+from traces._reader import PayloadArray as PayloadArray
+from traces._reader import RunInfo as RunInfo
+from traces._reader import choose_run as choose_run
+from traces._reader import iter_events as iter_events
+from traces._reader import list_runs as list_runs
+from traces._reader import open_view as open_view
+from traces._reader import read_trace as read_trace
+from traces._reader import runs_of as runs_of
+from traces._reader import tail_frame as tail_frame
+from traces._reader import tail_records as tail_records
+from traces._recorder import open_recorder as open_recorder
+from traces._recorder import trace_path as trace_path
+from traces._schema import STATE_KINDS as STATE_KINDS
+from traces._schema import Kind as Kind
+from traces._tail import TraceOwner as TraceOwner
+from traces._tail import trace_path_of as trace_path_of
+from traces._tail import trace_tail as trace_tail
+from traces._writer import TraceWriter as TraceWriter
+
+if TYPE_CHECKING:
+    from runtime.engine import replay_from_trace as replay_from_trace
+
+
+def __getattr__(name: str) -> Any:
+    # The one name implemented above this package (DESIGN §1): loaded lazily, not imported.
+    if name == "replay_from_trace":
+        return importlib.import_module("runtime.engine").replay_from_trace
+    raise AttributeError(f"module 'traces' has no attribute {name!r}")

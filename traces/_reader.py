@@ -32,10 +32,9 @@ from zarr.core.sync import sync as _zarr_sync  # zarr's own sync bridge: one sha
 from zarr.storage import LocalStore
 
 from runtime._errors import ConfigError, TraceError
-
-from ._codec import Payloads, encode, gc_paused
-from ._schema import COLUMNS, NO_ASSET, SCHEMA_VERSION, Kind
-from ._wal import WalRecords, WalScan, scan_wal
+from traces._codec import Payloads, encode, gc_paused
+from traces._schema import COLUMNS, NO_ASSET, SCHEMA_VERSION, Kind
+from traces._wal import WalRecords, WalScan, scan_wal
 
 __all__ = [
     "Event",
@@ -807,7 +806,8 @@ class RunInfo:
         return self.stop_seq is None
 
 
-def _runs(view: _View) -> list[RunInfo]:
+def runs_of(view: _View) -> list[RunInfo]:
+    """Every run in the trace behind `view`, oldest first."""
     kinds = view.read(0, view.total, ["kind"])["kind"]
     marks = np.flatnonzero((kinds == Kind.RUN_STARTED) | (kinds == Kind.RUN_STOPPED))
     if not len(marks):
@@ -845,22 +845,26 @@ def _runs(view: _View) -> list[RunInfo]:
 
 def list_runs(path: str | Path) -> list[RunInfo]:
     """Every run in the trace, oldest first."""
-    return _runs(open_view(path))
+    return runs_of(open_view(path))
 
 
-def _select_run(runs: list[RunInfo], run: int | str, path: Path) -> RunInfo:
+def choose_run(runs: Sequence[RunInfo], run: int | str, path: Path) -> int:
+    """The index of `run` in `runs`: an index (-1 the last) or a run id. The one place a run is
+    chosen (replay, reports, readers, the CLI); TraceError names the runs there are."""
+    if not runs:
+        raise TraceError(f"trace {path} has no runs: it holds no RUN_STARTED event")
     if isinstance(run, str):
-        for r in runs:
+        for i, r in enumerate(runs):
             if r.run_id == run:
-                return r
-        ids = ", ".join(r.run_id for r in runs) or "none"
+                return i
+        ids = ", ".join(r.run_id for r in runs)
         raise TraceError(f"trace {path} has no run {run!r}; its runs are: {ids}")
-    try:
-        return runs[run]
-    except IndexError:
+    if not -len(runs) <= run < len(runs):
         raise TraceError(
-            f"trace {path} has {len(runs)} runs, so run={run} does not exist"
-        ) from None
+            f"trace {path} has {len(runs)} run(s), so run={run} does not exist; "
+            f"use 0..{len(runs) - 1} or -1 for the last"
+        )
+    return run % len(runs)
 
 
 def iter_events(
@@ -874,7 +878,8 @@ def iter_events(
     view = open_view(path)
     lo, hi = 0, view.total
     if run is not None:
-        chosen = _select_run(_runs(view), run, view.path)
+        runs = runs_of(view)
+        chosen = runs[choose_run(runs, run, view.path)]
         lo, hi = chosen.start_seq, chosen.end_seq
     symbols = view.symbols
     for start in range(lo, hi, block_rows):

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._schema import Kind
-from ._writer import TraceWriter
+from traces._schema import Kind
+from traces._writer import TraceWriter
 
 _holders: dict[Path, TraceRecorder] = {}
 _lock = threading.Lock()

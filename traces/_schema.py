@@ -57,6 +57,22 @@ class Kind(enum.IntEnum):
     STATE = 70  # a snapshot of strategy state, written at run stop, that replay must reproduce
 
 
+# The kinds whose payloads are engine events: replay applies exactly these, in seq order.
+STATE_KINDS: frozenset[Kind] = frozenset(
+    {
+        Kind.ORDER_ACK,
+        Kind.ORDER_UPDATE,
+        Kind.ORDER_REJECTED,
+        Kind.TRADE,
+        Kind.TRADE_EMULATED,
+        Kind.BALANCE,
+        Kind.POSITION,
+        Kind.LEVERAGE,
+        Kind.RECONCILE,
+    }
+)
+
+
 class Recorder(Protocol):
     """Where the runtime sends every event. The Zarr trace writer is the real one."""
 

@@ -28,7 +28,7 @@ from typing import Literal
 
 import numpy as np
 
-from ._codec import Payloads
+from traces._codec import Payloads
 
 FsyncPolicy = Literal["never", "order", "always"]
 FSYNC_POLICIES: tuple[FsyncPolicy, ...] = ("never", "order", "always")

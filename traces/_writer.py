@@ -35,11 +35,10 @@ from zarr.core.buffer import Buffer
 from zarr.storage import LocalStore
 
 from runtime._errors import ConfigError, TraceError
-
-from ._codec import encode_many, encode_redacted
-from ._reader import ARRAYS, LOCK_FILE, WAL_DIR, check_codecs, check_trace_path
-from ._schema import COLUMNS, NO_ASSET, SCHEMA_VERSION, Kind
-from ._wal import (
+from traces._codec import encode_many, encode_redacted
+from traces._reader import ARRAYS, LOCK_FILE, WAL_DIR, _sync, check_codecs, check_trace_path
+from traces._schema import COLUMNS, NO_ASSET, SCHEMA_VERSION, Kind
+from traces._wal import (
     FSYNC_POLICIES,
     FsyncPolicy,
     WalRecords,
@@ -758,12 +757,6 @@ def _atomic_write(target: Path, data: bytes, *, fsync: bool) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, target)
-
-
-def _sync(coro: Any) -> Any:
-    from ._reader import _sync as sync
-
-    return sync(coro)
 
 
 def _remove_partials(root: Path) -> None:

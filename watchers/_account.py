@@ -6,8 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from runtime._errors import OrderNotFound
-
-from ._base import Report, Send, Watcher, WatcherConfig, retrying
+from watchers._base import Report, Send, Watcher, WatcherConfig, retrying
 
 
 def _has(exchange: Any, feature: str) -> bool:

@@ -22,12 +22,18 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from runtime._errors import AuthenticationError, ConfigError, ExchangeError, RateLimited
+from runtime._errors import (
+    AuthenticationError,
+    ConfigError,
+    ExchangeError,
+    NetworkError,
+    RateLimited,
+)
+from runtime.model._modes import WatcherConfig as WatcherConfig
 
 log = logging.getLogger("vigil.watchers")
 
@@ -37,23 +43,6 @@ STALE = "stale"
 
 Report = tuple[str, Any]
 Send = trio.MemorySendChannel[Report]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WatcherConfig:
-    """Timing of every watcher (seconds)."""
-
-    poll_interval_s: float = 2.0  # REST polling where the exchange has no websocket
-    stall_timeout_s: float = 5.0  # silence while news is expected -> gap fill, stale
-    backoff_initial_s: float = 0.2
-    backoff_max_s: float = 10.0
-    idle_stop_s: float = 300.0  # per-asset watchers stop after this long without open orders
-
-    def __post_init__(self) -> None:
-        for name in ("poll_interval_s", "stall_timeout_s", "backoff_initial_s", "backoff_max_s"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ConfigError(f"watcher {name}={value!r} must be a positive number of seconds")
 
 
 class Watcher:
@@ -181,7 +170,6 @@ async def retrying(
     fn: Callable[[], Awaitable[Any]], *, attempts: int = 5, backoff_s: float = 0.2
 ) -> Any:
     """Call a REST function, retrying network errors and honouring Retry-After."""
-    from runtime._errors import NetworkError
 
     for attempt in range(attempts):
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._base import Report, Send, Watcher, WatcherConfig, retrying
+from watchers._base import Report, Send, Watcher, WatcherConfig, retrying
 
 
 class MarketWatcher(Watcher):

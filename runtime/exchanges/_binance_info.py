@@ -2,7 +2,7 @@
 
 Two consumers share these bodies, so both see the same markets:
 
-- ``runtime.exchanges.ccxt._snapshot`` feeds them to real ccxt parsing to produce the shipped
+- ``runtime.testing._snapshot`` feeds them to real ccxt parsing to produce the shipped
   offline market snapshot (``runtime/exchanges/markets/*.json``);
 - the loopback Binance server serves them at ``GET /api/v3/exchangeInfo`` (spot) and
   ``GET /fapi/v1/exchangeInfo`` (USDⓈ-M futures).

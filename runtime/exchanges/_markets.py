@@ -2,7 +2,7 @@
 
 Market definitions are ccxt's unified market dicts (DESIGN §2). Live, they come from the
 exchange; offline (Sim, Paper, tests) they come from ``markets/<exchange>.json``, which
-``python -m runtime.exchanges.ccxt._snapshot`` produces by running real ccxt parsing over the
+``python -m runtime.testing._snapshot`` produces by running real ccxt parsing over the
 loopback exchange's ``exchangeInfo``. A symbol outside the snapshot can still be simulated with
 :func:`synthetic_market`.
 """

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from runtime.exchanges.loopback import LoopbackExchange
-from tests.runtime.exchanges.loopback.support import BTC, make_exchange
+from runtime.testing.loopback import LoopbackExchange
+from tests.runtime.testing.loopback.support import BTC, make_exchange
 
 
 @pytest.fixture

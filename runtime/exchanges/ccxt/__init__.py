@@ -28,20 +28,20 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._precision import round_to_tick as round_to_tick
-from ._precision import truncate_to_step as truncate_to_step
+from runtime.model._precision import round_to_tick as round_to_tick
+from runtime.model._precision import truncate_to_step as truncate_to_step
 
 if TYPE_CHECKING:
-    from ._bridge import AsyncioBridge as AsyncioBridge
-    from ._bridge import Stream as Stream
-    from ._budget import RateBudget as RateBudget
-    from ._budget import RateLimit as RateLimit
-    from ._config import Credentials as Credentials
-    from ._errors import Scrubber as Scrubber
-    from ._errors import map_ccxt_error as map_ccxt_error
-    from ._exchange import PRIVATE_METHODS as PRIVATE_METHODS
-    from ._exchange import STREAM_METHODS as STREAM_METHODS
-    from ._exchange import CcxtExchange as CcxtExchange
+    from runtime.exchanges.ccxt._bridge import AsyncioBridge as AsyncioBridge
+    from runtime.exchanges.ccxt._bridge import Stream as Stream
+    from runtime.exchanges.ccxt._budget import RateBudget as RateBudget
+    from runtime.exchanges.ccxt._budget import RateLimit as RateLimit
+    from runtime.exchanges.ccxt._config import Credentials as Credentials
+    from runtime.exchanges.ccxt._errors import Scrubber as Scrubber
+    from runtime.exchanges.ccxt._errors import map_ccxt_error as map_ccxt_error
+    from runtime.exchanges.ccxt._exchange import PRIVATE_METHODS as PRIVATE_METHODS
+    from runtime.exchanges.ccxt._exchange import STREAM_METHODS as STREAM_METHODS
+    from runtime.exchanges.ccxt._exchange import CcxtExchange as CcxtExchange
 
 _LAZY = {
     "AsyncioBridge": "._bridge",

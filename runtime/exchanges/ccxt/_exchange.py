@@ -24,12 +24,17 @@ import ccxt.pro
 import trio
 
 from runtime._errors import AuthenticationError, ConfigError, ExchangeError
-
-from ._bridge import AsyncioBridge, Stream, acquire_shared_bridge, release_shared_bridge
-from ._budget import RateBudget, RateLimit
-from ._config import Settings, env_name, resolve_settings
-from ._errors import RETRY_AFTER_ATTR, Scrubber, map_ccxt_error, retry_after_s
-from ._tail_filter import install_tail_filter
+from runtime.exchanges.ccxt._bridge import (
+    AsyncioBridge,
+    Stream,
+    acquire_shared_bridge,
+    release_shared_bridge,
+)
+from runtime.exchanges.ccxt._budget import RateBudget, RateLimit
+from runtime.exchanges.ccxt._config import Settings, env_name, resolve_settings
+from runtime.exchanges.ccxt._errors import RETRY_AFTER_ATTR, Scrubber, map_ccxt_error, retry_after_s
+from runtime.exchanges.ccxt._tail_filter import install_tail_filter
+from runtime.exchanges.ccxt._urls import point_ccxt_at
 
 __all__ = ["PRIVATE_METHODS", "STREAM_METHODS", "CcxtExchange"]
 
@@ -179,9 +184,6 @@ def _build_client(
                 "sandbox=False to trade the real account"
             ) from exc
     if settings.url is not None:
-        # Imported here: only a URL override needs it, and it lives with the loopback server.
-        from runtime.exchanges.loopback._urls import point_ccxt_at
-
         try:
             point_ccxt_at(client, settings.url)
         except ValueError as exc:

@@ -34,11 +34,10 @@ import datetime as dt
 import itertools
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from ..._assets import LONG, AssetInstance, Balance
-from ..._engine import (
+from runtime._errors import ConfigError, InsufficientFunds, OrderNotFound, OrderRejected
+from runtime.engine._engine import (
     LeverageChanged,
     OrderCancelled,
     OrderCreated,
@@ -47,8 +46,9 @@ from ..._engine import (
     apply,
     commitment,
 )
-from ..._errors import ConfigError, InsufficientFunds, OrderNotFound, OrderRejected
-from ..._orders import CANCELED, EXPIRED, OPEN, Order
+from runtime.model._assets import LONG, AssetInstance, Balance
+from runtime.model._modes import FillModel as FillModel
+from runtime.model._orders import CANCELED, EXPIRED, OPEN, Order
 
 
 class Bar(NamedTuple):
@@ -66,15 +66,6 @@ class MarketFeed(Protocol):
     def bar(self, symbol: str) -> Bar | None: ...
 
     def now_ms(self) -> int: ...
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FillModel:
-    """Parameters of the bar fill model (see the module docstring)."""
-
-    spread_bps: float = 2.0
-    impact: float = 0.1
-    volume_cap: float = 0.25
 
 
 Listener = Callable[[str, dict[str, Any]], None]

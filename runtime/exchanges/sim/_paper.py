@@ -22,10 +22,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..._assets import AssetInstance
-from ..._errors import OrderRejected
-from ..._orders import EXPIRED, OPEN, Order
-from ._exchange import Bar, FillModel, SimExchange
+from runtime._errors import OrderRejected
+from runtime.exchanges.sim._exchange import Bar, FillModel, SimExchange
+from runtime.model._assets import AssetInstance
+from runtime.model._orders import EXPIRED, OPEN, Order
 
 Level = tuple[float, float]  # (price, amount)
 

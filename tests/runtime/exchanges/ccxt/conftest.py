@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from runtime.exchanges.ccxt import CcxtExchange
-from runtime.exchanges.loopback import LoopbackExchange
+from runtime.testing.loopback import LoopbackExchange
 from tests.runtime.exchanges.ccxt.support import FAST
-from tests.runtime.exchanges.loopback.support import BTC, make_exchange
+from tests.runtime.testing.loopback.support import BTC, make_exchange
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from runtime._errors import ConfigError
 from runtime.exchanges.ccxt import CcxtExchange, Credentials
 from runtime.exchanges.ccxt._bridge import _shared
 from runtime.exchanges.ccxt._config import env_name, resolve_settings
-from runtime.exchanges.loopback import LoopbackExchange
+from runtime.testing.loopback import LoopbackExchange
 from tests.runtime.exchanges.ccxt.support import FAST
 
 

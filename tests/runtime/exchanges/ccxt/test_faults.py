@@ -22,9 +22,9 @@ from runtime._errors import (
     RateLimited,
 )
 from runtime.exchanges.ccxt import CcxtExchange, RateLimit
-from runtime.exchanges.loopback import LoopbackExchange
+from runtime.testing.loopback import LoopbackExchange
 from tests.runtime.exchanges.ccxt.support import FAST
-from tests.runtime.exchanges.loopback.support import BTC, BTC_PERP, SECRET
+from tests.runtime.testing.loopback.support import BTC, BTC_PERP, SECRET
 
 
 async def test_a_wrong_secret_is_binances_auth_error_mapped_to_vigils(

@@ -14,9 +14,9 @@ import pytest
 from runtime.exchanges._interface import Exchange
 from runtime.exchanges._markets import load_markets
 from runtime.exchanges.ccxt import CcxtExchange
-from runtime.exchanges.loopback import LoopbackExchange
+from runtime.testing.loopback import LoopbackExchange
 from tests.runtime.exchanges.ccxt.support import FAST
-from tests.runtime.exchanges.loopback.support import BTC, BTC_PERP
+from tests.runtime.testing.loopback.support import BTC, BTC_PERP
 
 
 async def test_it_is_an_exchange_and_loads_the_snapshot_markets(spot: CcxtExchange) -> None:

@@ -19,10 +19,10 @@ import trio
 
 from runtime._errors import AuthenticationError, NetworkError, RateLimited, VigilError
 from runtime.exchanges.ccxt import CcxtExchange
-from runtime.exchanges.loopback import LoopbackExchange
+from runtime.testing.loopback import LoopbackExchange
 from tests.runtime.exchanges.ccxt.support import FAST, drain_until_error, until, watching
-from tests.runtime.exchanges.loopback.support import BTC, BTC_PERP, KEY, SECRET
-from tests.runtime.exchanges.loopback.test_secrets import _record_signatures
+from tests.runtime.testing.loopback.support import BTC, BTC_PERP, KEY, SECRET
+from tests.runtime.testing.loopback.test_secrets import _record_signatures
 
 WRONG_SECRET = "wrongSecret0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ"
 

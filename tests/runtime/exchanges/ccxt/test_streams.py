@@ -13,7 +13,7 @@ import trio
 
 from runtime._errors import NetworkError
 from runtime.exchanges.ccxt import CcxtExchange
-from runtime.exchanges.loopback import LoopbackExchange
+from runtime.testing.loopback import LoopbackExchange
 from tests.runtime.exchanges.ccxt.support import (
     FAST,
     drain_until_error,
@@ -21,7 +21,7 @@ from tests.runtime.exchanges.ccxt.support import (
     until,
     watching,
 )
-from tests.runtime.exchanges.loopback.support import BTC, BTC_PERP
+from tests.runtime.testing.loopback.support import BTC, BTC_PERP
 
 
 async def test_spot_user_data_orders_trades_and_balance(

@@ -1,0 +1,305 @@
+"""The `vigil` command.
+
+vigil demo                         backtest sma_cross on generated bars and print a summary
+vigil run STRATEGY --mode sim      run a bundled strategy or a strategy file
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import trio
+
+from runtime._errors import VigilError
+from runtime._progress import Progress
+from runtime.app._lifecycle import start
+from runtime.app._report import report_main
+from runtime.engine import replay_from_trace
+from runtime.model import Live, Mode, Paper, Sim, load_bars
+from runtime.modes import strategy
+from runtime.modes._sim import SimDriver
+from runtime.testing.loopback import serve
+from traces import Kind, read_trace, tail_frame, tail_records
+
+log = logging.getLogger("vigil")
+
+
+class _LogfmtFormatter(logging.Formatter):
+    """Structured log lines: ``ts=... level=... logger=... msg="..."`` (logfmt)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage().replace('"', "'")
+        line = (
+            f"ts={self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} level={record.levelname} "
+            f'logger={record.name} msg="{msg}"'
+        )
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class UsageError(VigilError):
+    """A flag's value is not valid: exits with status 2, like argparse's own errors."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vigil", description="vigil strategy runtime")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging threshold (default WARNING)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="backtest sma_cross on generated data and print a summary")
+    demo.add_argument("--bars", type=int, default=20_000, help="generated 1m bars (default 20000)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--no-trace", action="store_true", help="do not write an event trace")
+
+    run = sub.add_parser("run", help="run a strategy (bundled name or .py path)")
+    run.add_argument("strategy")
+    run.add_argument("--mode", choices=["sim", "paper", "live"], default="sim")
+    run.add_argument("--exchange", default=None)
+    run.add_argument("--sandbox", action=argparse.BooleanOptionalAction, default=True)
+    run.add_argument(
+        "--data",
+        action="append",
+        default=None,
+        metavar="[SYMBOL=]PATH",
+        help="bars file (CSV/Parquet); repeat as SYMBOL=PATH for several markets",
+    )
+    run.add_argument("--since", default=None, help="first bar time (Sim), e.g. 2024-01-01")
+    run.add_argument("--until", default=None, help="last bar time (Sim)")
+    run.add_argument("--bars", type=int, default=20_000, help="generated bars without --data")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--cash", type=float, default=None, help="initial cash")
+    run.add_argument("--trace-root", default="traces", help="where traces are written")
+    run.add_argument("--no-trace", action="store_true")
+
+    trace = sub.add_parser("trace", help="read an event trace")
+    trace_sub = trace.add_subparsers(dest="trace_command", required=True, metavar="ACTION")
+    tail = trace_sub.add_parser("tail", help="the last events of a trace")
+    tail.add_argument("path")
+    tail.add_argument("-n", type=int, default=20, help="how many events (default 20)")
+    show = trace_sub.add_parser("show", help="events of a trace, filtered")
+    show.add_argument("path")
+    show.add_argument(
+        "--kind", action="append", default=None, help="event kind, e.g. TRADE (repeatable)"
+    )
+    show.add_argument("--asset", action="append", default=None, help="symbol (repeatable)")
+    show.add_argument("--since", default=None)
+    show.add_argument("--until", default=None)
+    show.add_argument("-n", type=int, default=None, help="show only the last N matches")
+
+    report = sub.add_parser("report", help="statistics and plots of a run, from its trace")
+    report.add_argument(
+        "path",
+        metavar="TRACE_OR_RESULT",
+        help="a trace directory, e.g. traces/binance/sim/sma_cross.zarr",
+    )
+    report.add_argument(
+        "--html", default=None, metavar="PATH", help="write a self-contained HTML page"
+    )
+    report.add_argument("--png", default=None, metavar="PATH", help="write the plots as a PNG")
+    report.add_argument("--run", default="-1", help="run index (-1 = last) or run id")
+
+    replay = sub.add_parser("replay", help="rebuild a strategy's state from its trace")
+    replay.add_argument("path")
+    replay.add_argument("--run", default="-1", help="run index (-1 = last) or run id")
+
+    exchange = sub.add_parser("exchange", help="the loopback exchange")
+    exchange_sub = exchange.add_subparsers(dest="exchange_command", required=True, metavar="ACTION")
+    exchange_sub.add_parser("serve", help="serve a loopback Binance on 127.0.0.1", add_help=False)
+    return parser
+
+
+def _load_data(specs: list[str] | None, since: str | None, until: str | None) -> Any:
+    if not specs:
+        return None
+    data: dict[str, Any] | str
+    if len(specs) == 1 and "=" not in specs[0]:
+        data = specs[0]
+    else:
+        data = {}
+        for spec in specs:
+            symbol, sep, path = spec.partition("=")
+            if not sep:
+                raise UsageError(f"--data {spec!r}: with several files write SYMBOL=PATH")
+            data[symbol] = path
+    if since is None and until is None:
+        return data
+    # Cut by time after loading so any accepted time format works.
+    symbols = list(data) if isinstance(data, dict) else ["_"]
+    bars = load_bars(data if isinstance(data, dict) else {"_": data}, symbols)
+    out = {}
+    for sym in symbols:
+        frame = bars.to_frame(sym)
+        if since is not None:
+            frame = frame[frame.index >= pd.Timestamp(since, tz="UTC")]
+        if until is not None:
+            frame = frame[frame.index <= pd.Timestamp(until, tz="UTC")]
+        out[sym] = frame
+    return out if isinstance(data, dict) else out["_"]
+
+
+async def _run_sim(s: Any) -> None:
+    await start(s)
+
+
+def _trio_run(s: Any) -> None:
+    """Run the strategy; a Ctrl-C that surfaces inside an exception group is still Ctrl-C."""
+    try:
+        trio.run(_run_sim, s)
+    except BaseExceptionGroup as group:
+        interrupts, rest = group.split(KeyboardInterrupt)
+        if interrupts is not None and rest is None:
+            raise KeyboardInterrupt from None
+        raise
+
+
+def _print_report(s: Any, elapsed: float) -> None:
+    results = s.results
+    bars = len(results.equity)
+    print(
+        f"{s.name}: {bars:,} bars of {', '.join(s.universe.keys())} in {elapsed:.2f} s "
+        f"({bars / max(elapsed, 1e-9):,.0f} bars/s)"
+    )
+    print(results.summary())
+    if s.trace_path is not None:
+        print(f"trace          {s.trace_path}")
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    s = strategy(
+        "sma_cross",
+        mode=Sim(bars=args.bars, seed=args.seed),
+        config={"trace": not args.no_trace},
+    )
+    _show_progress(s)
+    t0 = time.perf_counter()
+    _trio_run(s)
+    _print_report(s, time.perf_counter() - t0)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    modes: dict[str, Mode] = {
+        "sim": Sim(bars=args.bars, seed=args.seed),
+        "paper": Paper(),
+        "live": Live(),
+    }
+    s = strategy(
+        args.strategy,
+        mode=modes[args.mode],
+        data=_load_data(args.data, args.since, args.until),
+        exchange=args.exchange,
+        sandbox=args.sandbox,
+        initial_cash=args.cash,
+        config={"trace": not args.no_trace, "trace_root": args.trace_root},
+    )
+    _show_progress(s)
+    t0 = time.perf_counter()
+    _trio_run(s)
+    if args.mode == "sim":
+        _print_report(s, time.perf_counter() - t0)
+    return 0
+
+
+def _show_progress(s: Any) -> None:
+    """A progress bar for Sim runs when stderr is a terminal."""
+    driver = s._rt.driver
+    if isinstance(driver, SimDriver) and Progress.wanted():
+        driver.progress = Progress(driver.n_total)
+
+
+def _cmd_trace(args: argparse.Namespace) -> int:
+    if args.trace_command == "tail":
+        frame = tail_frame(tail_records(args.path, args.n))
+    else:
+        kinds = None
+        if args.kind:
+            valid = [k.name for k in Kind]
+            bad = [k for k in args.kind if k.upper() not in valid]
+            if bad:
+                raise UsageError(
+                    f"--kind {bad[0]!r} is not an event kind; kinds are " + ", ".join(valid)
+                )
+            kinds = [k.upper() for k in args.kind]
+        frame = read_trace(
+            args.path, since=args.since, until=args.until, kinds=kinds, assets=args.asset
+        )
+        if args.n is not None:
+            frame = frame.tail(args.n)
+        if len(frame) <= 10_000:  # flatten payload keys into columns, as `trace tail` does
+            payloads = pd.json_normalize([dict(p or {}) for p in frame["payload"]], sep=".")
+            frame = pd.concat(
+                [frame.drop(columns="payload").reset_index(drop=True), payloads], axis=1
+            )
+    with pd.option_context(
+        "display.max_rows",
+        500,
+        "display.max_columns",
+        30,
+        "display.width",
+        200,
+        "display.max_colwidth",
+        60,
+    ):
+        print(frame.to_string(index=False) if len(frame) else "(no events)")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    return report_main(args)
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    run: int | str = int(args.run) if args.run.lstrip("-").isdigit() else args.run
+    t0 = time.perf_counter()
+    s = replay_from_trace(args.path, run=run, progress=Progress.wanted())
+    elapsed = time.perf_counter() - t0
+    print(f"replayed {args.path} (run {args.run}) in {elapsed:.2f} s: state matches the trace")
+    print(s)
+    for ai in s.universe:
+        print(f"  {ai!r}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["exchange", "serve"]:
+        return serve(argv[2:])
+    args = _parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogfmtFormatter())
+    logging.basicConfig(level=args.log_level, handlers=[handler])
+    commands = {
+        "demo": _cmd_demo,
+        "run": _cmd_run,
+        "trace": _cmd_trace,
+        "replay": _cmd_replay,
+        "report": _cmd_report,
+    }
+    try:
+        return commands[args.command](args)
+    except KeyboardInterrupt:
+        # Ctrl-C is how a Live or Paper run is ended: the run was recorded as stopped.
+        print("vigil: stopped", file=sys.stderr)
+        return 130
+    except UsageError as exc:
+        print(f"vigil {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except VigilError as exc:
+        print(f"vigil: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

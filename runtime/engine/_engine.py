@@ -1,0 +1,533 @@
+"""The engine: the only code that changes strategy state.
+
+State changes only through `apply(state, event)`. Live watchers, the simulated exchange and
+trace replay all produce the same events and feed them here, which is why replay equals live.
+The engine is synchronous and does no I/O.
+
+Accounting rules:
+
+* **Spot.** A buy fill adds `amount` base and removes `amount × price` quote; a sell does the
+  reverse. The fee is taken from its own currency's balance. An open buy commits quote
+  (`amount × price × (1 + taker)`), an open sell commits base (`amount`); a fill releases the
+  commitment pro rata, and the order's end releases what is left.
+* **Reports.** A `BalanceUpdated` or `PositionUpdated` from the exchange sets the numbers
+  outright; one older than the newest applied is ignored. In Live accounts
+  (`State.account_from_reports`) only reports move balances and positions; fills move orders
+  and the trade history. In Sim and Paper fills move everything.
+* **Margin** (isolated, one-way). A fill in the position's direction grows it at the weighted
+  entry price and moves `size × price / leverage` into position margin; a fill against it
+  realises `±size × (price − entry)` into the settle balance and releases margin pro rata; a fill
+  larger than the position closes it and opens the other side with the rest. Settle-currency
+  `committed` = open-order margin + position margins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, cast
+
+from runtime._errors import VigilError
+from runtime.model._assets import LONG, SHORT, AssetInstance, Balance, Position
+from runtime.model._orders import (
+    CANCELED,
+    CLOSED,
+    EXPIRED,
+    OPEN,
+    ORDER_TYPES,
+    REJECTED,
+    Order,
+    Trade,
+    side_of,
+)
+
+
+class EngineError(VigilError):
+    """An event cannot be applied to this state (unknown market, or an unknown order)."""
+
+
+# Events. Plain frozen values: they are what the trace stores and what replay feeds back.
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCreated:
+    symbol: str
+    client_id: str
+    side: str
+    order_type: str  # a name in ORDER_TYPES, e.g. "GTCOrder"
+    amount: float
+    price: float | None
+    timestamp: int
+    id: str | None = None
+    reduce_only: bool = False
+    # Price used to size the commitment of a market order (the last price when it was sent).
+    reference_price: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAcknowledged:
+    """The exchange's id for an order we created (Live: the ack may trail the first update)."""
+
+    symbol: str
+    client_id: str
+    id: str
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFilled:
+    symbol: str
+    client_id: str
+    trade_id: str
+    timestamp: int
+    amount: float
+    price: float
+    fee: float
+    fee_currency: str
+    taker: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCancelled:
+    symbol: str
+    client_id: str
+    timestamp: int
+    status: str = CANCELED  # or EXPIRED (IOC/FOK remainder, post-only that would cross)
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRejected:
+    symbol: str
+    client_id: str
+    timestamp: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceUpdated:
+    """The exchange's total for a currency: authoritative, overwrites the local total."""
+
+    currency: str
+    total: float
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class PositionUpdated:
+    """The exchange's view of a position; `contracts == 0` means flat."""
+
+    symbol: str
+    side: str
+    contracts: float
+    entry_price: float
+    leverage: float
+    margin: float
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeverageChanged:
+    symbol: str
+    leverage: float
+    timestamp: int
+
+
+Event = (
+    OrderCreated
+    | OrderAcknowledged
+    | OrderFilled
+    | OrderCancelled
+    | OrderRejected
+    | BalanceUpdated
+    | PositionUpdated
+    | LeverageChanged
+)
+EVENT_TYPES: dict[str, type] = {
+    t.__name__: t
+    for t in (
+        OrderCreated,
+        OrderAcknowledged,
+        OrderFilled,
+        OrderCancelled,
+        OrderRejected,
+        BalanceUpdated,
+        PositionUpdated,
+        LeverageChanged,
+    )
+}
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {
+    t: tuple(f.name for f in dataclasses.fields(t)) for t in EVENT_TYPES.values()
+}
+
+
+class State:
+    """Everything the engine owns for one strategy."""
+
+    def __init__(
+        self, assets: dict[str, AssetInstance], balances: dict[str, Balance], margin: str | None
+    ) -> None:
+        self.assets = assets
+        self.balances = balances
+        self.margin = margin
+        self.orders: dict[str, Order] = {}  # client id -> order, open and closed
+        self.orders_by_id: dict[str, Order] = {}  # exchange id -> order
+        self.trade_ids: set[str] = set()
+        # Times (ms) of the newest balance / position reports: an older one arriving late
+        # must not overwrite it.
+        self.balance_as_of: dict[str, int] = {}
+        self.position_as_of: dict[str, int] = {}
+        # Live: balances and positions come only from the exchange's reports (the truth);
+        # fills move orders and trade history. Sim and Paper: fills move everything.
+        self.account_from_reports = False
+        self.balance_reports = 0  # reports applied so far (Live waits on them)
+        self.position_reports = 0
+
+    def balance(self, currency: str) -> Balance:
+        b = self.balances.get(currency)
+        if b is None:
+            b = self.balances[currency] = Balance(currency)
+        return b
+
+    def asset(self, symbol: str) -> AssetInstance:
+        try:
+            return self.assets[symbol]
+        except KeyError:
+            raise EngineError(
+                f"event for {symbol!r}, which is not in the universe ({', '.join(self.assets)})"
+            ) from None
+
+    def order(self, client_id: str) -> Order:
+        try:
+            return self.orders[client_id]
+        except KeyError:
+            raise EngineError(f"event for unknown order client id {client_id!r}") from None
+
+
+def clean(quantity: float) -> float:
+    """`quantity` without float noise (0.45999999999999996 -> 0.46): exchange quantities are
+    decimals, and sums of their float forms drift below a step."""
+    return float(f"{quantity:.12g}")
+
+
+# Tolerance on amounts: exchanges report filled amounts in decimal strings we parse as floats.
+def _eps(amount: float) -> float:
+    return 1e-9 * max(1.0, abs(amount))
+
+
+def commitment(ai: AssetInstance, side: str, amount: float, price: float) -> float:
+    """What an open order reserves: quote with fees for a spot buy, base for a spot sell,
+    margin at the asset's leverage for a derivative."""
+    if ai.contract:
+        return amount * ai.contract_size * price / ai.leverage
+    if side == "buy":
+        return amount * price * (1.0 + ai.taker)
+    return amount
+
+
+def _commit_currency(ai: AssetInstance, side: str) -> str:
+    if ai.contract:
+        return ai.settle
+    return ai.quote if side == "buy" else ai.base
+
+
+def _release(state: State, ai: AssetInstance, order: Order, value: float) -> None:
+    value = min(value, order.committed)
+    if value <= 0:
+        return
+    order.committed -= value
+    b = state.balance(_commit_currency(ai, order.side))
+    b.committed = max(b.committed - value, 0.0)
+
+
+def _close_order(state: State, ai: AssetInstance, order: Order, status: str) -> None:
+    order.status = status
+    _release(state, ai, order, order.committed)
+    order.committed = 0.0
+    ai.open_orders.pop(order.client_id, None)
+
+
+_BOUND: dict[tuple[str, str], type] = {}
+
+
+def _bound_type(name: str, side: str) -> type:
+    bound = _BOUND.get((name, side))
+    if bound is None:
+        bound = _BOUND[(name, side)] = cast(Any, ORDER_TYPES[name])[side_of(side)]
+    return bound
+
+
+def _apply_created(state: State, e: OrderCreated) -> Order:
+    ai = state.asset(e.symbol)
+    known = state.orders.get(e.client_id)
+    if known is not None:  # a second report of the same order: idempotent
+        if e.id and not known.id:
+            known.id = e.id
+            state.orders_by_id[e.id] = known
+        return known
+    order_type = _bound_type(e.order_type, e.side)
+    order = Order(
+        symbol=e.symbol,
+        client_id=e.client_id,
+        side=e.side,
+        type=order_type,
+        amount=e.amount,
+        price=e.price,
+        timestamp=e.timestamp,
+        id=e.id,
+        reduce_only=e.reduce_only,
+    )
+    state.orders[e.client_id] = order
+    if e.id:
+        state.orders_by_id[e.id] = order
+    ai.open_orders[e.client_id] = order
+    # Only the event's own fields: replay must reach the same numbers without market data.
+    basis = e.price if e.price is not None else (e.reference_price or 0.0)
+    if not e.reduce_only:
+        value = commitment(ai, e.side, e.amount, basis)
+        order.committed = value
+        state.balance(_commit_currency(ai, e.side)).committed += value
+    return order
+
+
+def _apply_ack(state: State, e: OrderAcknowledged) -> Order:
+    order = state.order(e.client_id)
+    if order.id != e.id:
+        order.id = e.id
+        state.orders_by_id[e.id] = order
+    return order
+
+
+def _spot_fill(state: State, ai: AssetInstance, order: Order, e: OrderFilled) -> None:
+    value = e.amount * e.price
+    sign = 1.0 if order.side == "buy" else -1.0
+    base = state.balance(ai.base)
+    base.total = clean(base.total + sign * e.amount)
+    state.balance(ai.quote).total -= sign * value
+
+
+def _grow(state: State, ai: AssetInstance, side: str, size: float, e: OrderFilled) -> None:
+    margin = size * ai.contract_size * e.price / ai.leverage
+    pos = ai.long if side == LONG else ai.short
+    if pos is None:
+        pos = Position(ai, side, size, e.price, ai.leverage, margin, e.timestamp)
+        if side == LONG:
+            ai.long = pos
+        else:
+            ai.short = pos
+    else:
+        total = clean(pos.contracts + size)
+        pos.entry_price = (pos.contracts * pos.entry_price + size * e.price) / total
+        pos.contracts = total
+        pos.margin += margin
+        pos.timestamp = e.timestamp
+    state.balance(ai.settle).committed += margin
+
+
+def _shrink(state: State, ai: AssetInstance, pos: Position, size: float, e: OrderFilled) -> None:
+    sign = 1.0 if pos.side == LONG else -1.0
+    state.balance(ai.settle).total += sign * size * ai.contract_size * (e.price - pos.entry_price)
+    released = pos.margin * size / pos.contracts
+    b = state.balance(ai.settle)
+    b.committed = max(b.committed - released, 0.0)
+    pos.margin -= released
+    pos.contracts = clean(pos.contracts - size)
+    pos.timestamp = e.timestamp
+    if pos.contracts <= _eps(size):
+        b.committed = max(b.committed - pos.margin, 0.0)
+        if pos.side == LONG:
+            ai.long = None
+        else:
+            ai.short = None
+
+
+def _margin_fill(state: State, ai: AssetInstance, order: Order, e: OrderFilled) -> None:
+    size = e.amount
+    opposite = ai.short if order.side == "buy" else ai.long
+    if opposite is not None:
+        closing = min(size, opposite.contracts)
+        _shrink(state, ai, opposite, closing, e)
+        size -= closing
+    if size > _eps(e.amount) and not order.reduce_only:
+        _grow(state, ai, LONG if order.side == "buy" else SHORT, size, e)
+
+
+def _apply_filled(state: State, e: OrderFilled) -> Trade | None:
+    if e.trade_id in state.trade_ids:
+        return None  # the same fill reported twice (websocket and REST)
+    ai = state.asset(e.symbol)
+    order = state.order(e.client_id)
+    state.trade_ids.add(e.trade_id)
+    remaining_before = order.remaining
+    if order.committed > 0 and remaining_before > 0:
+        _release(state, ai, order, order.committed * min(e.amount / remaining_before, 1.0))
+    if state.account_from_reports:
+        pass  # the exchange's balance and position reports carry this fill
+    elif ai.contract:
+        _margin_fill(state, ai, order, e)
+    else:
+        _spot_fill(state, ai, order, e)
+    if e.fee and not state.account_from_reports:
+        state.balance(e.fee_currency).total -= e.fee
+    order.filled = clean(order.filled + e.amount)
+    trade = Trade(
+        id=e.trade_id,
+        order=order,
+        timestamp=e.timestamp,
+        amount=e.amount,
+        price=e.price,
+        value=e.amount * e.price * ai.contract_size,
+        fee=e.fee,
+        fee_currency=e.fee_currency,
+        leverage=ai.leverage if ai.contract else 1.0,
+        taker=e.taker,
+    )
+    order.fills.append(trade)
+    ai.trades.append(trade)
+    if order.status == OPEN and order.remaining <= _eps(order.amount):
+        _close_order(state, ai, order, CLOSED)
+    return trade
+
+
+def _apply_cancelled(state: State, e: OrderCancelled) -> Order:
+    order = state.order(e.client_id)
+    if order.status == OPEN:
+        _close_order(state, state.asset(e.symbol), order, e.status if e.status else CANCELED)
+    return order
+
+
+def _apply_rejected(state: State, e: OrderRejected) -> Order:
+    order = state.order(e.client_id)
+    if order.status == OPEN:
+        _close_order(state, state.asset(e.symbol), order, REJECTED)
+    return order
+
+
+def _apply_balance(state: State, e: BalanceUpdated) -> Balance:
+    b = state.balance(e.currency)
+    if e.timestamp < state.balance_as_of.get(e.currency, -1):
+        return b  # an older report than the one applied: keep the newer
+    b.total = e.total
+    state.balance_as_of[e.currency] = e.timestamp
+    state.balance_reports += 1
+    return b
+
+
+def _apply_position(state: State, e: PositionUpdated) -> Position | None:
+    ai = state.asset(e.symbol)
+    pos = ai.long if e.side == LONG else ai.short
+    if e.timestamp < state.position_as_of.get(e.symbol, -1):
+        return pos  # older than the report already applied
+    state.position_as_of[e.symbol] = e.timestamp
+    state.position_reports += 1
+    b = state.balance(ai.settle)
+    if pos is not None:
+        b.committed = max(b.committed - pos.margin, 0.0)
+    if e.contracts <= 0:
+        new = None
+    else:
+        new = Position(ai, e.side, e.contracts, e.entry_price, e.leverage, e.margin, e.timestamp)
+        b.committed += e.margin
+    if e.side == LONG:
+        ai.long = new
+    else:
+        ai.short = new
+    return new
+
+
+def _apply_leverage(state: State, e: LeverageChanged) -> None:
+    state.asset(e.symbol).leverage = e.leverage
+
+
+_APPLY: dict[type, Any] = {
+    OrderCreated: _apply_created,
+    OrderAcknowledged: _apply_ack,
+    OrderFilled: _apply_filled,
+    OrderCancelled: _apply_cancelled,
+    OrderRejected: _apply_rejected,
+    BalanceUpdated: _apply_balance,
+    PositionUpdated: _apply_position,
+    LeverageChanged: _apply_leverage,
+}
+
+
+def apply(state: State, event: Event) -> Any:
+    """Apply one event. Returns the `Trade` for a new fill (None for a duplicate), the `Order`
+    for order events, the `Balance` or `Position` for account events."""
+    return _APPLY[type(event)](state, event)
+
+
+def digest(state: State, event: Event) -> dict[str, Any]:
+    """The state an event leaves behind, where it touched it: balance totals and commitments
+    of its currencies, the order's progress and the asset's position. Traces store it with each
+    event so replay can name the first event after which the state differs."""
+    out: dict[str, Any] = {}
+    balances = state.balances
+    symbol = getattr(event, "symbol", None)
+    ai = state.assets.get(symbol) if symbol is not None else None
+    if ai is not None:
+        currencies = _asset_currencies(ai)
+        if ai.contract:
+            out["p"] = [
+                ai.long.contracts if ai.long else 0.0,
+                ai.short.contracts if ai.short else 0.0,
+            ]
+        client_id = getattr(event, "client_id", None)
+        order = state.orders.get(client_id) if client_id else None
+        if order is not None:
+            out["o"] = [order.filled, order.status, order.committed]
+        if isinstance(event, OrderFilled) and event.fee_currency not in currencies:
+            currencies = tuple(sorted((*currencies, event.fee_currency)))
+    elif isinstance(event, BalanceUpdated):
+        currencies = (event.currency,)
+    else:
+        currencies = ()
+    out["b"] = {c: [balances[c].total, balances[c].committed] for c in currencies if c in balances}
+    return out
+
+
+def _asset_currencies(ai: AssetInstance) -> tuple[str, ...]:
+    cached = _CURRENCIES.get(ai.symbol)
+    if cached is None:
+        cached = _CURRENCIES[ai.symbol] = tuple(sorted({ai.base, ai.quote, ai.settle}))
+    return cached
+
+
+_CURRENCIES: dict[str, tuple[str, ...]] = {}
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """The event as a plain dict with its type name under "event" (for traces)."""
+    out: dict[str, Any] = {"event": type(event).__name__}
+    for name in event.__dataclass_fields__:
+        out[name] = getattr(event, name)
+    return out
+
+
+def event_from_dict(payload: dict[str, Any]) -> Event:
+    """The event back from `event_to_dict`'s dict (extra keys such as "raw" are ignored)."""
+    cls = EVENT_TYPES[payload["event"]]
+    try:
+        return cast(Event, cls(*[payload[k] for k in _FIELD_NAMES[cls]]))
+    except KeyError:  # a payload without an optional field: let the defaults fill it
+        names = _FIELD_NAMES[cls]
+        return cast(Event, cls(**{k: payload[k] for k in names if k in payload}))
+
+
+__all__ = [
+    "CANCELED",
+    "EXPIRED",
+    "BalanceUpdated",
+    "EngineError",
+    "LeverageChanged",
+    "OrderAcknowledged",
+    "OrderCancelled",
+    "OrderCreated",
+    "OrderFilled",
+    "OrderRejected",
+    "PositionUpdated",
+    "State",
+    "apply",
+]

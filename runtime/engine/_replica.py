@@ -1,0 +1,261 @@
+"""The state replica: the strategy's state rebuilt from its trace, for replay and restarts.
+
+It applies every recorded engine event again, in seq order, through the same `apply` the run
+used, and fails loudly (`ReplayMismatch`, naming the seq) when:
+
+* a seq is missing: the trace skips an event, so the state after it cannot be trusted;
+* an event cannot be applied, or leaves a state that differs from the digest recorded with it;
+* at the end of a run, the state differs from the snapshot its `RUN_STOPPED` record carries.
+
+A run that started fresh (Sim, a first Live run) begins from an empty state; a later run (a
+Live restart) continues the state the earlier ones left.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from runtime._errors import ReplayMismatch, TraceError
+from runtime._progress import Progress
+from runtime.engine._engine import Event, State, apply, digest, event_from_dict
+from traces import STATE_KINDS, Kind, RunInfo, open_view, runs_of
+from traces._codec import gc_paused
+
+
+def _num(x: float) -> float | str:
+    # NaN does not equal itself; keep it comparable in a snapshot.
+    return "nan" if isinstance(x, float) and math.isnan(x) else x
+
+
+def snapshot(state: State) -> dict[str, Any]:
+    """Cash, committed cash, open orders, positions and trade history, per field."""
+    balances = {
+        c: {"total": _num(b.total), "committed": _num(b.committed)}
+        for c, b in sorted(state.balances.items())
+    }
+    assets: dict[str, Any] = {}
+    for symbol, ai in sorted(state.assets.items()):
+        assets[symbol] = {
+            "leverage": ai.leverage,
+            "open_orders": [
+                {
+                    "client_id": o.client_id,
+                    "id": o.id,
+                    "side": o.side,
+                    "type": o.type.__name__,
+                    "amount": o.amount,
+                    "price": o.price,
+                    "filled": o.filled,
+                    "status": o.status,
+                    "committed": _num(o.committed),
+                    "reduce_only": o.reduce_only,
+                    "timestamp": o.timestamp,
+                }
+                for o in ai.open_orders.values()
+            ],
+            "positions": {
+                p.side: {
+                    "contracts": p.contracts,
+                    "entry_price": p.entry_price,
+                    "leverage": p.leverage,
+                    "margin": _num(p.margin),
+                    "liquidation_price": _num(p.liquidation_price),
+                }
+                for p in (ai.long, ai.short)
+                if p is not None
+            },
+            "trades": [
+                [t.id, t.order.client_id, t.timestamp, t.amount, t.price, t.fee, t.fee_currency]
+                for t in ai.trades
+            ],
+        }
+    return {"balances": balances, "assets": assets}
+
+
+def diff(expected: Any, actual: Any, path: str = "") -> list[str]:
+    """Every field where `actual` differs from `expected`, as "path: expected != actual"."""
+    out: list[str] = []
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        for key in sorted(set(expected) | set(actual), key=str):
+            where = f"{path}.{key}" if path else str(key)
+            if key not in actual:
+                out.append(f"{where}: missing in replay (expected {expected[key]!r})")
+            elif key not in expected:
+                out.append(f"{where}: unexpected in replay ({actual[key]!r})")
+            else:
+                out.extend(diff(expected[key], actual[key], where))
+    elif isinstance(expected, list | tuple) and isinstance(actual, list | tuple):
+        if len(expected) != len(actual):
+            out.append(f"{path}: {len(expected)} items expected, replay has {len(actual)}")
+        for i, (e, a) in enumerate(zip(expected, actual, strict=False)):
+            out.extend(diff(e, a, f"{path}[{i}]"))
+    elif expected != actual:
+        out.append(f"{path}: expected {expected!r}, replay has {actual!r}")
+    return out
+
+
+# Engine events, the run's stop (its snapshot) and order intents (client ids continue after
+# the last one) are decoded; everything else (market data, plumbing) is skipped unread.
+_STATE_CODES = frozenset(int(k) for k in STATE_KINDS)
+_READ = np.array(sorted(_STATE_CODES | {int(Kind.RUN_STOPPED)}), dtype=np.uint16)
+BLOCK = 65_536  # rows read and decoded at a time
+
+# Called after each applied event: (seq, ts_ns, event, what `apply` returned).
+OnEvent = Callable[[int, int, Event, Any], None]
+
+
+class Replica:
+    """Rebuilds state from the trace at `path`: `replay(state, lo, hi)` applies the engine
+    events of seqs [lo, hi), checking each (module docstring). `client_seq` is the highest
+    client order id sequence seen, so a restarted strategy never reuses one; `last_ts_ns` the
+    time of the last event read."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.view = open_view(path)
+        self.path = self.view.path
+        self.client_seq = 0
+        self.last_ts_ns = 0
+
+    def runs(self) -> list[RunInfo]:
+        return runs_of(self.view)
+
+    def first_fresh_run(self, runs: list[RunInfo], chosen: int) -> tuple[int, dict[str, Any]]:
+        """Walk back from run `chosen` to the run that began from an empty state; returns it
+        and the RUN_STARTED payload of `chosen`."""
+        head = self.start_payload(runs, chosen)
+        first, payload = chosen, head
+        while first > 0 and not payload.get("fresh", True):
+            first -= 1
+            payload = self.start_payload(runs, first)
+        return first, head
+
+    def start_payload(self, runs: list[RunInfo], i: int) -> dict[str, Any]:
+        seq = runs[i].start_seq
+        head = self.view.read(seq, seq + 1, ["kind", "payload"])
+        payload = head["payload"].decode(0)
+        if int(head["kind"][0]) != Kind.RUN_STARTED or not isinstance(payload, dict):
+            raise TraceError(f"trace {self.path}: run {i} does not begin with RUN_STARTED")
+        return payload
+
+    def replay(
+        self,
+        state: State,
+        lo: int,
+        hi: int,
+        *,
+        stop_seq: int | None = None,
+        progress: Progress | None = None,
+        on_event: OnEvent | None = None,
+    ) -> None:
+        """Apply the engine events of seqs [lo, hi) to `state`, checking that no seq is
+        missing, each recorded digest, and at `stop_seq` the recorded snapshot."""
+        path = self.path
+        unpackb = msgpack.unpackb
+        expected = lo
+        with gc_paused():
+            for start in range(lo, hi, BLOCK):
+                end = min(hi, start + BLOCK)
+                cols = self.view.read(start, end, ["seq", "ts_ns", "kind", "payload"])
+                seqs = cols["seq"]
+                self._check_contiguous(seqs, expected)
+                expected += len(seqs)
+                kinds = cols["kind"]
+                wanted = np.isin(kinds, _READ)
+                intents = np.flatnonzero(kinds == Kind.ORDER_INTENT)
+                if len(intents):
+                    wanted[intents[-1]] = True
+                index = np.flatnonzero(wanted)
+                payloads = cols["payload"]
+                blob = memoryview(payloads.blob)
+                for seq, ts_ns, code, offset, size in zip(
+                    seqs[index].tolist(),
+                    cols["ts_ns"][index].tolist(),
+                    kinds[index].tolist(),
+                    payloads.offsets[index].tolist(),
+                    payloads.sizes[index].tolist(),
+                    strict=True,
+                ):
+                    payload = unpackb(blob[offset : offset + size], raw=False, strict_map_key=False)
+                    if code in _STATE_CODES:
+                        try:
+                            event = event_from_dict(payload)
+                            result = apply(state, event)
+                        except Exception as exc:
+                            raise ReplayMismatch(
+                                f"trace {path}: event {seq} ({Kind(code).name}) cannot be "
+                                f"applied: {exc!r}"
+                            ) from exc
+                        recorded = payload.get("check")
+                        if recorded is not None and recorded != digest(state, event):
+                            raise ReplayMismatch(
+                                f"trace {path}: state after event {seq} ({Kind(code).name} "
+                                f"{type(event).__name__}) differs: recorded {recorded}, replay "
+                                f"{digest(state, event)}"
+                            )
+                        if on_event is not None:
+                            on_event(seq, ts_ns, event, result)
+                    elif code == Kind.ORDER_INTENT:
+                        tail = str(payload.get("client_id", "")).rsplit("-", 1)[-1]
+                        if tail.isdigit():
+                            self.client_seq = max(self.client_seq, int(tail))
+                    elif seq == stop_seq:
+                        check_snapshot(state, payload, seq, path)
+                if len(cols["ts_ns"]):
+                    self.last_ts_ns = int(cols["ts_ns"][-1])
+                if progress is not None:
+                    progress.update(min(hi, start + BLOCK) - lo)
+
+    def _check_contiguous(self, seqs: np.ndarray, expected: int) -> None:
+        if not len(seqs):
+            raise ReplayMismatch(
+                f"trace {self.path}: event {expected} is missing (the trace ends before it); "
+                "the trace is damaged: replay stops rather than guess the state"
+            )
+        first, last = int(seqs[0]), int(seqs[-1])
+        if first == expected and last - first == len(seqs) - 1 and np.all(np.diff(seqs) == 1):
+            return
+        steps = np.concatenate(([expected - 1], seqs.astype(np.int64)))
+        k = int(np.flatnonzero(np.diff(steps) != 1)[0])
+        before, after = int(steps[k]), int(steps[k + 1])
+        what = f"event {before + 1} is missing" if after > before + 1 else "seqs are out of order"
+        raise ReplayMismatch(
+            f"trace {self.path}: {what} (seq {before} is followed by {after}); the trace is "
+            "damaged: replay stops rather than guess the state"
+        )
+
+
+def check_snapshot(state: State, payload: Any, seq: int, path: Path) -> None:
+    """Compare the state with the snapshot a RUN_STOPPED record carries."""
+    expected = payload.get("state") if isinstance(payload, dict) else None
+    if expected is None:
+        return
+    rebuilt = snapshot(state)
+    if expected != rebuilt:  # diff only to explain a difference
+        differences = diff(expected, rebuilt) or ["the snapshots differ"]
+        shown = "; ".join(differences[:5])
+        more = f" (+{len(differences) - 5} more)" if len(differences) > 5 else ""
+        raise ReplayMismatch(
+            f"trace {path}: state at the end of the run (event {seq}) differs from the "
+            f"recorded snapshot: {shown}{more}"
+        )
+
+
+def restore(state: State, path: str | Path) -> Replica | None:
+    """Replay a strategy's earlier runs into its (empty) state before a Live restart; None
+    when there is no trace yet. The last run may have crashed: its events are checked one by
+    one, but it has no final snapshot to compare."""
+    if not (Path(path) / "zarr.json").is_file():
+        return None
+    replica = Replica(path)
+    runs = replica.runs()
+    if not runs:
+        return None
+    first, _ = replica.first_fresh_run(runs, len(runs) - 1)
+    replica.replay(state, runs[first].start_seq, replica.view.total)
+    return replica

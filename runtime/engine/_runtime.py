@@ -1,0 +1,421 @@
+"""The per-strategy runtime context: state, exchange, trace recorder, clock and hooks.
+
+Every state change goes through `Runtime.emit`: it records the event in the trace, then applies
+it with the engine. That single path is what replay re-runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+import zlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+import trio
+
+from runtime._errors import ConfigError
+from runtime.engine._engine import (
+    BalanceUpdated,
+    Event,
+    LeverageChanged,
+    OrderAcknowledged,
+    OrderCancelled,
+    OrderCreated,
+    OrderFilled,
+    OrderRejected,
+    PositionUpdated,
+    State,
+    apply,
+    digest,
+    event_to_dict,
+)
+from runtime.engine._translate import (
+    balance_events,
+    emulated_fill,
+    find_order,
+    order_events,
+    position_event,
+    trade_event,
+)
+from runtime.model._assets import AssetInstance, Balance, Universe
+from runtime.model._modes import Mode, RunConfig
+from runtime.model._orders import Order, Trade
+from traces._schema import Kind, NullRecorder, Recorder
+
+if TYPE_CHECKING:
+    from runtime.engine._results import BarHistory
+    from runtime.engine._strategy import Strategy
+
+log = logging.getLogger("vigil")
+
+EVENT_KINDS: dict[type, Kind] = {
+    OrderCreated: Kind.ORDER_ACK,
+    OrderAcknowledged: Kind.ORDER_ACK,
+    OrderFilled: Kind.TRADE,
+    OrderCancelled: Kind.ORDER_UPDATE,
+    OrderRejected: Kind.ORDER_REJECTED,
+    BalanceUpdated: Kind.BALANCE,
+    PositionUpdated: Kind.POSITION,
+    LeverageChanged: Kind.LEVERAGE,
+}
+
+
+class Driver(Protocol):
+    """What differs between modes: the clock, sending and waiting for orders, the run loop."""
+
+    def now_ms(self) -> int: ...
+
+    async def wait_order(self, order: Order, deadline_ms: int) -> bool:
+        """Return True when `order` has a new fill or has ended, False at the deadline."""
+        ...
+
+    async def sync_order(self, order: Order) -> None:
+        """One forced fetch of the order and its trades, applied (the `synced` rule)."""
+        ...
+
+    def refusal(self, ai: AssetInstance) -> Exception | None:
+        """Why an order on `ai` must not be sent now (stale watchers), or None."""
+        ...
+
+    async def before_send(self, ai: AssetInstance) -> None: ...
+
+    async def send(self, fn: Callable[[], Awaitable[Any]], deadline_ms: int) -> Any:
+        """Send within the deadline; NetworkError when the outcome is unknown."""
+        ...
+
+    def expect_news(self, ai: AssetInstance, expected: bool = True) -> None: ...
+
+    def sent(self, client_id: str) -> None: ...
+
+    async def wait_account(self, trade: Trade, deadline_ms: int) -> None:
+        """Until the balance (spot) or position (margin) reflects `trade`, or the deadline."""
+        ...
+
+    def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None: ...
+
+    async def resolve_unknown(self, ai: AssetInstance, client_id: str) -> None: ...
+
+    async def run(self, s: Strategy, task_status: Any = ...) -> None: ...
+
+
+class Runtime:
+    """Wires a strategy instance to its mode. Users never touch this directly."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        mode: Mode,
+        config: RunConfig,
+        exchange_id: str,
+        margin: str | None,
+        universe: Universe,
+        state: State,
+        cash_currency: str,
+    ) -> None:
+        self.name = name
+        self.mode = mode
+        self.config = config
+        self.exchange_id = exchange_id
+        self.margin = margin
+        self.universe = universe
+        self.state = state
+        self.cash_currency = cash_currency
+        self.exchange: Any = None  # an `Exchange`; Any for the mode-specific extras
+        self.driver: Driver | Any = None
+        self.recorder: Recorder = NullRecorder()
+        self.running = False
+        self.stopping = False
+        self.run_id = ""
+        self.last_refusal: Exception | None = None
+        self.initial_cash: dict[str, float] = {}
+        self.background_error: BaseException | None = None  # a failed background run
+        # Currencies whose exchange balance reports we apply (spot: the universe's; margin:
+        # the collateral).
+        self.balance_scope: set[str] = set()
+        self.emulate_trades = False  # the exchange has no trade endpoints: derive fills
+        self.orphan_trades: dict[str, list[dict[str, Any]]] = {}  # order id -> early trades
+        self._order_events: dict[str, trio.Event] = {}
+        self.account_changed = trio.Event()
+        self.last_durable_seq = -1  # the newest record that reached the OS before returning
+        self._hooks: list[tuple[AssetInstance, Trade]] = []
+        self._client_seq = 0
+        # Short, stable tag: client ids stay within Binance's 36 characters for any name.
+        self._tag = format(zlib.crc32(name.encode()) & 0xFFFFFF, "06x")
+        self._asset_index = {sym: i for i, sym in enumerate(universe.keys())}
+        self.on_fill: Callable[[AssetInstance, Trade], None] | None = None
+        self.strategy: Strategy | None = None
+        self.source = name
+        self.timeframe = "1m"
+        self.strategy_warmup = 0
+        self.stopped = trio.Event()
+        self.run_task: Any = None
+        self.bar_history: BarHistory | None = None  # Sim: what results are computed from
+
+    def record_run_start(self, *, fresh: bool) -> None:
+        """Bracket a new run: RUN_STARTED with what replay needs to rebuild the strategy."""
+        self.run_id = uuid.uuid4().hex[:16]
+        self.record(
+            Kind.RUN_STARTED,
+            {
+                "run_id": self.run_id,
+                "strategy": self.name,
+                "source": self.source,
+                "mode": type(self.mode).__name__.lower(),
+                "exchange": self.exchange_id,
+                "margin": self.margin,
+                "markets": list(self.universe.keys()),
+                "fresh": fresh,
+                "cash_currency": self.cash_currency,
+                "timeframe": self.timeframe,
+                "market_defs": {ai.symbol: ai.market for ai in self.universe},
+                "account_from_reports": self.state.account_from_reports,
+            },
+            durable=True,
+        )
+
+    # Time.
+    def now_ms(self) -> int:
+        return int(self.driver.now_ms())
+
+    # Trace.
+    def record(
+        self,
+        kind: Kind,
+        payload: dict[str, Any],
+        *,
+        asset: str | None = None,
+        durable: bool = False,
+        ts_exchange_ms: int | None = None,
+    ) -> int:
+        seq = self.recorder.record(
+            kind,
+            payload,
+            ts_ns=self.now_ms() * 1_000_000,
+            asset=asset,
+            ts_exchange_ns=-1 if ts_exchange_ms is None else ts_exchange_ms * 1_000_000,
+            durable=durable,
+        )
+        if durable:
+            self.last_durable_seq = seq
+        return seq
+
+    # State changes.
+    def emit(
+        self,
+        event: Event,
+        *,
+        raw: dict[str, Any] | None = None,
+        durable: bool = False,
+        kind: Kind | None = None,
+    ) -> Any:
+        """Apply `event`, then record it with the state it left (see `digest`). Queues
+        `on_trade` for new fills. An event the engine refuses is recorded as an error."""
+        symbol = getattr(event, "symbol", None)
+        payload = event_to_dict(event)
+        if raw is not None:
+            payload["raw"] = raw
+        try:
+            result = apply(self.state, event)
+        except Exception as exc:
+            self.record(Kind.ERROR, {"error": str(exc), "event": payload}, asset=symbol)
+            raise
+        payload["check"] = digest(self.state, event)
+        self.record(
+            kind or EVENT_KINDS[type(event)],
+            payload,
+            asset=symbol,
+            durable=durable,
+            ts_exchange_ms=getattr(event, "timestamp", None),
+        )
+        if isinstance(result, Trade):
+            ai = self.state.assets[result.order.symbol]
+            if self.on_fill is not None:
+                self.on_fill(ai, result)
+            self._hooks.append((ai, result))
+        return result
+
+    def on_exchange(self, kind: str, payload: Any, *, tag: Kind | None = None) -> None:
+        """Apply one exchange report to local state: "order", "trade", "balance", "position"
+        or "positions" (a REST snapshot, where a missing side means flat). `tag` records the
+        events under another kind (RECONCILE for start-up corrections)."""
+        if kind == "order":
+            self._on_order(payload, tag)
+        elif kind == "trade":
+            self._on_trade(payload, tag)
+        elif kind == "balance":
+            stamp = int(payload.get("timestamp") or self.now_ms())
+            for event in balance_events(payload, stamp):
+                if event.currency in self.balance_scope:
+                    self._emit_report(event, tag)
+        elif kind == "position":
+            self._on_position(payload, tag)
+        elif kind == "positions":
+            reported = {(p["symbol"], p.get("side")) for p in payload["positions"]}
+            stamp = self.now_ms()
+            for p in payload["positions"]:
+                if p["symbol"] in self.state.assets:
+                    self._on_position(p, tag, default_ts=stamp)
+            for symbol in payload["symbols"]:
+                ai = self.state.assets.get(symbol)
+                for side, pos in (
+                    ("long", ai.long if ai else None),
+                    ("short", ai.short if ai else None),
+                ):
+                    if pos is not None and (symbol, side) not in reported:
+                        self._emit_report(
+                            PositionUpdated(symbol, side, 0.0, 0.0, pos.leverage, 0.0, stamp), tag
+                        )
+
+    def _emit_report(self, event: Event, tag: Kind | None) -> Any:
+        result = self.emit(event, durable=True, kind=tag)
+        if isinstance(event, BalanceUpdated | PositionUpdated):
+            self._account_changed()
+        return result
+
+    def _account_changed(self) -> None:
+        self.account_changed.set()
+        self.account_changed = trio.Event()
+
+    def _on_order(self, payload: dict[str, Any], tag: Kind | None) -> None:
+        ai = self.state.assets.get(payload.get("symbol", ""))
+        if ai is None:
+            return  # another market on the same account: not ours
+        for event in order_events(self.state, payload, ai.price):
+            self._emit_report(event, tag)
+        order = find_order(self.state, payload)
+        if order is None:
+            return
+        if self.emulate_trades:
+            fill = emulated_fill(self.state, order, payload)
+            if fill is not None:
+                self._emit_report(fill, Kind.TRADE_EMULATED if tag is None else tag)
+        waiting = self.orphan_trades.pop(order.id or "", None)
+        for trade in waiting or ():
+            self._on_trade(trade, tag)
+        self.notify(order.client_id)
+
+    def _on_trade(self, payload: dict[str, Any], tag: Kind | None) -> None:
+        if payload.get("symbol") not in self.state.assets:
+            return
+        fill = trade_event(self.state, payload)
+        if fill is None:
+            # Its order is not known yet (the trade outran the order's ack): keep it until it is.
+            self.orphan_trades.setdefault(str(payload.get("order")), []).append(payload)
+            self.record(
+                Kind.ERROR,
+                {"error": "trade before its order; held", "trade": payload},
+                asset=payload.get("symbol"),
+            )
+            return
+        if fill.trade_id not in self.state.trade_ids:
+            self._emit_report(fill, tag)
+            self.notify(fill.client_id)
+
+    def _on_position(self, p: dict[str, Any], tag: Kind | None, default_ts: int = 0) -> None:
+        if p.get("symbol") not in self.state.assets:
+            return
+        event = position_event(p)
+        if not event.timestamp:
+            event = dataclasses.replace(event, timestamp=default_ts or self.now_ms())
+        ai = self.state.assets[event.symbol]
+        other = ai.short if event.side == "long" else ai.long
+        if event.contracts > 0 and other is not None:  # one-way: the other side is flat now
+            self._emit_report(
+                PositionUpdated(
+                    event.symbol, other.side, 0.0, 0.0, other.leverage, 0.0, event.timestamp
+                ),
+                tag,
+            )
+        self._emit_report(event, tag)
+
+    # Waiting for orders (Live): `call` and `Pending.wait` wait on these.
+    def order_event(self, client_id: str) -> trio.Event:
+        event = self._order_events.get(client_id)
+        if event is None:
+            event = self._order_events[client_id] = trio.Event()
+        return event
+
+    def notify(self, client_id: str) -> None:
+        event = self._order_events.pop(client_id, None)
+        if event is not None:
+            event.set()
+        self._account_changed()
+
+    # Orders.
+    def continue_client_ids(self, after: int) -> None:
+        """Client ids continue after sequence `after` (one seen in the trace or on the
+        exchange): a reused id would be refused as a duplicate."""
+        self._client_seq = max(self._client_seq, after)
+
+    def own_client_id(self, client_id: str | None) -> bool:
+        """Whether `client_id` is one this strategy made."""
+        return bool(client_id) and str(client_id).startswith(f"vg{self._tag}-")
+
+    def next_client_id(self, ai: AssetInstance) -> str:
+        self._client_seq += 1
+        return f"vg{self._tag}-{self._asset_index[ai.symbol]}-{self._client_seq}"
+
+    # Hooks.
+    @property
+    def has_hooks(self) -> bool:
+        return bool(self._hooks)
+
+    async def run_hooks(self) -> None:
+        """Call `on_trade` for queued fills. A hook's exception is logged, recorded and raised."""
+        s = self.strategy
+        while self._hooks:
+            ai, trade = self._hooks.pop(0)
+            if s is not None:
+                await self.call_hook("on_trade", s.on_trade, ai, trade)
+
+    async def call_hook(self, name: str, hook: Any, *args: Any) -> None:
+        try:
+            await hook(*args)
+        except Exception as exc:
+            self.hook_failed(name, exc)
+            raise
+
+    def hook_failed(self, name: str, exc: Exception) -> None:
+        """Log (with the traceback) and record a user hook's exception; the caller re-raises."""
+        log.error("strategy %s: %s raised %r", self.name, name, exc, exc_info=exc)
+        self.record(Kind.HOOK_ERROR, {"hook": name, "error": repr(exc)})
+
+
+def build_runtime(
+    *,
+    name: str,
+    mode: Mode,
+    config: RunConfig,
+    exchange_id: str,
+    margin: str | None,
+    markets: Mapping[str, Mapping[str, Any]],
+    cash_currency: str | None = None,
+    source: str | None = None,
+    timeframe: str = "1m",
+    warmup: int = 0,
+) -> Runtime:
+    """A runtime with an empty state over `markets` (symbol -> ccxt market), in their order.
+    The one place a `Runtime` is made: modes add their exchange and clock, replay its clock.
+    `cash_currency` defaults to the first market's settle (margin) or quote currency."""
+    balances: dict[str, Balance] = {}
+    assets = {sym: AssetInstance(dict(m), balances) for sym, m in markets.items()}
+    if not assets:
+        raise ConfigError(f"strategy {name!r} has no markets; set markets = ['BTC/USDT']")
+    first = next(iter(assets.values()))
+    rt = Runtime(
+        name=name,
+        mode=mode,
+        config=config,
+        exchange_id=exchange_id,
+        margin=margin,
+        universe=Universe(assets),
+        state=State(assets, balances, margin),
+        cash_currency=cash_currency or first.settle,
+    )
+    rt.source = source or name
+    rt.timeframe = timeframe
+    rt.strategy_warmup = warmup
+    return rt

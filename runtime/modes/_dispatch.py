@@ -1,0 +1,515 @@
+"""`call`: send an order (or a cancel, leverage or close action) and wait for its outcome.
+
+The contract (DESIGN §3), the same in every mode:
+
+* one deadline, ``now + waitfor``, shared by every step;
+* local checks (unless ``skipchecks``): a failing order returns None without reaching the
+  exchange, its reason recorded and passed to ``on_order_error``;
+* a deterministic client order id, and the intent recorded before the order is sent;
+* ``Trade`` when a fill was seen before the deadline (market, IOC and FOK orders are waited on
+  until closed, so all their fills are known); ``Pending`` when the exchange accepted the order
+  and no fill came (after one forced fetch when ``synced``); ``None`` when it was never placed or
+  ended unfilled. An unknown send outcome is resolved by client id, never by sending again.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from runtime._errors import (
+    ConfigError,
+    NetworkError,
+    OrderCheckFailed,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
+)
+from runtime.engine._engine import LeverageChanged, OrderCreated, commitment
+from runtime.engine._strategy import runtime_of
+from runtime.model._assets import AssetInstance
+from runtime.model._orders import (
+    Buy,
+    CancelOrders,
+    MarketOrder,
+    Order,
+    OrderType,
+    PositionClose,
+    Sell,
+    Trade,
+    UpdateLeverage,
+)
+from traces._schema import Kind
+
+if TYPE_CHECKING:
+    from runtime.engine._runtime import Runtime
+    from runtime.engine._strategy import Strategy
+
+
+class Pending:
+    """An accepted order with no fill yet. ``state`` is "open", or "unknown" while a lost
+    send is being resolved by client id.
+
+    ``await p.wait(timeout)`` returns the next `Trade` (or the latest, if one arrived since),
+    or None if the order ends unfilled or the timeout passes. ``await p.cancel()`` cancels it.
+    """
+
+    __slots__ = ("_rt", "_seen", "_unknown", "order")
+
+    def __init__(self, rt: Runtime, order: Order, *, unknown: bool = False) -> None:
+        self._rt = rt
+        self.order = order
+        self._unknown = unknown
+        self._seen = len(order.fills)
+
+    @property
+    def state(self) -> str:
+        """ "unknown" while a lost send is being resolved, then the order's status."""
+        if self._unknown and self.order.id is None and self.order.is_open:
+            return "unknown"
+        return self.order.status
+
+    # DESIGN §3 names the parameter `timeout`.
+    async def wait(self, timeout: float | None = None) -> Trade | None:  # noqa: ASYNC109
+        """Wait up to `timeout` seconds (forever if None) for a fill; see the class docstring."""
+        order = self.order
+        if len(order.fills) == self._seen and order.is_open:
+            now = self._rt.now_ms()
+            deadline = 2**62 if timeout is None else now + int(timeout * 1000)
+            await self._rt.driver.wait_order(order, deadline)
+            if self._rt.has_hooks:
+                await self._rt.run_hooks()
+        if len(order.fills) > self._seen:
+            self._seen = len(order.fills)
+            return order.fills[-1]
+        return None
+
+    async def cancel(self) -> bool:
+        """Cancel the order; True once it is no longer open."""
+        if not self.order.is_open:
+            return True
+        return await cancel_orders(self._rt, [self.order])
+
+    def __await__(self) -> Any:
+        return self.wait().__await__()
+
+    def __repr__(self) -> str:
+        return f"<Pending {self.state} {self.order!r}>"
+
+
+def _n(x: float) -> str:
+    """A number as people write it: 0.00001, not 1e-05."""
+    text = f"{x:.12f}".rstrip("0").rstrip(".") if math.isfinite(x) and abs(x) < 1e15 else repr(x)
+    return text if text not in ("", "-0") else "0"
+
+
+def _refuse(rule: str, message: str) -> OrderCheckFailed:
+    return OrderCheckFailed(rule, message)
+
+
+def check_order(
+    rt: Runtime,
+    ai: AssetInstance,
+    order_type: type[OrderType[Any]],
+    amount: Any,
+    price: Any,
+    reduce_only: bool,
+) -> tuple[float, float | None] | OrderCheckFailed:
+    """The local checks of DESIGN §3.2: the rounded (amount, price), or the refusal."""
+    sym = ai.symbol
+    if not isinstance(amount, int | float) or not math.isfinite(amount) or amount <= 0:
+        return _refuse(
+            "amount_positive", f"amount {amount!r} must be finite and positive for {sym}"
+        )
+    is_market = order_type.ccxt_type == "market"
+    if is_market:
+        if price is not None:
+            return _refuse(
+                "market_price", f"a market order takes no price (got {price!r}) for {sym}"
+            )
+        rounded_price = None
+    else:
+        if price is None:
+            return _refuse("price_required", f"{order_type.__name__} needs a price for {sym}")
+        if not isinstance(price, int | float) or not math.isfinite(price) or price <= 0:
+            return _refuse(
+                "price_positive", f"price {price!r} must be finite and positive for {sym}"
+            )
+        rounded_price = ai.round_price(float(price))
+        if rounded_price <= 0:
+            return _refuse(
+                "price_tick",
+                f"price {price!r} rounds to 0 at the tick {_n(ai.price_tick)} for {sym}",
+            )
+    rounded = ai.round_amount(float(amount))
+    if rounded < ai.amount_min or rounded <= 0:
+        return _refuse(
+            "amount_min",
+            f"amount {_n(amount)} below the market minimum {_n(ai.amount_min)} for {sym}"
+            + (f" (rounded down to the step {_n(ai.amount_step)})" if rounded != amount else ""),
+        )
+    if rounded > ai.amount_max:
+        return _refuse(
+            "amount_max",
+            f"amount {_n(rounded)} above the market maximum {_n(ai.amount_max)} for {sym}",
+        )
+    basis = rounded_price if rounded_price is not None else ai.price
+    if not math.isfinite(basis) or basis <= 0:
+        return _refuse("no_price", f"no market price known yet for {sym}; wait for data")
+    value = rounded * basis * ai.contract_size
+    if value < ai.cost_min and not reduce_only:  # exchanges let a position close below it
+        return _refuse(
+            "cost_min",
+            f"order value {_n(value)} below the market minimum cost {_n(ai.cost_min)} for {sym} "
+            f"(amount {_n(rounded)} at {_n(basis)})",
+        )
+    side = order_type.side
+    if ai.contract:
+        opposite = ai.short if side == "buy" else ai.long
+        closing = min(rounded, opposite.contracts) if opposite is not None else 0.0
+        if reduce_only:
+            if opposite is None or rounded > opposite.contracts + 1e-12:
+                have = opposite.contracts if opposite is not None else 0.0
+                return _refuse(
+                    "reduce_only",
+                    f"reduce-only {side} of {_n(rounded)} exceeds the position {_n(have)} on {sym}",
+                )
+            return rounded, rounded_price
+        need = commitment(ai, side, rounded - closing, basis) + value * ai.taker
+        currency = ai.settle
+    else:
+        need = commitment(ai, side, rounded, basis)
+        currency = ai.quote if side == "buy" else ai.base
+    free = rt.state.balance(currency).free
+    if need > free + 1e-12:
+        what = (
+            "margin"
+            if ai.contract
+            else ("quote cash, fees included" if side == "buy" else "base cash")
+        )
+        return _refuse(
+            "free_cash",
+            f"order needs {_n(need)} {currency} ({what}) but only {_n(free)} is free for {sym}",
+        )
+    return rounded, rounded_price
+
+
+async def call(
+    s: Strategy,
+    ai: AssetInstance,
+    what: Any,
+    *,
+    amount: float | None = None,
+    price: float | None = None,
+    waitfor: float = 5.0,
+    synced: bool = True,
+    skipchecks: bool = False,
+    **params: Any,
+) -> Any:
+    """Send an order and wait for it: returns a `Trade`, a `Pending` or None (see the module
+    docstring). With `CancelOrders`, `UpdateLeverage` or `PositionClose` instances it returns
+    what those document. Derivative orders take ``reduce_only=True``; other keywords pass
+    through to the exchange as ccxt ``params``."""
+    rt = runtime_of(s)
+    if not (isinstance(waitfor, int | float) and math.isfinite(waitfor) and waitfor >= 0):
+        raise ConfigError(f"waitfor={waitfor!r} must be a finite number of seconds, 0 or more")
+    deadline = rt.now_ms() + int(waitfor * 1000)
+    if isinstance(what, CancelOrders):
+        return await _cancel_orders(rt, ai, what)
+    if isinstance(what, UpdateLeverage):
+        return await _update_leverage(rt, ai, what)
+    if isinstance(what, PositionClose):
+        return await _position_close(rt, ai, deadline, synced)
+    if not (isinstance(what, type) and issubclass(what, OrderType) and what.side):
+        raise ConfigError(
+            f"call() takes an order type bound to a side (GTCOrder[Buy]), CancelOrders(), "
+            f"UpdateLeverage(x) or PositionClose(); got {what!r}"
+        )
+    reduce_only = bool(params.pop("reduce_only", False))
+    if reduce_only and not ai.contract:
+        raise ConfigError(f"reduce_only is for derivatives; {ai.symbol} is a spot market")
+    if skipchecks:
+        checked: tuple[float, float | None] | OrderCheckFailed = (
+            amount,  # type: ignore[assignment]
+            price,
+        )
+    else:
+        checked = check_order(rt, ai, what, amount, price, reduce_only)
+    if isinstance(checked, OrderCheckFailed):
+        await _refused(rt, ai, what, amount, price, checked, Kind.ORDER_CHECK_FAILED)
+        return None
+    return await _place(rt, ai, what, checked[0], checked[1], deadline, synced, reduce_only, params)
+
+
+async def _refused(
+    rt: Runtime,
+    ai: AssetInstance,
+    order_type: type,
+    amount: Any,
+    price: Any,
+    error: Exception,
+    kind: Kind,
+    client_id: str | None = None,
+) -> None:
+    rt.last_refusal = error
+    rt.record(
+        kind,
+        {
+            "client_id": client_id,
+            "type": order_type.__name__,
+            "amount": amount if isinstance(amount, int | float) else repr(amount),
+            "price": price if isinstance(price, int | float) or price is None else repr(price),
+            "rule": getattr(error, "rule", type(error).__name__),
+            "reason": str(error),
+        },
+        asset=ai.symbol,
+        durable=True,
+    )
+    if rt.strategy is not None:
+        await rt.call_hook("on_order_error", rt.strategy.on_order_error, ai, None, error)
+
+
+async def _place(
+    rt: Runtime,
+    ai: AssetInstance,
+    order_type: type[OrderType[Any]],
+    amount: float,
+    price: float | None,
+    deadline: int,
+    synced: bool,
+    reduce_only: bool,
+    params: dict[str, Any],
+) -> Trade | Pending | None:
+    driver = rt.driver
+    refusal = driver.refusal(ai)
+    if refusal is not None:
+        await _refused(rt, ai, order_type, amount, price, refusal, Kind.ORDER_CHECK_FAILED)
+        return None
+    await driver.before_send(ai)
+    client_id = rt.next_client_id(ai)
+    driver.sent(client_id)
+    ccxt_params = dict(params)
+    ccxt_params["clientOrderId"] = client_id
+    if order_type.time_in_force and not order_type.post_only:
+        ccxt_params["timeInForce"] = order_type.time_in_force
+    if order_type.post_only:
+        ccxt_params["postOnly"] = True
+    if reduce_only:
+        ccxt_params["reduceOnly"] = True
+    rt.record(
+        Kind.ORDER_INTENT,
+        {
+            "client_id": client_id,
+            "symbol": ai.symbol,
+            "type": order_type.ccxt_type,
+            "order_type": order_type.__name__,
+            "side": order_type.side,
+            "amount": amount,
+            "price": price,
+            "params": ccxt_params,
+        },
+        asset=ai.symbol,
+        durable=True,
+    )
+
+    async def create() -> Any:
+        return await rt.exchange.create_order(
+            ai.symbol, order_type.ccxt_type, order_type.side, amount, price, ccxt_params
+        )
+
+    driver.expect_news(ai)
+    try:
+        report = await driver.send(create, deadline)
+    except (OrderRejected, RateLimited) as exc:
+        # A definite no (a 429/418 is refused unprocessed): nothing was placed.
+        driver.expect_news(ai, False)
+        await _refused(rt, ai, order_type, amount, price, exc, Kind.ORDER_REJECTED, client_id)
+        return None
+    except NetworkError as exc:
+        # Unknown outcome: never None, never sent again. Look it up by client id.
+        rt.record(
+            Kind.ORDER_UNKNOWN,
+            {"client_id": client_id, "error": str(exc)},
+            asset=ai.symbol,
+            durable=True,
+        )
+        report = await _lookup(rt, ai, client_id, deadline)
+        if report is None:
+            rt.emit(
+                _created_from_intent(ai, order_type, client_id, amount, price, {}, rt), durable=True
+            )
+            driver.spawn(lambda: driver.resolve_unknown(ai, client_id))
+            return Pending(rt, rt.state.orders[client_id], unknown=True)
+    rt.on_exchange("order", report)
+    _apply_response_fills(rt, report)
+    order = rt.state.orders.get(client_id)
+    if order is None:  # the exchange answered but the order never reached our state
+        rt.emit(_created_from_intent(ai, order_type, client_id, amount, price, report, rt))
+        order = rt.state.orders[client_id]
+    if order_type.immediate:
+        # Market, IOC and FOK orders end at once: wait for the close so every fill is known.
+        while order.is_open and await rt.driver.wait_order(order, deadline):
+            pass
+    elif not order.fills and order.is_open:
+        await rt.driver.wait_order(order, deadline)
+    if not order.fills and order.is_open and synced:
+        await rt.driver.sync_order(order)
+    if order.fills and synced:
+        await driver.wait_account(order.fills[-1], deadline)
+    if rt.has_hooks:
+        await rt.run_hooks()
+    if order.fills:
+        return order.fills[-1]
+    if order.is_open:
+        return Pending(rt, order)
+    return None
+
+
+def _apply_response_fills(rt: Runtime, report: dict[str, Any]) -> None:
+    """Apply the fills an order response carries (Binance's FULL response), so a market
+    order is a Trade without waiting for the trade stream; the stream's copies of the same
+    trade ids are then no-ops."""
+    trades = [t for t in report.get("trades") or () if isinstance(t, dict) and t.get("id")]
+    if not trades:
+        return
+    for trade in trades:
+        filled = dict(trade)
+        filled.setdefault("order", report.get("id"))
+        filled["order"] = filled["order"] or report.get("id")
+        filled["symbol"] = filled.get("symbol") or report.get("symbol")
+        filled["timestamp"] = filled.get("timestamp") or report.get("timestamp")
+        filled["clientOrderId"] = report.get("clientOrderId")
+        rt.on_exchange("trade", filled)
+    rt.on_exchange("order", report)  # closures that waited on these fills
+
+
+async def _lookup(rt: Runtime, ai: AssetInstance, client_id: str, deadline: int) -> Any:
+    """The order by client id, if the exchange knows it before the deadline; else None."""
+    while rt.now_ms() < deadline:
+        try:
+            return await rt.driver.send(
+                lambda: rt.exchange.fetch_order(None, ai.symbol, {"clientOrderId": client_id}),
+                deadline,
+            )
+        except (OrderNotFound, NetworkError):
+            await trio.sleep(min(0.2, max(deadline - rt.now_ms(), 0) / 1000))
+    return None
+
+
+def _created_from_intent(
+    ai: AssetInstance,
+    order_type: type[OrderType[Any]],
+    client_id: str,
+    amount: float,
+    price: float | None,
+    report: dict[str, Any],
+    rt: Runtime,
+) -> OrderCreated:
+    return OrderCreated(
+        symbol=ai.symbol,
+        client_id=client_id,
+        side=order_type.side,
+        order_type=order_type.__name__.split("[", 1)[0],
+        amount=amount,
+        price=price,
+        timestamp=int(report.get("timestamp") or rt.now_ms()),
+        id=None if report.get("id") is None else str(report["id"]),
+        reference_price=ai.price,
+    )
+
+
+async def cancel_orders(rt: Runtime, orders: list[Order]) -> bool:
+    for order in orders:
+        if not order.is_open:
+            continue
+        rt.record(
+            Kind.CANCEL_REQUEST,
+            {"client_id": order.client_id, "id": order.id},
+            asset=order.symbol,
+            durable=True,
+        )
+        try:
+            report = await rt.exchange.cancel_order(
+                order.id, order.symbol, {"clientOrderId": order.client_id}
+            )
+        except OrderRejected as exc:
+            rt.record(
+                Kind.ERROR, {"error": str(exc), "client_id": order.client_id}, asset=order.symbol
+            )
+            continue
+        except OrderNotFound:
+            # Already gone on the exchange: learn how it ended.
+            report = await rt.exchange.fetch_order(
+                order.id, order.symbol, {"clientOrderId": order.client_id}
+            )
+        rt.on_exchange("order", report)
+    if rt.has_hooks:
+        await rt.run_hooks()
+    return all(not o.is_open for o in orders)
+
+
+async def _cancel_orders(rt: Runtime, ai: AssetInstance, action: CancelOrders) -> bool:
+    def selected(o: Order) -> bool:
+        if action.side is not None and o.side != action.side.name:
+            return False
+        return not action.ids or o.client_id in action.ids or o.id in action.ids
+
+    if action.confirm:
+        for report in await rt.exchange.fetch_open_orders(ai.symbol):
+            rt.on_exchange("order", report)
+    orders = [o for o in ai.open_orders.values() if selected(o)]
+    ok = await cancel_orders(rt, orders)
+    return ok and not any(selected(o) for o in ai.open_orders.values())
+
+
+async def _update_leverage(rt: Runtime, ai: AssetInstance, action: UpdateLeverage) -> bool:
+    reason = None
+    if not ai.contract:
+        reason = f"leverage applies to derivatives; {ai.symbol} is a spot market"
+    elif ai.long is not None or ai.short is not None:
+        reason = f"leverage of {ai.symbol} cannot change while a position is open"
+    elif ai.open_orders:
+        reason = (
+            f"leverage of {ai.symbol} cannot change while {len(ai.open_orders)} order(s) are open"
+        )
+    elif not (math.isfinite(action.leverage) and 1 <= action.leverage <= ai.leverage_max):
+        reason = f"leverage {action.leverage!r} outside 1..{ai.leverage_max:g} for {ai.symbol}"
+    if reason is not None:
+        rt.last_refusal = OrderCheckFailed("leverage", reason)
+        rt.record(Kind.ERROR, {"action": "UpdateLeverage", "reason": reason}, asset=ai.symbol)
+        return False
+    try:
+        if rt.margin:
+            await rt.exchange.set_margin_mode(rt.margin, ai.symbol)
+            rt.record(
+                Kind.MARGIN_MODE,
+                {"symbol": ai.symbol, "margin_mode": rt.margin},
+                asset=ai.symbol,
+                durable=True,
+            )
+        leverage = float(action.leverage)
+        # Exchanges such as Binance take whole-number leverage only.
+        await rt.exchange.set_leverage(
+            int(leverage) if leverage.is_integer() else leverage, ai.symbol
+        )
+    except OrderRejected as exc:
+        rt.last_refusal = exc
+        rt.record(Kind.ERROR, {"action": "UpdateLeverage", "reason": str(exc)}, asset=ai.symbol)
+        return False
+    rt.emit(LeverageChanged(ai.symbol, float(action.leverage), rt.now_ms()), durable=True)
+    return True
+
+
+async def _position_close(
+    rt: Runtime, ai: AssetInstance, deadline: int, synced: bool
+) -> Trade | Pending | None:
+    if not ai.contract:
+        raise ConfigError(f"PositionClose is for derivatives; {ai.symbol} is a spot market")
+    await cancel_orders(rt, list(ai.open_orders.values()))
+    pos = ai.long or ai.short
+    if pos is None:
+        return None
+    order_type: type[OrderType[Any]] = MarketOrder[Sell] if pos.side == "long" else MarketOrder[Buy]
+    return await _place(rt, ai, order_type, pos.contracts, None, deadline, synced, True, {})

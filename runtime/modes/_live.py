@@ -1,0 +1,482 @@
+"""Live mode: real orders through ccxt, local state kept in step by watchers.
+
+`start(s)` (usable as ``await nursery.start(start, s)``):
+
+1. opens the exchange (credentials and URL from ``VIGIL_<EXCHANGE>_*``), refreshes the markets'
+   rules, and, when the strategy's trace has earlier runs, replays them into the state;
+2. syncs with the exchange: balances, positions and open orders (adopted, with their fills),
+   and the most recent closed orders with their trades; every difference is applied as an
+   event recorded under RECONCILE;
+3. starts the account watchers (balance; positions for margin), and per-asset order and trade
+   watchers for assets with open orders (others start on their first order and stop after
+   ``idle_stop_s`` with none open);
+4. reports started, calls ``on_start``, then ticks at the strategy's timeframe, after the bar
+   closes, with the closed bars fetched first.
+
+`stop(s)` ends the tick loop; watchers stop through their cancel scopes. With
+``Live(cancel_on_stop=True)`` the strategy's open orders are cancelled on the way out.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import trio
+
+from runtime._errors import NetworkError, OrderCheckFailed, OrderNotFound
+from runtime.engine._engine import LeverageChanged
+from runtime.engine._engine import OrderRejected as OrderRejectedEvent
+from runtime.engine._replica import restore
+from runtime.model._assets import OHLCV, AssetInstance, BarWindow, Cursor
+from runtime.model._bars import timeframe_ns
+from runtime.model._modes import Live
+from runtime.model._orders import Order
+from runtime.modes._dispatch import cancel_orders
+from traces._schema import Kind
+from watchers._account import BalanceWatcher, OrdersWatcher, PositionsWatcher, TradesWatcher
+from watchers._base import STALE, Watcher, WatcherConfig, retrying
+from watchers._market import TickerWatcher
+
+if TYPE_CHECKING:
+    from runtime.engine._runtime import Runtime
+    from runtime.engine._strategy import Strategy
+
+log = logging.getLogger("vigil")
+
+CLOSED_ORDERS_ON_START = 50  # most recent closed orders read per market at start
+SETTLE_S = 1.0  # wait after a bar's close before fetching it: the exchange finalises it
+UNKNOWN_RESOLVE_S = 15.0  # how long a lost send is looked up before it counts as not placed
+ACCOUNT_GRACE_S = 1.0  # see LiveDriver.wait_account
+SEND_FLOOR_S = 10.0  # the least time an order request gets before it counts as lost
+
+
+def _holding(ai: AssetInstance) -> float:
+    """The base held (spot) or the signed position (margin), as the exchange last reported."""
+    return ai.cash
+
+
+class LiveDriver:
+    """The Live clock, order waits, watchers and tick loop (see the module docstring)."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        mode: Live,
+        *,
+        open_exchange: Callable[[], Any],
+        watcher_config: WatcherConfig,
+    ) -> None:
+        self.rt = rt
+        self.mode = mode
+        self.open_exchange = open_exchange
+        self.watcher_config = watcher_config
+        self.timeframe = rt.timeframe
+        self.tf_ms = timeframe_ns(rt.timeframe) // 1_000_000
+        self.account_watchers: list[Watcher] = []
+        self.asset_watchers: dict[str, tuple[OrdersWatcher, TradesWatcher, trio.CancelScope]] = {}
+        self.last_active: dict[str, float] = {}
+        self._nursery: trio.Nursery | None = None
+        self._send: trio.MemorySendChannel[Any] | None = None
+        self._stop = trio.Event()
+        # client id -> the asset's holding when it was sent (see wait_account)
+        self.holding_at_send: dict[str, float] = {}
+        self._sending = 0.0
+
+    # Clock.
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+    def trio_deadline(self, deadline_ms: int) -> float:
+        return trio.current_time() + (deadline_ms - self.now_ms()) / 1000
+
+    # Orders.
+    async def wait_order(self, order: Order, deadline_ms: int) -> bool:
+        seen = (len(order.fills), order.status)
+        with trio.move_on_at(self.trio_deadline(deadline_ms)):
+            while (len(order.fills), order.status) == seen:
+                await self.rt.order_event(order.client_id).wait()
+        return (len(order.fills), order.status) != seen
+
+    async def sync_order(self, order: Order) -> None:
+        ex = self.rt.exchange
+        report = await ex.fetch_order(order.id, order.symbol, {"clientOrderId": order.client_id})
+        order_id = report.get("id")
+        if report.get("filled"):
+            for trade in await ex.fetch_my_trades(order.symbol, since=order.timestamp - 1_000):
+                if trade.get("order") == order_id:
+                    self.rt.on_exchange("trade", trade)
+        self.rt.on_exchange("order", report)
+
+    async def send(self, fn: Callable[[], Awaitable[Any]], deadline_ms: int) -> Any:
+        """Send within the deadline, but give the request at least SEND_FLOOR_S: a short
+        `waitfor` bounds the waiting, not the send (abandoning a send makes its outcome
+        unknown). A send still unanswered then is abandoned: NetworkError, resolved by the
+        caller through the client id."""
+        deadline_ms = max(deadline_ms, self.now_ms() + int(SEND_FLOOR_S * 1000))
+        try:
+            with trio.fail_at(self.trio_deadline(deadline_ms)):
+                return await fn()
+        except trio.TooSlowError:
+            raise NetworkError("the order send did not answer before the deadline") from None
+
+    def refusal(self, ai: AssetInstance) -> OrderCheckFailed | None:
+        """Why `call` must not send now: an account watcher of the asset is stale."""
+        watchers = list(self.account_watchers)
+        if ai.symbol in self.asset_watchers:
+            orders, trades, _ = self.asset_watchers[ai.symbol]
+            watchers += [orders, trades]
+        stale = [w.name for w in watchers if w.health == STALE]
+        if stale:
+            return OrderCheckFailed(
+                "watchers_stale",
+                f"not sending on {ai.symbol}: watcher(s) {', '.join(stale)} are stale (the "
+                "exchange's stream is behind its REST state); retry when they are healthy",
+            )
+        return None
+
+    async def before_send(self, ai: AssetInstance) -> None:
+        """Start the asset's watchers on its first order; note its holding (wait_account)."""
+        self.last_active[ai.symbol] = trio.current_time()
+        self._sending = _holding(ai)
+        if ai.symbol not in self.asset_watchers and self._nursery is not None:
+            await self._nursery.start(self._run_asset_watchers, ai)
+
+    def sent(self, client_id: str) -> None:
+        self.holding_at_send[client_id] = self._sending
+
+    def expect_news(self, ai: AssetInstance, expected: bool = True) -> None:
+        """An order is about to be sent on `ai` (True), or was refused (False): its orders
+        stream must echo it within the stall timeout, or the watcher is stale."""
+        if ai.symbol in self.asset_watchers:
+            watcher = self.asset_watchers[ai.symbol][0]
+            if expected:
+                watcher.expect()
+            else:
+                watcher.expect_since = None
+
+    async def wait_account(self, trade: Any, deadline_ms: int) -> None:
+        """Until the exchange's balance (spot) or position (margin) reports include the
+        order's fills so far: the base holding, or the signed position, moved by them."""
+        rt = self.rt
+        order = trade.order
+        ai = rt.state.assets[order.symbol]
+        before = self.holding_at_send.get(order.client_id)
+        if before is None:
+            return
+        sign = 1.0 if order.side == "buy" else -1.0
+        reports = rt.state.position_reports if ai.contract else rt.state.balance_reports
+
+        def reflected() -> bool:
+            moved = _holding(ai) - before
+            return abs(moved - sign * order.filled) <= ai.amount_step / 2
+
+        def reported_since() -> bool:
+            now = rt.state.position_reports if ai.contract else rt.state.balance_reports
+            return now > reports
+
+        with trio.move_on_at(self.trio_deadline(deadline_ms)):
+            # The holding moving by this order's fills is the proof. When an earlier order's
+            # report was still in flight at the send, the holding moves by both, so after a
+            # grace period any report since the fill is taken instead of waiting out the
+            # deadline.
+            grace = trio.current_time() + ACCOUNT_GRACE_S
+            while not reflected():
+                if reported_since() and trio.current_time() >= grace:
+                    break
+                with trio.move_on_at(grace if trio.current_time() < grace else math.inf):
+                    await rt.account_changed.wait()
+
+    def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(fn)
+
+    async def resolve_unknown(self, ai: AssetInstance, client_id: str) -> None:
+        """Look a lost send up by client id until it is found or cannot exist any more."""
+        ex = self.rt.exchange
+        give_up = trio.current_time() + UNKNOWN_RESOLVE_S
+        while True:
+            try:
+                report = await ex.fetch_order(None, ai.symbol, {"clientOrderId": client_id})
+            except OrderNotFound:
+                if trio.current_time() >= give_up:
+                    self.rt.emit(
+                        OrderRejectedEvent(
+                            ai.symbol,
+                            client_id,
+                            self.now_ms(),
+                            "never placed: not found after a lost send",
+                        ),
+                        durable=True,
+                    )
+                    self.rt.notify(client_id)
+                    return
+            except NetworkError:
+                pass
+            else:
+                self.rt.on_exchange("order", report)
+                if report.get("filled"):
+                    for trade in await ex.fetch_my_trades(ai.symbol, since=self.now_ms() - 60_000):
+                        if trade.get("order") == report.get("id"):
+                            self.rt.on_exchange("trade", trade)
+                return
+            await trio.sleep(0.5)
+
+    # Watchers.
+    def _watcher_event(self, kind: str, info: dict[str, Any]) -> None:
+        kinds = {
+            "health": Kind.HEALTH,
+            "reconnect": Kind.RECONNECT,
+            "gap_fill": Kind.GAP_FILL,
+            "error": Kind.ERROR,
+        }
+        self.rt.record(kinds.get(kind, Kind.ERROR), info)
+
+    async def _apply_reports(self, receive: trio.MemoryReceiveChannel[Any]) -> None:
+        async for kind, payload in receive:
+            if kind == "ticker":  # market data: the price local checks use between bars
+                symbol, ticker = payload
+                ai = self.rt.state.assets.get(symbol)
+                last = ticker.get("last") or ticker.get("close")
+                if ai is not None and last is not None:
+                    ai.last_price = float(last)
+                continue
+            self.rt.on_exchange(kind, payload)
+            if self.rt.has_hooks:
+                await self.rt.run_hooks()
+
+    async def _run_asset_watchers(
+        self, ai: AssetInstance, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        assert self._send is not None
+        rt = self.rt
+
+        def local_open() -> list[tuple[str | None, str]]:
+            return [(o.id, o.client_id) for o in ai.open_orders.values()]
+
+        ex = rt.exchange
+        orders = OrdersWatcher(ex, self.watcher_config, ai.symbol, local_open, self._watcher_event)
+        trades = TradesWatcher(ex, self.watcher_config, ai.symbol, self._watcher_event)
+        with trio.CancelScope() as scope:
+            self.asset_watchers[ai.symbol] = (orders, trades, scope)
+            try:
+                async with trio.open_nursery() as n:
+                    await n.start(orders.run, self._send.clone())
+                    await n.start(trades.run, self._send.clone())
+                    task_status.started()
+                    await self._idle_stop(ai, scope)
+            finally:
+                self.asset_watchers.pop(ai.symbol, None)
+
+    async def _idle_stop(self, ai: AssetInstance, scope: trio.CancelScope) -> None:
+        idle = self.watcher_config.idle_stop_s
+        while True:
+            await trio.sleep(min(idle, 30.0))
+            quiet = trio.current_time() - self.last_active.get(ai.symbol, -math.inf)
+            if not ai.open_orders and quiet >= idle:
+                scope.cancel()
+                return
+
+    # Start-up.
+    async def _refresh_markets(self) -> None:
+        markets = self.rt.exchange.markets or {}
+        for ai in self.rt.universe:
+            market = markets.get(ai.symbol)
+            if market is not None:
+                ai.set_market(market)
+
+    async def reconcile(self) -> None:
+        """Sync on start: every difference with the exchange becomes a RECONCILE event."""
+        rt = self.rt
+        ex = rt.exchange
+        tag = Kind.RECONCILE
+        rt.on_exchange("balance", await retrying(ex.fetch_balance), tag=tag)
+        symbols = list(rt.universe.keys())
+        if rt.margin:
+            positions = await retrying(lambda: ex.fetch_positions(symbols))
+            rt.on_exchange("positions", {"symbols": symbols, "positions": positions}, tag=tag)
+        for ai in rt.universe:
+
+            async def open_orders(sym: str = ai.symbol) -> Any:
+                return await ex.fetch_open_orders(sym)
+
+            async def closed_orders(sym: str = ai.symbol) -> Any:
+                return await ex.fetch_closed_orders(sym, limit=CLOSED_ORDERS_ON_START)
+
+            opened = await retrying(open_orders)
+            closed = await retrying(closed_orders)
+            ours = [
+                o
+                for o in closed
+                if rt.own_client_id(o.get("clientOrderId"))
+                or o.get("clientOrderId") in rt.state.orders
+            ]
+            reports = opened + ours
+            for report in reports:
+                rt.on_exchange("order", report, tag=tag)
+                # Client ids continue past ours on the exchange, trace or not: a reused id is
+                # refused as a duplicate.
+                tail = str(report.get("clientOrderId") or "").rsplit("-", 1)[-1]
+                if rt.own_client_id(report.get("clientOrderId")) and tail.isdigit():
+                    rt.continue_client_ids(int(tail))
+            # Locally open orders the exchange no longer lists ended while we were away.
+            listed = {o.get("clientOrderId") for o in opened}
+            for order in list(ai.open_orders.values()):
+                if order.client_id not in listed:
+
+                    async def lookup(o: Order = order) -> Any:
+                        return await ex.fetch_order(o.id, o.symbol, {"clientOrderId": o.client_id})
+
+                    report = await retrying(lookup)
+                    reports.append(report)
+                    rt.on_exchange("order", report, tag=tag)
+            if any(r.get("filled") for r in reports):
+                since = min(int(r.get("timestamp") or 0) for r in reports) - 1_000
+
+                async def trades(sym: str = ai.symbol, t: int = since) -> Any:
+                    return await ex.fetch_my_trades(sym, since=t)
+
+                for trade in await retrying(trades):
+                    rt.on_exchange("trade", trade, tag=tag)
+            for report in reports:  # closures that wait on fills apply now that fills are in
+                rt.on_exchange("order", report, tag=tag)
+
+    async def _set_leverage(self) -> None:
+        rt = self.rt
+        if not rt.margin or rt.strategy is None:
+            return
+        wanted = float(rt.config.leverage or type(rt.strategy).leverage)
+        for ai in rt.universe:
+            pos = ai.long or ai.short
+            if pos is not None or ai.open_orders:
+                if pos is not None and pos.leverage != ai.leverage:
+                    rt.emit(
+                        LeverageChanged(ai.symbol, pos.leverage, self.now_ms()), kind=Kind.RECONCILE
+                    )
+                continue
+            await rt.exchange.set_margin_mode(rt.margin, ai.symbol)
+            await rt.exchange.set_leverage(
+                int(wanted) if wanted.is_integer() else wanted, ai.symbol
+            )
+            if ai.leverage != wanted:
+                rt.emit(LeverageChanged(ai.symbol, wanted, self.now_ms()), durable=True)
+
+    # Bars.
+    def market_data(self) -> Any:
+        """Where bars come from: the exchange itself in Live."""
+        return self.rt.exchange
+
+    async def _fetch_bars(self, ai: AssetInstance, limit: int) -> None:
+        window = ai.ohlcv
+        since = window.newest_ns // 1_000_000 if len(window) else None
+
+        source = self.market_data()
+
+        async def fetch() -> Any:
+            return await source.fetch_ohlcv(ai.symbol, self.timeframe, since=since, limit=limit)
+
+        rows = await retrying(fetch)
+        now = self.now_ms()
+        for i, (t, o, h, low, c, v) in enumerate(rows):
+            # The exchange's last row is the bar still forming: keep closed bars only, so
+            # nothing looks ahead (the exchange's clock decides, not ours; a last row a whole
+            # period old is closed, the market just had no trade since).
+            if i < len(rows) - 1 or t + 2 * self.tf_ms <= now:
+                window.append(
+                    int(t) * 1_000_000, (float(o), float(h), float(low), float(c), float(v or 0.0))
+                )
+        if rows:
+            ai.last_price = float(rows[-1][4])  # the latest traded price
+
+    async def _tick_loop(self, s: Strategy) -> None:
+        rt = self.rt
+        while not rt.stopping:
+            now = self.now_ms()
+            next_close = (now // self.tf_ms + 1) * self.tf_ms
+            settle = min(SETTLE_S, self.tf_ms / 4000)  # short bars settle faster
+            with trio.move_on_after((next_close - now) / 1000 + settle):
+                await self._stop.wait()
+            if rt.stopping:
+                return
+            # The bar that just closed counts once the exchange has started the next one:
+            # ticking on a bar the exchange still forms would decide on a close that changes.
+            closed_ns = (next_close - self.tf_ms) * 1_000_000
+            with trio.move_on_after(max(self.tf_ms / 1000, 2.0)):
+                while True:
+                    for ai in rt.universe:
+                        await self._fetch_bars(ai, limit=10)
+                    if all(ai.ohlcv.newest_ns >= closed_ns for ai in rt.universe):
+                        break
+                    await trio.sleep(min(0.2, self.tf_ms / 5000))
+            if all(len(ai.ohlcv) >= max(rt.strategy_warmup, 1) for ai in rt.universe):
+                ts = np.datetime64(next_close * 1_000_000, "ns")
+                await rt.call_hook("on_tick", s.on_tick, ts)
+                if rt.has_hooks:
+                    await rt.run_hooks()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, s: Strategy, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        rt = self.rt
+        async with self.open_exchange() as ex:
+            rt.exchange = ex
+            has = getattr(getattr(ex, "_client", None), "has", {}) or {}
+            # No trade endpoints at all: fills are derived from order updates instead.
+            rt.emulate_trades = not (has.get("fetchMyTrades") or has.get("watchMyTrades"))
+            await self._refresh_markets()
+            path = getattr(rt.recorder, "path", None)
+            replica = restore(rt.state, path) if path is not None else None
+            if replica is not None:
+                rt.continue_client_ids(replica.client_seq)
+            restored = replica is not None
+            rt.record_run_start(fresh=not restored)
+            send, receive = trio.open_memory_channel[Any](4096)
+            self._send = send
+            try:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    nursery.start_soon(self._apply_reports, receive)
+                    await self.reconcile()
+                    await self._set_leverage()
+                    balance = BalanceWatcher(ex, self.watcher_config, self._watcher_event)
+                    self.account_watchers.append(balance)
+                    await nursery.start(balance.run, send.clone())
+                    if rt.margin:
+                        positions = PositionsWatcher(
+                            ex, self.watcher_config, list(rt.universe.keys()), self._watcher_event
+                        )
+                        self.account_watchers.append(positions)
+                        await nursery.start(positions.run, send.clone())
+                    for ai in rt.universe:
+                        if ai.open_orders:
+                            await nursery.start(self._run_asset_watchers, ai)
+                        window = BarWindow(
+                            np.zeros(0, dtype=np.int64), {c: np.zeros(0) for c in OHLCV}, Cursor(0)
+                        )
+                        ai.ohlcv = window
+                        await self._fetch_bars(ai, limit=max(rt.strategy_warmup, 1) + 1)
+                        ticker = TickerWatcher(
+                            ex, self.watcher_config, ai.symbol, self._watcher_event
+                        )
+                        await nursery.start(ticker.run, send.clone())
+                    task_status.started()
+                    await rt.call_hook("on_start", s.on_start)
+                    await self._tick_loop(s)
+                    if self.mode.cancel_on_stop:
+                        await self._cancel_all()
+                    nursery.cancel_scope.cancel()
+            finally:
+                self._nursery = None
+                self.account_watchers.clear()
+                with trio.CancelScope(shield=True):
+                    await send.aclose()
+
+    async def _cancel_all(self) -> None:
+        for ai in self.rt.universe:
+            if ai.open_orders:
+                await cancel_orders(self.rt, list(ai.open_orders.values()))

@@ -1,0 +1,146 @@
+"""Paper mode: live market data from the exchange, fills from the simulated engine.
+
+No API keys are needed and no order ever reaches the exchange: the strategy trades against a
+`PaperExchange` (the simulated exchange with the book-and-tape fill model of
+`runtime.exchanges.sim._paper`), fed by market-data watchers on the exchange's public streams
+(order book, public trades, ticker, klines). Ticks, bars and `call` behave as in Live; the
+trace is the same, its runs marked ``"mode": "paper"``, and it replays the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import trio
+
+from runtime.exchanges.sim._exchange import Bar
+from runtime.exchanges.sim._paper import PaperExchange
+from runtime.model._assets import OHLCV, AssetInstance, BarWindow, Cursor
+from runtime.model._modes import Live, Paper
+from runtime.modes._live import LiveDriver
+from runtime.modes._sim import SimulatedSends
+from watchers._base import WatcherConfig
+from watchers._market import BookWatcher, OHLCVWatcher, PublicTradesWatcher, TickerWatcher
+
+if TYPE_CHECKING:
+    from runtime.engine._strategy import Strategy
+
+
+class PaperDriver(SimulatedSends, LiveDriver):
+    """Live's clock, waits and tick loop; the simulated exchange for orders."""
+
+    def __init__(
+        self,
+        rt: Any,
+        mode: Paper,
+        *,
+        open_market: Callable[[], Any],
+        paper: PaperExchange,
+    ) -> None:
+        super().__init__(
+            rt,
+            mode=Live(),  # Live's behaviour on stop: Paper has no exchange orders to cancel
+            open_exchange=open_market,
+            watcher_config=WatcherConfig(),
+        )
+        self.paper = paper
+        self.market: Any = None
+
+    async def sync_order(self, order: Any) -> None:
+        return None
+
+    # Market data.
+    def market_data(self) -> Any:
+        return self.market
+
+    def on_market(self, kind: str, symbol: str, data: Any) -> None:
+        """Apply one market-data report to the paper feed and the strategy's view."""
+        feed = self.paper.paper_feed
+        ai = self.rt.state.assets.get(symbol)
+        if kind == "book":
+            feed.set_book(
+                symbol, data.get("bids") or [], data.get("asks") or [], data.get("timestamp")
+            )
+            bar = feed.bar(symbol)
+            if ai is not None and ai.last_price is None and bar is not None:
+                ai.last_price = bar.close  # the mid, until a trade prints
+        elif kind == "public_trades":
+            self.paper.on_public_trades(symbol, data)
+            if ai is not None and data:
+                ai.last_price = float(data[-1]["price"])
+        elif kind == "ticker":
+            last = data.get("last") or data.get("close")
+            if last is not None:
+                feed.set_last(symbol, float(last))
+                if ai is not None:
+                    ai.last_price = float(last)
+        elif kind == "ohlcv" and ai is not None and data:
+            self._append_bars(ai, data)
+
+    def _append_bars(self, ai: AssetInstance, rows: list[list[float]]) -> None:
+        window = ai.ohlcv
+        for i, (t, o, h, low, c, v) in enumerate(rows):
+            if i < len(rows) - 1:  # the last row is the bar still forming
+                window.append(
+                    int(t) * 1_000_000, (float(o), float(h), float(low), float(c), float(v or 0.0))
+                )
+                self.paper.paper_feed.set_bar(
+                    ai.symbol,
+                    Bar(int(t), float(o), float(h), float(low), float(c), float(v or 0.0)),
+                )
+        ai.last_price = float(rows[-1][4])
+
+    async def _apply_reports(self, receive: trio.MemoryReceiveChannel[Any]) -> None:
+        async for kind, payload in receive:
+            symbol, data = payload
+            self.on_market(kind, symbol, data)
+            if self.rt.has_hooks:
+                await self.rt.run_hooks()
+
+    async def run(self, s: Strategy, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        rt = self.rt
+        async with self.open_exchange() as market:
+            # Public data only: the strategy's orders go to the paper exchange.
+            self.market = market
+            rt.exchange = self.paper
+            send, receive = trio.open_memory_channel[Any](4096)
+            self._send = send
+            try:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    nursery.start_soon(self._apply_reports, receive)
+                    for ai in rt.universe:
+                        ai.ohlcv = BarWindow(
+                            np.zeros(0, dtype=np.int64), {c: np.zeros(0) for c in OHLCV}, Cursor(0)
+                        )
+                        await self._fetch_bars(ai, limit=max(rt.strategy_warmup, 1) + 1)
+                        for watcher in (
+                            BookWatcher(
+                                market, self.watcher_config, ai.symbol, self._watcher_event
+                            ),
+                            PublicTradesWatcher(
+                                market, self.watcher_config, ai.symbol, self._watcher_event
+                            ),
+                            TickerWatcher(
+                                market, self.watcher_config, ai.symbol, self._watcher_event
+                            ),
+                            OHLCVWatcher(
+                                market,
+                                self.watcher_config,
+                                ai.symbol,
+                                self.timeframe,
+                                self._watcher_event,
+                            ),
+                        ):
+                            await nursery.start(watcher.run, send.clone())
+                    task_status.started()
+                    await rt.call_hook("on_start", s.on_start)
+                    await self._tick_loop(s)
+                    nursery.cancel_scope.cancel()
+            finally:
+                self._nursery = None
+                rt.exchange = self.paper
+                with trio.CancelScope(shield=True):
+                    await send.aclose()

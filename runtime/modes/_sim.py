@@ -1,0 +1,230 @@
+"""Sim mode: a deterministic backtest over bars, against the simulated exchange.
+
+Time moves only when something waits. The run loop shows one more bar, lets the exchange match
+resting orders against it, and calls `on_tick`. A `call` that waits for a resting order (its
+`waitfor`), or `Pending.wait`, advances the same clock through the bars up to its deadline;
+the run loop then carries on after them, as a live strategy blocked in a wait misses ticks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from runtime._progress import Progress
+from runtime.engine._runtime import Runtime
+from runtime.exchanges.sim._exchange import Bar, SimExchange
+from runtime.model._assets import OHLCV, AssetInstance, Cursor
+from runtime.model._bars import Bars
+from runtime.model._orders import Order
+from traces._schema import Kind
+
+if TYPE_CHECKING:
+    from runtime.engine._strategy import Strategy
+
+log = logging.getLogger("vigil")
+BAR_BLOCK = 4096  # bars per BARS trace event
+
+
+class BarFeed:
+    """The simulated market: the last closed bar of each symbol at the shared cursor."""
+
+    def __init__(self, bars: Bars, cursor: Cursor) -> None:
+        self.cursor = cursor
+        self.columns = bars.columns
+        self.time_ms = bars.time_ns // 1_000_000
+        self.close_ms = self.time_ms + bars.timeframe_ns // 1_000_000
+
+    def bar(self, symbol: str) -> Bar | None:
+        i = self.cursor.n - 1
+        if i < 0:
+            return None
+        c = self.columns[symbol]
+        return Bar(
+            int(self.time_ms[i]),
+            float(c["open"][i]),
+            float(c["high"][i]),
+            float(c["low"][i]),
+            float(c["close"][i]),
+            float(c["volume"][i]),
+        )
+
+    def now_ms(self) -> int:
+        """The close time of the newest visible bar."""
+        return int(self.close_ms[self.cursor.n - 1])
+
+
+class SimulatedSends:
+    """The steps of `call` a simulated exchange makes trivial: it answers at once, never
+    loses a send, and never disagrees with the strategy's state (Sim and Paper)."""
+
+    def refusal(self, ai: AssetInstance) -> None:
+        return None
+
+    async def before_send(self, ai: AssetInstance) -> None:
+        return None
+
+    async def send(self, fn: Callable[[], Awaitable[Any]], deadline_ms: int) -> Any:
+        return await fn()
+
+    def expect_news(self, ai: AssetInstance, expected: bool = True) -> None:
+        return None
+
+    def sent(self, client_id: str) -> None:
+        return None
+
+    async def wait_account(self, trade: Any, deadline_ms: int) -> None:
+        return None
+
+
+class SimDriver(SimulatedSends):
+    """The Sim clock and run loop."""
+
+    def __init__(self, rt: Runtime, bars: Bars, cursor: Cursor, exchange: SimExchange) -> None:
+        self.rt = rt
+        self.bars = bars
+        self.cursor = cursor
+        self.exchange = exchange
+        self.feed: BarFeed = exchange.feed  # type: ignore[assignment]
+        self.n_total = len(bars.time_ns)
+        self.tick_times = (bars.time_ns + bars.timeframe_ns).view("datetime64[ns]")
+        # (bar index, balances, positions) after each fill: the equity curve's breakpoints.
+        self.marks: list[tuple[int, dict[str, float], dict[str, tuple[float, float]]]] = []
+        self.start_index = cursor.n
+        self.end_index = cursor.n
+        self.bars_recorded = 0  # bars [0, bars_recorded) are in the trace as BARS blocks
+        self.progress: Progress | None = None  # set by the CLI on a terminal
+        rt.on_fill = self._mark
+
+    def now_ms(self) -> int:
+        return self.feed.now_ms()
+
+    def _mark(self, ai: AssetInstance, trade: Any) -> None:
+        state = self.rt.state
+        positions: dict[str, tuple[float, float]] = {}
+        for sym, a in state.assets.items():
+            if a.long is not None:
+                positions[sym] = (a.long.contracts, a.long.entry_price)
+            elif a.short is not None:
+                positions[sym] = (-a.short.contracts, a.short.entry_price)
+        totals = {c: b.total for c, b in state.balances.items()}
+        self.marks.append((self.cursor.n - 1, totals, positions))
+
+    def record_bar_blocks(self) -> None:
+        """Record the bars seen since the last block, one BARS event per market, so a trace
+        alone holds the prices its run saw (reports, analysis)."""
+        lo, hi = self.bars_recorded, self.cursor.n
+        if hi <= lo or not self.rt.config.trace:
+            return
+        times = self.feed.time_ms[lo:hi].tolist()
+        for sym, cols in self.bars.columns.items():
+            payload: dict[str, Any] = {"time": times}
+            for c in OHLCV:
+                payload[c] = cols[c][lo:hi].tolist()
+            self.rt.record(Kind.BARS, payload, asset=sym, ts_exchange_ms=times[-1])
+        self.bars_recorded = hi
+
+    def _record_bars(self) -> None:
+        i = self.cursor.n - 1
+        t_ms = int(self.feed.time_ms[i])
+        for sym, cols in self.bars.columns.items():
+            self.rt.record(
+                Kind.BAR,
+                {"time": t_ms, **{c: float(cols[c][i]) for c in OHLCV}},
+                asset=sym,
+                ts_exchange_ms=t_ms,
+            )
+
+    def step(self) -> bool:
+        """Show one more bar; False at the end of the data."""
+        cursor = self.cursor
+        if cursor.n >= self.n_total:
+            return False
+        cursor.n += 1
+        if self.exchange.has_work:
+            self.exchange.on_bar()
+        return True
+
+    async def advance_to(self, deadline_ms: int, until: Callable[[], bool] | None = None) -> None:
+        """Step through every bar that closes by `deadline_ms`, stopping early once `until()`."""
+        close_ms = self.feed.close_ms
+        while self.cursor.n < self.n_total and close_ms[self.cursor.n] <= deadline_ms:
+            self.step()
+            if self.rt.has_hooks:
+                await self.rt.run_hooks()
+            if until is not None and until():
+                break
+
+    async def wait_order(self, order: Order, deadline_ms: int) -> bool:
+        seen = len(order.fills)
+
+        def changed() -> bool:
+            return len(order.fills) > seen or not order.is_open
+
+        await self.advance_to(deadline_ms, changed)
+        return changed()
+
+    def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None:
+        raise AssertionError("the simulated exchange never loses a send")
+
+    async def resolve_unknown(self, ai: AssetInstance, client_id: str) -> None:
+        return None
+
+    async def sync_order(self, order: Order) -> None:
+        ex = self.exchange
+        report = await ex.fetch_order(order.id, order.symbol)
+        for trade in await ex.fetch_my_trades(order.symbol, since=order.timestamp):
+            if trade["order"] == order.id:
+                self.rt.on_exchange("trade", trade)
+        self.rt.on_exchange("order", report)
+
+    async def run(self, s: Strategy, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        rt = self.rt
+        task_status.started()
+        await rt.call_hook("on_start", s.on_start)
+        cursor = self.cursor
+        n_total = self.n_total
+        exchange = self.exchange
+        tick = s.on_tick
+        tick_times = self.tick_times
+        trace_market = rt.config.trace_market
+        next_block = self.bars_recorded + BAR_BLOCK
+        progress = self.progress
+        try:
+            while not rt.stopping:
+                if trace_market:
+                    self._record_bars()
+                if cursor.n >= next_block:
+                    self.record_bar_blocks()
+                    next_block = cursor.n + BAR_BLOCK
+                    if progress is not None:
+                        progress.update(cursor.n)
+                    # Let other tasks run (a background Sim in IPython) and cancellation in,
+                    # and hand the GIL to other threads: a tight loop otherwise starves them
+                    # (measured: an IPython prompt froze for a whole 2M-bar run).
+                    await trio.lowlevel.checkpoint()
+                    time.sleep(0)  # noqa: ASYNC251 (zero: releases the GIL, never blocks)
+                try:
+                    await tick(tick_times[cursor.n - 1])
+                except Exception as exc:
+                    # Outside the per-bar path: the try costs nothing until something raises.
+                    rt.hook_failed("on_tick", exc)
+                    raise
+                if rt.has_hooks:
+                    await rt.run_hooks()
+                if cursor.n >= n_total:
+                    break
+                cursor.n += 1
+                if exchange.has_work:
+                    exchange.on_bar()
+                    if rt.has_hooks:
+                        await rt.run_hooks()
+        finally:
+            self.end_index = cursor.n
+            self.record_bar_blocks()
+            if progress is not None:
+                progress.finish(cursor.n)

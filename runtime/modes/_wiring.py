@@ -1,0 +1,294 @@
+"""`strategy(...)`: load a strategy and wire it to its mode, through ONE function for every mode.
+
+`wire` builds the complete runtime: the markets, the state, the starting cash, the exchange, the
+clock and the trace recorder. The modes differ only in what it plugs in:
+
+* **Sim**: the simulated exchange matching against recorded or generated bars, and a clock
+  that moves with those bars;
+* **Paper**: the simulated exchange matching against the venue's live book and tape, and the
+  wall clock;
+* **Live**: the venue itself through ccxt (opened at `start`), and the wall clock.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime._errors import ConfigError
+from runtime.engine._engine import BalanceUpdated, LeverageChanged, apply
+from runtime.engine._runtime import Runtime, build_runtime
+from runtime.engine._strategy import Strategy, load_strategy_class
+from runtime.exchanges._markets import market_for, markets_exchange, synthetic_market
+from runtime.exchanges.ccxt import CcxtExchange
+from runtime.exchanges.sim._exchange import SimExchange
+from runtime.exchanges.sim._paper import PaperExchange, PaperFeed
+from runtime.model._assets import BarWindow, Cursor
+from runtime.model._bars import Bars, generate_bars, load_bars, timeframe_ns
+from runtime.model._modes import Live, Mode, Paper, RunConfig, Sim
+from runtime.modes._live import LiveDriver
+from runtime.modes._paper import PaperDriver
+from runtime.modes._sim import BarFeed, SimDriver, log
+from traces import open_recorder
+
+
+def strategy(
+    name_or_path: str | Path,
+    *,
+    mode: Mode,
+    data: Any = None,
+    exchange: str | None = None,
+    sandbox: bool = True,
+    margin: str | None = None,
+    initial_cash: float | Mapping[str, float] | None = None,
+    config: Mapping[str, Any] | RunConfig | None = None,
+) -> Strategy:
+    """Load a strategy (bundled name or file path) and wire it to `mode`.
+
+    In Sim, `data` is a DataFrame, a CSV or Parquet path, or a dict from market to either;
+    without it Sim generates seeded bars. `initial_cash` is an amount of the cash currency or a
+    mapping from currency to amount (Sim and Paper; Live trades the account's own cash).
+    """
+    if not isinstance(mode, Sim | Paper | Live):
+        raise ConfigError(f"mode must be Sim(), Paper() or Live(), not {mode!r}")
+    if margin not in (None, "isolated"):
+        raise ConfigError(f"margin={margin!r} is not supported; use None (spot) or 'isolated'")
+    name, cls = load_strategy_class(name_or_path)
+    text = str(name_or_path)
+    source = str(Path(text).resolve()) if text.endswith(".py") or Path(text).exists() else text
+    s = cls()
+    wire(
+        s,
+        name=name,
+        source=source,
+        mode=mode,
+        data=data,
+        exchange=exchange or cls.exchange,
+        margin=margin if margin is not None else cls.margin,
+        sandbox=sandbox,
+        initial_cash=initial_cash,
+        config=RunConfig.from_mapping(config),
+    )
+    return s
+
+
+def wire(
+    s: Strategy,
+    *,
+    name: str,
+    source: str,
+    mode: Mode,
+    data: Any,
+    exchange: str,
+    margin: str | None,
+    sandbox: bool,
+    initial_cash: float | Mapping[str, float] | None,
+    config: RunConfig,
+) -> Runtime:
+    """Wire `s` to `mode`: the one place a strategy's runtime is assembled (module docstring).
+    Nothing touches the network here; Live refuses missing credentials at once."""
+    cls = type(s)
+    if isinstance(mode, Live):
+        _require_credentials(exchange, margin)
+    symbols = [normalize_symbol(m, margin) for m in (config.markets or cls.markets)]
+    if not symbols:
+        raise ConfigError(f"strategy {name!r} lists no markets; set markets = ['BTC/USDT']")
+    bars = None
+    if isinstance(mode, Sim):
+        bars = _sim_bars(name, cls.timeframe, mode, data, symbols, margin)
+    markets = _markets(exchange, margin, symbols, bars)
+    first = markets[symbols[0]]
+    rt = build_runtime(
+        name=name,
+        mode=mode,
+        config=config,
+        exchange_id=exchange,
+        margin=margin,
+        markets=markets,
+        cash_currency=config.cash_currency or first.get("settle") or first["quote"],
+        source=source,
+        timeframe=cls.timeframe,
+        warmup=cls.warmup,
+    )
+    rt.strategy = s
+    s._rt = rt
+    if isinstance(mode, Live):
+        _plug_live(rt, mode, exchange, margin, sandbox)
+    else:
+        cash = _initial_cash(initial_cash, cls.initial_cash, rt.cash_currency)
+        if bars is not None:
+            _plug_sim(rt, mode, bars, markets, cash, exchange, margin)  # type: ignore[arg-type]
+        else:
+            _plug_paper(rt, mode, markets, cash, exchange, margin, sandbox)  # type: ignore[arg-type]
+    if config.trace:
+        account = {"Sim": "sim", "Paper": "paper"}.get(type(mode).__name__)
+        account = account or ("sandbox" if sandbox else "live")
+        rt.recorder = open_recorder(config.trace_root, exchange, account, name, fsync=config.fsync)
+    if not isinstance(mode, Live):  # Live starts its run at `start`, after replaying its trace
+        _start_simulated_account(rt, float(config.leverage or cls.leverage))
+    return rt
+
+
+def normalize_symbol(symbol: str, margin: str | None) -> str:
+    """A margin strategy's "BTC/USDT" is the linear perpetual "BTC/USDT:USDT"."""
+    if margin and ":" not in symbol:
+        quote = symbol.split("/")[1]
+        return f"{symbol}:{quote}"
+    return symbol
+
+
+def _require_credentials(exchange: str, margin: str | None) -> None:
+    account_id = markets_exchange(exchange, margin) if exchange == "binance" else exchange
+    missing = [
+        f"VIGIL_{account_id.upper()}_{what}"
+        for what in ("API_KEY", "SECRET")
+        if not os.environ.get(f"VIGIL_{account_id.upper()}_{what}")
+    ]
+    if missing:
+        raise ConfigError(
+            f"Live mode on {account_id} needs credentials: set {' and '.join(missing)} in the "
+            "environment (never in strategy files); `vigil exchange serve` prints them for the "
+            "loopback exchange"
+        )
+
+
+def _sim_bars(
+    name: str, timeframe: str, mode: Sim, data: Any, symbols: list[str], margin: str | None
+) -> Bars:
+    if data is None:
+        data = generate_bars(symbols, mode.bars, timeframe=timeframe, seed=mode.seed)
+    elif isinstance(data, Mapping):
+        data = {normalize_symbol(str(k), margin): v for k, v in data.items()}
+    bars = load_bars(data, symbols)
+    if bars.timeframe_ns != timeframe_ns(timeframe):
+        log.warning(
+            "strategy %s has timeframe %s but its data has %d s bars; ticking once per bar",
+            name,
+            timeframe,
+            bars.timeframe_ns // 1_000_000_000,
+        )
+    if len(bars.time_ns) < 1:
+        raise ConfigError(f"strategy {name!r}: the data has no bars")
+    return bars
+
+
+def _markets(
+    exchange: str, margin: str | None, symbols: list[str], bars: Bars | None
+) -> dict[str, dict[str, Any]]:
+    """Each market from the offline snapshot (Live and Paper replace it with the exchange's own
+    rules at start); one it lacks is synthetic, scaled from the data's first close in Sim."""
+    source = markets_exchange(exchange, margin)
+    markets: dict[str, dict[str, Any]] = {}
+    for sym in symbols:
+        try:
+            markets[sym] = market_for(source, sym)
+        except ConfigError:
+            price = float(bars.columns[sym]["close"][0]) if bars is not None else 1.0
+            markets[sym] = synthetic_market(sym, price=price, contract=bool(margin))
+    return markets
+
+
+def _initial_cash(
+    initial_cash: float | Mapping[str, float] | None, default: float, currency: str
+) -> dict[str, float]:
+    if initial_cash is None:
+        cash = {currency: float(default)}
+    elif isinstance(initial_cash, Mapping):
+        cash = {str(c): float(v) for c, v in initial_cash.items()}
+    else:
+        cash = {currency: float(initial_cash)}
+    for c, amount in cash.items():
+        if not (amount >= 0 and np.isfinite(amount)):
+            raise ConfigError(f"initial cash {amount!r} {c} must be finite and not negative")
+    return cash
+
+
+def _plug_sim(
+    rt: Runtime,
+    mode: Sim,
+    bars: Bars,
+    markets: dict[str, dict[str, Any]],
+    cash: dict[str, float],
+    exchange: str,
+    margin: str | None,
+) -> None:
+    cursor = Cursor(0)
+    for ai in rt.universe:
+        ai.ohlcv = BarWindow(bars.time_ns, bars.columns[ai.symbol], cursor)
+    sim_exchange = SimExchange(
+        markets,
+        BarFeed(bars, cursor),
+        balances=cash,
+        margin=margin,
+        fill_model=mode.fill_model,
+        exchange_id=exchange,
+    )
+    rt.initial_cash = dict(cash)
+    rt.exchange = sim_exchange
+    cursor.n = min(max(rt.strategy_warmup, 1), len(bars.time_ns))
+    driver = SimDriver(rt, bars, cursor, sim_exchange)
+    rt.driver = driver
+    rt.bar_history = driver
+    sim_exchange.add_listener(rt.on_exchange)
+
+
+def _plug_paper(
+    rt: Runtime,
+    mode: Paper,
+    markets: dict[str, dict[str, Any]],
+    cash: dict[str, float],
+    exchange: str,
+    margin: str | None,
+    sandbox: bool,
+) -> None:
+    paper = PaperExchange(markets, PaperFeed(), balances=cash, margin=margin, exchange_id=exchange)
+    rt.initial_cash = dict(cash)
+    rt.exchange = paper
+    paper.add_listener(rt.on_exchange)
+
+    def open_market() -> Any:
+        # Public endpoints need no keys: whatever is in the environment is not used here.
+        return CcxtExchange.open(
+            exchange, sandbox=sandbox, margin=margin, env=_public_env(exchange, margin)
+        )
+
+    rt.driver = PaperDriver(rt, mode, open_market=open_market, paper=paper)
+
+
+def _plug_live(rt: Runtime, mode: Live, exchange: str, margin: str | None, sandbox: bool) -> None:
+    assets = list(rt.universe)
+    if margin:
+        rt.balance_scope = {ai.settle for ai in assets}
+    else:
+        rt.balance_scope = {c for ai in assets for c in (ai.base, ai.quote)}
+        rt.balance_scope.add(rt.cash_currency)
+    rt.state.account_from_reports = True
+
+    def open_exchange() -> Any:
+        return CcxtExchange.open(exchange, sandbox=sandbox, margin=margin)
+
+    rt.driver = LiveDriver(rt, mode, open_exchange=open_exchange, watcher_config=mode.watchers)
+
+
+def _start_simulated_account(rt: Runtime, leverage: float) -> None:
+    """Open a Sim or Paper run: its starting cash and leverage, recorded like exchange reports."""
+    rt.record_run_start(fresh=True)
+    now = rt.now_ms()
+    for currency, amount in sorted(rt.initial_cash.items()):
+        # Stamped at the epoch: the starting cash, before every fill of the run.
+        rt.emit(BalanceUpdated(currency, amount, 0))
+    if rt.margin:
+        ledger = rt.exchange.ledger
+        for ai in rt.universe:
+            apply(ledger, LeverageChanged(ai.symbol, leverage, now))
+            rt.emit(LeverageChanged(ai.symbol, leverage, now))
+
+
+def _public_env(exchange: str, margin: str | None) -> dict[str, str]:
+    """The environment for the market-data connection: the URL override only, no keys."""
+    names = {exchange.upper(), "BINANCEUSDM" if margin else exchange.upper()}
+    return {k: v for k, v in os.environ.items() if any(k == f"VIGIL_{n}_URL" for n in names)}

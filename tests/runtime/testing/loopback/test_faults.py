@@ -1,0 +1,151 @@
+"""Fault knobs: latency, 5xx, 429/418 with Retry-After, lost order replies, dropped sockets,
+paused user data."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+
+import ccxt.async_support as ccxt
+import pytest
+
+from runtime.testing.loopback import Faults, LoopbackExchange
+from tests.runtime.testing.loopback.support import (
+    BTC,
+    opened,
+    pro_spot,
+    raw,
+    run,
+    spot,
+    until,
+)
+
+
+def test_added_latency_delays_every_reply(loopback: LoopbackExchange) -> None:
+    async def go() -> float:
+        async with opened(spot(loopback)) as b:
+            loopback.faults.latency_ms = 150
+            started = time.perf_counter()
+            await b.fetch_balance()
+            return time.perf_counter() - started
+
+    assert run(go()) >= 0.15
+    loopback.faults.latency_ms = 0
+
+
+def test_5xx_on_the_next_k_requests_then_service_again(loopback: LoopbackExchange) -> None:
+    async def go() -> dict:
+        async with opened(spot(loopback)) as b:
+            loopback.faults.fail_next(2, status=503)
+            for _ in range(2):
+                with pytest.raises(ccxt.ExchangeNotAvailable):
+                    await b.fetch_balance()
+            loopback.faults.fail_next(1, status=500)
+            with pytest.raises(ccxt.NetworkError):
+                await b.fetch_open_orders(BTC)
+            return await b.fetch_balance()
+
+    assert run(go())["USDT"]["total"] == 100_000.0
+
+
+def test_429_carries_retry_after_and_an_early_retry_is_banned(loopback: LoopbackExchange) -> None:
+    loopback.faults.rate_limit_next(1, retry_after_s=1)
+    status, headers, body = raw(loopback, "GET", "/api/v3/account")
+    assert (status, headers["Retry-After"], body["code"]) == (429, "1", -1003)
+    status, headers, body = raw(loopback, "GET", "/api/v3/account")  # did not wait
+    assert status == 418
+    assert int(headers["Retry-After"]) >= 1
+    time.sleep(1.05)  # honour Retry-After: the next request is served
+    assert raw(loopback, "GET", "/api/v3/account")[0] == 200
+
+
+def test_ccxt_sees_the_rate_limit_and_its_retry_after(loopback: LoopbackExchange) -> None:
+    async def go() -> dict:
+        async with opened(spot(loopback)) as b:
+            loopback.faults.rate_limit_next(1, retry_after_s=0)
+            with pytest.raises(ccxt.DDoSProtection, match="429"):
+                await b.fetch_balance()
+            headers = dict(b.last_response_headers)
+            loopback.faults.rate_limit_next(1, retry_after_s=0, status=418)
+            with pytest.raises(ccxt.DDoSProtection, match="418"):
+                await b.fetch_balance()
+            return headers
+
+    assert run(go())["Retry-After"] == "0"
+
+
+@pytest.mark.parametrize("mode", ["close", "500"])
+def test_lost_order_reply_leaves_the_order_and_lookup_by_client_id_finds_it(
+    loopback: LoopbackExchange, mode: str
+) -> None:
+    cid = f"vigil-lost-{mode}"
+
+    async def go() -> tuple[dict, list]:
+        async with opened(spot(loopback)) as b:
+            loopback.faults.drop_next_order_response(mode=mode)
+            with pytest.raises(ccxt.NetworkError):
+                await b.create_order(BTC, "limit", "buy", 0.01, 59_000.0, {"clientOrderId": cid})
+            found = await b.fetch_order("", BTC, {"clientOrderId": cid})
+            return found, await b.fetch_open_orders(BTC)
+
+    found, open_orders = run(go())
+    assert found["clientOrderId"] == cid
+    assert found["status"] == "open"
+    assert [o["id"] for o in open_orders] == [found["id"]]  # placed exactly once
+
+
+def test_closing_every_websocket_rejects_watchers_and_they_can_reconnect(
+    loopback: LoopbackExchange,
+) -> None:
+    async def go() -> dict:
+        async with opened(pro_spot(loopback)) as p:
+            first = copy.deepcopy(await asyncio.wait_for(p.watch_ticker(BTC), 5))
+            pending = asyncio.ensure_future(p.watch_trades(BTC))
+            await until(lambda: loopback.stream_listeners("btcusdt@trade") == 1)
+            loopback.faults.close_websockets()
+            with pytest.raises(ccxt.NetworkError):
+                await asyncio.wait_for(pending, 5)
+            await until(lambda: loopback.stream_listeners("btcusdt@trade") == 0)
+            again = await asyncio.wait_for(p.watch_ticker(BTC), 5)  # ccxt.pro reconnects
+            return {"first": first, "again": again}
+
+    out = run(go())
+    assert out["first"]["last"] == out["again"]["last"] == 60_000.0
+
+
+def test_paused_user_data_is_delivered_in_order_afterwards(loopback: LoopbackExchange) -> None:
+    async def go() -> tuple[float, list]:
+        async with opened(pro_spot(loopback)) as p:
+            watch = asyncio.ensure_future(p.watch_orders(BTC))
+            await until(lambda: loopback.user_data_listeners("spot") == 1)
+            await asyncio.sleep(0.05)
+            loopback.faults.pause_user_data(0.4)
+            started = time.perf_counter()
+            placed = await p.create_order(BTC, "market", "buy", 0.01)
+            await asyncio.sleep(0.2)
+            assert not watch.done()  # held back
+            orders = await asyncio.wait_for(watch, 5)
+            waited = time.perf_counter() - started
+            assert orders[0]["id"] == placed["id"]
+            return waited, loopback.user_events("spot")
+
+    waited, events = run(go())
+    assert waited >= 0.35
+    reports = [e for e in events if e["e"] == "executionReport"]
+    assert [e["x"] for e in reports] == ["NEW", "TRADE"]
+
+
+def test_faults_validate_their_knobs() -> None:
+    faults = Faults()
+    with pytest.raises(ValueError, match="5xx"):
+        faults.fail_next(1, status=404)
+    with pytest.raises(ValueError, match="whole number of seconds"):
+        faults.rate_limit_next(1, retry_after_s=0.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="mode"):
+        faults.drop_next_order_response(mode="later")
+    with pytest.raises(RuntimeError, match="not running"):
+        faults.close_websockets()
+    faults.fail_next(3)
+    faults.reset()
+    assert faults.take_request_fault() is None
