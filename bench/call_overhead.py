@@ -106,26 +106,41 @@ def bare_client(cls: type, env: dict[str, str]) -> Any:
     return point_ccxt_at(cls(config), env["VIGIL_BINANCE_URL"])
 
 
+async def create_order_latencies(
+    create_order: Callable[..., Awaitable[dict[str, Any]]],
+    sleep: Callable[[float], Awaitable[object]],
+    n: int,
+    warmup: int,
+    amount: float,
+    gap_s: float,
+) -> list[float]:
+    """Times of ``create_order`` for the timed orders, the same loop under asyncio (bare ccxt)
+    and trio (the bridge), so the two differ only in the client; ``sleep`` is the loop's own."""
+    out: list[float] = []
+    for i in range(warmup + n):
+        started = time.perf_counter()
+        order = await create_order(SYMBOL, "market", side(i), amount)
+        elapsed = time.perf_counter() - started
+        if order["status"] != "closed":
+            raise RuntimeError(f"a market order did not close: {order}")
+        if i >= warmup:
+            out.append(elapsed)
+        await sleep(gap_s)
+    return out
+
+
 # The baseline: bare ccxt under asyncio.
 async def bare_latencies(
     env: dict[str, str], n: int, warmup: int, amount: float, gap_s: float
 ) -> list[float]:
     ex = bare_client(ccxt_async.binance, env)
-    out: list[float] = []
     try:
         await ex.load_markets()
-        for i in range(warmup + n):
-            started = time.perf_counter()
-            order = await ex.create_order(SYMBOL, "market", side(i), amount)
-            elapsed = time.perf_counter() - started
-            if order["status"] != "closed":
-                raise RuntimeError(f"a market order did not close: {order}")
-            if i >= warmup:
-                out.append(elapsed)
-            await asyncio.sleep(gap_s)
+        return await create_order_latencies(
+            ex.create_order, asyncio.sleep, n, warmup, amount, gap_s
+        )
     finally:
         await ex.close()
-    return out
 
 
 async def pro_latencies(
@@ -181,20 +196,10 @@ async def pro_latencies(
 async def bridge_latencies(
     env: dict[str, str], n: int, warmup: int, amount: float, gap_s: float
 ) -> list[float]:
-    out: list[float] = []
     async with CcxtExchange.open(
         "binance", sandbox=False, env=env, rate_limit=RateLimit(rate_per_s=math.inf)
     ) as ex:
-        for i in range(warmup + n):
-            started = time.perf_counter()
-            order = await ex.create_order(SYMBOL, "market", side(i), amount)
-            elapsed = time.perf_counter() - started
-            if order["status"] != "closed":
-                raise RuntimeError(f"a market order did not close: {order}")
-            if i >= warmup:
-                out.append(elapsed)
-            await trio.sleep(gap_s)
-    return out
+        return await create_order_latencies(ex.create_order, trio.sleep, n, warmup, amount, gap_s)
 
 
 # `call` in Live mode.

@@ -21,9 +21,9 @@ import trio
 
 from runtime import Sim, start, strategy
 from runtime.exchanges._markets import market_for
+from runtime.exchanges.ccxt._precision import truncate_to_step
 from runtime.exchanges.sim._exchange import FillModel
 from runtime.model._bars import generate_bars
-from runtime.model._precision import truncate_to_step
 
 HERE = Path(__file__).resolve().parent
 SYMBOL = "BTC/USDT"

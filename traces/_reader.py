@@ -712,6 +712,20 @@ def read_trace(
     return _frame(out, view.symbols)
 
 
+def _rows(cols: Mapping[str, Any]) -> Iterator[tuple[int, int, int, int, int, Any]]:
+    """The rows of columns read with every field, as ``(seq, ts_ns, ts_exchange_ns, kind,
+    asset, payload)`` tuples of Python values (payloads decoded, all at once)."""
+    return zip(
+        cols["seq"].tolist(),
+        cols["ts_ns"].tolist(),
+        cols["ts_exchange_ns"].tolist(),
+        cols["kind"].tolist(),
+        cols["asset"].tolist(),
+        cols["payload"].decode_all(),
+        strict=True,
+    )
+
+
 def _kind_name(code: int) -> str:
     try:
         return Kind(code).name
@@ -727,8 +741,7 @@ def tail_records(path: str | Path, n: int = 10) -> list[dict[str, Any]]:
         raise ConfigError(f"n={n}: the number of events must be >= 0")
     view = open_view(path)
     total = view.total
-    cols = view.read(max(0, total - n), total)
-    payloads = cols["payload"].decode_all()
+    rows = _rows(view.read(max(0, total - n), total))
     symbols = view.symbols
     with gc_paused():
         return [
@@ -740,15 +753,7 @@ def tail_records(path: str | Path, n: int = 10) -> list[dict[str, Any]]:
                 "asset": symbols[asset] if asset >= 0 else None,
                 "payload": payload,
             }
-            for seq, ts, tsx, kind, asset, payload in zip(
-                cols["seq"].tolist(),
-                cols["ts_ns"].tolist(),
-                cols["ts_exchange_ns"].tolist(),
-                cols["kind"].tolist(),
-                cols["asset"].tolist(),
-                payloads,
-                strict=True,
-            )
+            for seq, ts, tsx, kind, asset, payload in rows
         ]
 
 
@@ -883,17 +888,8 @@ def iter_events(
         lo, hi = chosen.start_seq, chosen.end_seq
     symbols = view.symbols
     for start in range(lo, hi, block_rows):
-        cols = view.read(start, min(hi, start + block_rows))
-        payloads = cols["payload"].decode_all()
-        for seq, ts, tsx, code, asset, payload in zip(
-            cols["seq"].tolist(),
-            cols["ts_ns"].tolist(),
-            cols["ts_exchange_ns"].tolist(),
-            cols["kind"].tolist(),
-            cols["asset"].tolist(),
-            payloads,
-            strict=True,
-        ):
+        block = _rows(view.read(start, min(hi, start + block_rows)))
+        for seq, ts, tsx, code, asset, payload in block:
             try:
                 kind = Kind(code)
             except ValueError:

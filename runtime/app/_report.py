@@ -35,8 +35,8 @@ import pandas as pd
 from runtime._errors import ConfigError, TraceError
 from runtime.engine._engine import BalanceUpdated, Event, OrderFilled, PositionUpdated, State
 from runtime.engine._replay import runtime_from_start
-from runtime.engine._replica import Replica
-from runtime.engine._results import compute_stats, trades_frame
+from runtime.engine._replica import Replica, settles_fills
+from runtime.engine._results import account_mark, compute_stats, trades_frame
 from runtime.engine._strategy import Strategy, runtime_of
 from runtime.model._assets import AssetInstance
 from runtime.model._bars import OHLCV, timeframe_ns
@@ -270,13 +270,7 @@ class _Mark(NamedTuple):
 
 
 def _mark(state: State, ts_ns: int) -> _Mark:
-    positions: dict[str, tuple[float, float]] = {}
-    for sym, ai in state.assets.items():
-        if ai.long is not None:
-            positions[sym] = (ai.long.contracts, ai.long.entry_price)
-        elif ai.short is not None:
-            positions[sym] = (-ai.short.contracts, ai.short.entry_price)
-    return _Mark(ts_ns, {c: b.total for c, b in state.balances.items()}, positions)
+    return _Mark(ts_ns, *account_mark(state))
 
 
 def report_from_trace(path: str | Path, run: int | str = -1) -> Report:
@@ -299,7 +293,9 @@ def report_from_trace(path: str | Path, run: int | str = -1) -> Report:
 
     rt = runtime_from_start(head, path)
     state, assets = rt.state, rt.state.assets
-    replica.replay(state, lo, run_lo)  # earlier runs of a restart: the state this run began in
+    settle = settles_fills(head)
+    # Earlier runs of a restart: the state this run began in.
+    replica.replay(state, lo, run_lo, settle_fills=settle)
     initial = _mark(state, run_start_ns)
     marks: list[_Mark] = []
     run_trades: set[str] = set()
@@ -315,7 +311,7 @@ def report_from_trace(path: str | Path, run: int | str = -1) -> Report:
         if isinstance(event, OrderFilled) and result is not None:
             run_trades.add(event.trade_id)
 
-    replica.replay(state, run_lo, hi, on_event=mark)
+    replica.replay(state, run_lo, hi, on_event=mark, settle_fills=settle)
 
     stop_ns = runs[chosen].stopped_ns
     bars, tf_ns = _read_bars(path, head, lo, hi, run_start_ns, stop_ns)

@@ -10,10 +10,15 @@ Accounting rules:
   reverse. The fee is taken from its own currency's balance. An open buy commits quote
   (`amount × price × (1 + taker)`), an open sell commits base (`amount`); a fill releases the
   commitment pro rata, and the order's end releases what is left.
-* **Reports.** A `BalanceUpdated` or `PositionUpdated` from the exchange sets the numbers
-  outright; one older than the newest applied is ignored. In Live accounts
-  (`State.account_from_reports`) only reports move balances and positions; fills move orders
-  and the trade history. In Sim and Paper fills move everything.
+* **Reports.** Balances and positions move only by the exchange's reports, in every mode: a
+  `BalanceUpdated` or `PositionUpdated` sets the numbers outright, and one older than the
+  newest applied is ignored. Fills move orders, commitments and the trade history. The
+  simulated exchange reports its ledger after each fill as a real exchange does, so Sim, Paper
+  and Live share this one accounting path.
+* **The exchange's ledger.** `settle_fill` is the exchange's side of a fill: how it moves the
+  account's balances and positions. The simulated exchange keeps its ledger with it, and replay
+  uses it for traces written before balance reports (their runs lack
+  ``"account_from_reports"``).
 * **Margin** (isolated, one-way). A fill in the position's direction grows it at the weighted
   entry price and moves `size × price / leverage` into position margin; a fill against it
   realises `±size × (price − entry)` into the settle balance and releases margin pro rata; a fill
@@ -179,9 +184,6 @@ class State:
         # must not overwrite it.
         self.balance_as_of: dict[str, int] = {}
         self.position_as_of: dict[str, int] = {}
-        # Live: balances and positions come only from the exchange's reports (the truth);
-        # fills move orders and trade history. Sim and Paper: fills move everything.
-        self.account_from_reports = False
         self.balance_reports = 0  # reports applied so far (Live waits on them)
         self.position_reports = 0
 
@@ -363,14 +365,6 @@ def _apply_filled(state: State, e: OrderFilled) -> Trade | None:
     remaining_before = order.remaining
     if order.committed > 0 and remaining_before > 0:
         _release(state, ai, order, order.committed * min(e.amount / remaining_before, 1.0))
-    if state.account_from_reports:
-        pass  # the exchange's balance and position reports carry this fill
-    elif ai.contract:
-        _margin_fill(state, ai, order, e)
-    else:
-        _spot_fill(state, ai, order, e)
-    if e.fee and not state.account_from_reports:
-        state.balance(e.fee_currency).total -= e.fee
     order.filled = clean(order.filled + e.amount)
     trade = Trade(
         id=e.trade_id,
@@ -389,6 +383,20 @@ def _apply_filled(state: State, e: OrderFilled) -> Trade | None:
     if order.status == OPEN and order.remaining <= _eps(order.amount):
         _close_order(state, ai, order, CLOSED)
     return trade
+
+
+def settle_fill(state: State, e: OrderFilled) -> None:
+    """The exchange's side of a fill that `apply` just recorded: move the balances (spot) or
+    the position and realised PnL (margin), and charge the fee. Only a ledger calls this: the
+    strategy's own state learns these numbers from the exchange's reports."""
+    ai = state.asset(e.symbol)
+    order = state.order(e.client_id)
+    if ai.contract:
+        _margin_fill(state, ai, order, e)
+    else:
+        _spot_fill(state, ai, order, e)
+    if e.fee:
+        state.balance(e.fee_currency).total -= e.fee
 
 
 def _apply_cancelled(state: State, e: OrderCancelled) -> Order:
@@ -530,4 +538,5 @@ __all__ = [
     "PositionUpdated",
     "State",
     "apply",
+    "settle_fill",
 ]

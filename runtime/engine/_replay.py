@@ -12,7 +12,7 @@ from typing import Any
 
 from runtime._errors import ConfigError, TraceError
 from runtime._progress import Progress
-from runtime.engine._replica import Replica
+from runtime.engine._replica import Replica, settles_fills
 from runtime.engine._runtime import Runtime, build_runtime
 from runtime.engine._strategy import Strategy, load_strategy_class
 from runtime.model._modes import RunConfig, Sim
@@ -72,7 +72,6 @@ def runtime_from_start(start: dict[str, Any], path: Path) -> Runtime:
         source=start.get("source"),
         timeframe=str(start.get("timeframe") or "1m"),
     )
-    rt.state.account_from_reports = bool(start.get("account_from_reports", False))
     rt.driver = ReplayClock()
     return rt
 
@@ -102,7 +101,14 @@ def replay_from_trace(
     s._rt = rt
     lo, hi = runs[first].start_seq, runs[chosen].end_seq
     bar = Progress(hi - lo, unit="events") if progress else None
-    replica.replay(rt.state, lo, hi, stop_seq=runs[chosen].stop_seq, progress=bar)
+    replica.replay(
+        rt.state,
+        lo,
+        hi,
+        stop_seq=runs[chosen].stop_seq,
+        progress=bar,
+        settle_fills=settles_fills(start),
+    )
     if bar is not None:
         bar.finish(hi - lo)
     rt.continue_client_ids(replica.client_seq)

@@ -16,14 +16,23 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 import numpy as np
 
 from runtime._errors import ReplayMismatch, TraceError
 from runtime._progress import Progress
-from runtime.engine._engine import Event, State, apply, digest, event_from_dict
+from runtime.engine._engine import (
+    Event,
+    OrderFilled,
+    State,
+    apply,
+    digest,
+    event_from_dict,
+    settle_fill,
+)
+from runtime.model._orders import Trade
 from traces import STATE_KINDS, Kind, RunInfo, open_view, runs_of
 from traces._codec import gc_paused
 
@@ -152,9 +161,11 @@ class Replica:
         stop_seq: int | None = None,
         progress: Progress | None = None,
         on_event: OnEvent | None = None,
+        settle_fills: bool = False,
     ) -> None:
         """Apply the engine events of seqs [lo, hi) to `state`, checking that no seq is
-        missing, each recorded digest, and at `stop_seq` the recorded snapshot."""
+        missing, each recorded digest, and at `stop_seq` the recorded snapshot.
+        `settle_fills` (see `settles_fills`) moves balances by fills as the exchange did."""
         path = self.path
         unpackb = msgpack.unpackb
         expected = lo
@@ -186,6 +197,8 @@ class Replica:
                         try:
                             event = event_from_dict(payload)
                             result = apply(state, event)
+                            if settle_fills and isinstance(result, Trade):
+                                settle_fill(state, cast(OrderFilled, event))
                         except Exception as exc:
                             raise ReplayMismatch(
                                 f"trace {path}: event {seq} ({Kind(code).name}) cannot be "
@@ -228,6 +241,12 @@ class Replica:
             f"trace {self.path}: {what} (seq {before} is followed by {after}); the trace is "
             "damaged: replay stops rather than guess the state"
         )
+
+
+def settles_fills(start: dict[str, Any]) -> bool:
+    """Whether a run's fills must be settled on replay: runs recorded before the simulated
+    exchange reported its balances and positions (no "account_from_reports" in RUN_STARTED)."""
+    return not start.get("account_from_reports", False)
 
 
 def check_snapshot(state: State, payload: Any, seq: int, path: Path) -> None:

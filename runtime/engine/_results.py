@@ -16,12 +16,25 @@ import pandas as pd
 from runtime._errors import ConfigError
 
 if TYPE_CHECKING:
+    from runtime.engine._engine import State
     from runtime.engine._strategy import Strategy
     from runtime.model._assets import Cursor
     from runtime.model._bars import Bars
 
 # (bar index, balance totals, positions as (signed contracts, entry price)) after a fill.
 Mark = tuple[int, dict[str, float], dict[str, tuple[float, float]]]
+
+
+def account_mark(state: State) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """Balance totals, and each position as (signed contracts, entry price): what equity is
+    valued from between fills."""
+    positions: dict[str, tuple[float, float]] = {}
+    for sym, ai in state.assets.items():
+        if ai.long is not None:
+            positions[sym] = (ai.long.contracts, ai.long.entry_price)
+        elif ai.short is not None:
+            positions[sym] = (-ai.short.contracts, ai.short.entry_price)
+    return {c: b.total for c, b in state.balances.items()}, positions
 
 
 class BarHistory(Protocol):

@@ -145,7 +145,8 @@ class Runtime:
         # Short, stable tag: client ids stay within Binance's 36 characters for any name.
         self._tag = format(zlib.crc32(name.encode()) & 0xFFFFFF, "06x")
         self._asset_index = {sym: i for i, sym in enumerate(universe.keys())}
-        self.on_fill: Callable[[AssetInstance, Trade], None] | None = None
+        # Called after each balance or position report is applied (Sim marks its equity).
+        self.on_account: Callable[[], None] | None = None
         self.strategy: Strategy | None = None
         self.source = name
         self.timeframe = "1m"
@@ -171,7 +172,10 @@ class Runtime:
                 "cash_currency": self.cash_currency,
                 "timeframe": self.timeframe,
                 "market_defs": {ai.symbol: ai.market for ai in self.universe},
-                "account_from_reports": self.state.account_from_reports,
+                # Balances and positions come from the exchange's reports (the replica settles
+                # fills itself for runs without this: traces from before the simulated
+                # exchange reported its ledger).
+                "account_from_reports": True,
             },
             durable=True,
         )
@@ -231,10 +235,7 @@ class Runtime:
             ts_exchange_ms=getattr(event, "timestamp", None),
         )
         if isinstance(result, Trade):
-            ai = self.state.assets[result.order.symbol]
-            if self.on_fill is not None:
-                self.on_fill(ai, result)
-            self._hooks.append((ai, result))
+            self._hooks.append((self.state.assets[result.order.symbol], result))
         return result
 
     def on_exchange(self, kind: str, payload: Any, *, tag: Kind | None = None) -> None:
@@ -273,6 +274,8 @@ class Runtime:
         result = self.emit(event, durable=True, kind=tag)
         if isinstance(event, BalanceUpdated | PositionUpdated):
             self._account_changed()
+            if self.on_account is not None:
+                self.on_account()
         return result
 
     def _account_changed(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import importlib.util
 import inspect
 import sys
@@ -116,8 +117,12 @@ class Strategy:
 
 def bundled_strategies() -> list[str]:
     """Names of the strategies shipped in the `strategies` package."""
-    folder = Path(__file__).resolve().parent.parent / "strategies"
-    return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+    folder = importlib.resources.files("strategies")
+    return sorted(
+        p.name.removesuffix(".py")
+        for p in folder.iterdir()
+        if p.name.endswith(".py") and not p.name.startswith("_")
+    )
 
 
 def load_strategy_class(name_or_path: str | Path) -> tuple[str, type[Strategy]]:

@@ -47,11 +47,22 @@ PERPETUAL_DELIVERY_MS: Final = 4_133_404_800_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SpotSymbol:
-    """One spot symbol's trading rules; decimals are strings, as Binance sends them."""
+class _Symbol:
+    """What spot symbols and perpetuals share: the two assets, which make Binance's id."""
 
     base: str
     quote: str
+
+    @property
+    def id(self) -> str:
+        """Binance's symbol id, e.g. ``"BTCUSDT"``."""
+        return self.base + self.quote
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpotSymbol(_Symbol):
+    """One spot symbol's trading rules; decimals are strings, as Binance sends them."""
+
     tick_size: str
     min_price: str
     max_price: str
@@ -64,22 +75,15 @@ class SpotSymbol:
     margin: bool = True
 
     @property
-    def id(self) -> str:
-        """Binance's symbol id, e.g. ``"BTCUSDT"``."""
-        return self.base + self.quote
-
-    @property
     def symbol(self) -> str:
         """ccxt's unified symbol, e.g. ``"BTC/USDT"``."""
         return f"{self.base}/{self.quote}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FuturesSymbol:
+class FuturesSymbol(_Symbol):
     """One USDⓈ-M perpetual's trading rules; decimals are strings, as Binance sends them."""
 
-    base: str
-    quote: str
     price_precision: int
     quantity_precision: int
     tick_size: str
@@ -95,11 +99,6 @@ class FuturesSymbol:
     liquidation_fee: str = "0.015000"
     market_take_bound: str = "0.10"
     trigger_protect: str = "0.1000"
-
-    @property
-    def id(self) -> str:
-        """Binance's symbol id, e.g. ``"BTCUSDT"``."""
-        return self.base + self.quote
 
     @property
     def symbol(self) -> str:

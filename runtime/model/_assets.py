@@ -16,8 +16,11 @@ import numpy as np
 import pandas as pd
 
 from runtime._errors import ConfigError
+
+# ccxt's own rounding (DESIGN §5: only the ccxt package imports ccxt), so local checks agree
+# with what ccxt sends; a leaf module that imports nothing else of the project.
+from runtime.exchanges.ccxt._precision import round_to_tick, truncate_to_step
 from runtime.model._orders import Order, Trade
-from runtime.model._precision import round_to_tick, truncate_to_step
 
 LONG = "long"
 SHORT = "short"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from runtime._progress import Progress
+from runtime.engine._results import Mark, account_mark
 from runtime.engine._runtime import Runtime
 from runtime.exchanges.sim._exchange import Bar, SimExchange
 from runtime.model._assets import OHLCV, AssetInstance, Cursor
@@ -92,27 +93,24 @@ class SimDriver(SimulatedSends):
         self.feed: BarFeed = exchange.feed  # type: ignore[assignment]
         self.n_total = len(bars.time_ns)
         self.tick_times = (bars.time_ns + bars.timeframe_ns).view("datetime64[ns]")
-        # (bar index, balances, positions) after each fill: the equity curve's breakpoints.
-        self.marks: list[tuple[int, dict[str, float], dict[str, tuple[float, float]]]] = []
+        # The account after each fill, at its bar: the equity curve's breakpoints.
+        self.marks: list[Mark] = []
         self.start_index = cursor.n
         self.end_index = cursor.n
         self.bars_recorded = 0  # bars [0, bars_recorded) are in the trace as BARS blocks
         self.progress: Progress | None = None  # set by the CLI on a terminal
-        rt.on_fill = self._mark
+        rt.on_account = self._mark
 
     def now_ms(self) -> int:
         return self.feed.now_ms()
 
-    def _mark(self, ai: AssetInstance, trade: Any) -> None:
-        state = self.rt.state
-        positions: dict[str, tuple[float, float]] = {}
-        for sym, a in state.assets.items():
-            if a.long is not None:
-                positions[sym] = (a.long.contracts, a.long.entry_price)
-            elif a.short is not None:
-                positions[sym] = (-a.short.contracts, a.short.entry_price)
-        totals = {c: b.total for c, b in state.balances.items()}
-        self.marks.append((self.cursor.n - 1, totals, positions))
+    def _mark(self) -> None:
+        """After an account report: the latest one of a bar stands for that bar."""
+        mark = (self.cursor.n - 1, *account_mark(self.rt.state))
+        if self.marks and self.marks[-1][0] == mark[0]:
+            self.marks[-1] = mark
+        else:
+            self.marks.append(mark)
 
     def record_bar_blocks(self) -> None:
         """Record the bars seen since the last block, one BARS event per market, so a trace

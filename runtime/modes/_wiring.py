@@ -116,6 +116,12 @@ def wire(
     )
     rt.strategy = s
     s._rt = rt
+    # The currencies whose balance reports the strategy takes: an account holds others too.
+    if margin:
+        rt.balance_scope = {ai.settle for ai in rt.universe}
+    else:
+        rt.balance_scope = {c for ai in rt.universe for c in (ai.base, ai.quote)}
+        rt.balance_scope.add(rt.cash_currency)
     if isinstance(mode, Live):
         _plug_live(rt, mode, exchange, margin, sandbox)
     else:
@@ -260,14 +266,6 @@ def _plug_paper(
 
 
 def _plug_live(rt: Runtime, mode: Live, exchange: str, margin: str | None, sandbox: bool) -> None:
-    assets = list(rt.universe)
-    if margin:
-        rt.balance_scope = {ai.settle for ai in assets}
-    else:
-        rt.balance_scope = {c for ai in assets for c in (ai.base, ai.quote)}
-        rt.balance_scope.add(rt.cash_currency)
-    rt.state.account_from_reports = True
-
     def open_exchange() -> Any:
         return CcxtExchange.open(exchange, sandbox=sandbox, margin=margin)
 

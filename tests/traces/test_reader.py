@@ -214,7 +214,7 @@ def test_runs_and_replay_iteration(trace_path: Path) -> None:
     assert a[5].payload == trade(a[5].ts_ns)
     with pytest.raises(TraceError, match="has no run 'z'; its runs are: a, b, c"):
         list(iter_events(trace_path, run="z"))
-    with pytest.raises(TraceError, match="has 3 runs"):
+    with pytest.raises(TraceError, match=r"has 3 run\(s\), so run=5 does not exist"):
         list(iter_events(trace_path, run=5))
 
 

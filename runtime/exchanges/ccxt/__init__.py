@@ -28,8 +28,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from runtime.model._precision import round_to_tick as round_to_tick
-from runtime.model._precision import truncate_to_step as truncate_to_step
+from runtime.exchanges.ccxt._precision import round_to_tick as round_to_tick
+from runtime.exchanges.ccxt._precision import truncate_to_step as truncate_to_step
 
 if TYPE_CHECKING:
     from runtime.exchanges.ccxt._bridge import AsyncioBridge as AsyncioBridge

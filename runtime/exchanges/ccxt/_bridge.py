@@ -58,7 +58,6 @@ import socket
 import sys
 import threading
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any, Final, TypeVar, cast
 
 import outcome
@@ -99,7 +98,8 @@ class _Failure:
 _END: Final = _End()
 
 
-class AsyncioBridge:
+# trio's AsyncResource: ``async with`` closes the bridge with aclose() (entering starts it).
+class AsyncioBridge(trio.abc.AsyncResource):
     """An asyncio event loop on a helper thread, with trio-side entry points.
 
     ``start()`` launches the thread; ``aclose()`` cancels what is left on the loop, stops it and
@@ -184,14 +184,6 @@ class AsyncioBridge:
         if self._thread is None:
             self.start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def _main(self) -> None:
         loop = asyncio.SelectorEventLoop(_FlushingSelector(self._flush, self._take_submitted))

@@ -15,8 +15,7 @@ import os
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, TypedDict, Unpack
 
 import ccxt
 import ccxt.async_support
@@ -248,7 +247,22 @@ async def _set_margin_mode(client: Any, mode: str, symbol: str) -> dict[str, Any
     return result
 
 
-class CcxtExchange:
+class _ConnectOptions(TypedDict, total=False):
+    """The keyword arguments of :meth:`CcxtExchange.connect`, which :meth:`CcxtExchange.open`
+    passes on (defaults and meanings: see ``connect``)."""
+
+    sandbox: bool
+    margin: str | None
+    options: Mapping[str, Any] | None
+    config: Mapping[str, Any] | None
+    rate_limit: RateLimit | None
+    load_markets: bool
+    bridge: AsyncioBridge | None
+    env: Mapping[str, str] | None
+
+
+# trio's AsyncResource gives ``async with ex:``, which closes it with aclose().
+class CcxtExchange(trio.abc.AsyncResource):
     """One exchange account through ccxt, for trio code. Implements
     :class:`runtime.exchanges._interface.Exchange`, plus market data and ``watch_*`` streams.
 
@@ -384,30 +398,10 @@ class CcxtExchange:
     @classmethod
     @asynccontextmanager
     async def open(
-        cls,
-        exchange: str,
-        *,
-        sandbox: bool = True,
-        margin: str | None = None,
-        options: Mapping[str, Any] | None = None,
-        config: Mapping[str, Any] | None = None,
-        rate_limit: RateLimit | None = None,
-        load_markets: bool = True,
-        bridge: AsyncioBridge | None = None,
-        env: Mapping[str, str] | None = None,
+        cls, exchange: str, **options: Unpack[_ConnectOptions]
     ) -> AsyncIterator[CcxtExchange]:
         """``async with CcxtExchange.open(...) as ex``: :meth:`connect`, then :meth:`aclose`."""
-        ex = await cls.connect(
-            exchange,
-            sandbox=sandbox,
-            margin=margin,
-            options=options,
-            config=config,
-            rate_limit=rate_limit,
-            load_markets=load_markets,
-            bridge=bridge,
-            env=env,
-        )
+        ex = await cls.connect(exchange, **options)
         try:
             yield ex
         finally:
@@ -435,17 +429,6 @@ class CcxtExchange:
                     await release_shared_bridge(self.bridge)
 
     close = aclose  # the exchange interface's name
-
-    async def __aenter__(self) -> CcxtExchange:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

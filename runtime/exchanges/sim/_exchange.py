@@ -45,8 +45,9 @@ from runtime.engine._engine import (
     State,
     apply,
     commitment,
+    settle_fill,
 )
-from runtime.model._assets import LONG, AssetInstance, Balance
+from runtime.model._assets import LONG, SHORT, AssetInstance, Balance
 from runtime.model._modes import FillModel as FillModel
 from runtime.model._orders import CANCELED, EXPIRED, OPEN, Order
 
@@ -108,6 +109,7 @@ class SimExchange:
         self._margin_mode: dict[str, str] = {}
         # True when a new bar may change something: resting orders or open positions.
         self.has_work = False
+        self._reported_ms = 0  # time of the newest account report
 
     # Listeners: Sim applies events synchronously; streams (watch_*) are listeners too.
     def add_listener(self, listener: Listener) -> None:
@@ -511,26 +513,48 @@ class SimExchange:
         fee_rate = ai.taker if taker else ai.maker
         fee = amount * price * ai.contract_size * fee_rate
         trade_id = str(next(self._trade_ids))
-        apply(
-            self.ledger,
-            OrderFilled(
-                symbol=ai.symbol,
-                client_id=order.client_id,
-                trade_id=trade_id,
-                timestamp=now,
-                amount=amount,
-                price=price,
-                fee=fee,
-                fee_currency=ai.settle if ai.contract else ai.quote,
-                taker=taker,
-            ),
+        fill = OrderFilled(
+            symbol=ai.symbol,
+            client_id=order.client_id,
+            trade_id=trade_id,
+            timestamp=now,
+            amount=amount,
+            price=price,
+            fee=fee,
+            fee_currency=ai.settle if ai.contract else ai.quote,
+            taker=taker,
         )
+        sides = (ai.long is not None, ai.short is not None)
+        apply(self.ledger, fill)
+        settle_fill(self.ledger, fill)
         self._meta[order.client_id]["updated"] = now
         trade = self.trade_dict(order.fills[-1])
         self._trades.setdefault(ai.symbol, []).append(trade)
         self._refresh_work()
         self._emit("trade", trade)
         self._emit("order", self.order_dict(order))
+        self._report_account(ai, fill, sides, now)
+
+    def _report_account(
+        self, ai: AssetInstance, fill: OrderFilled, sides: tuple[bool, bool], now: int
+    ) -> None:
+        """Report what a fill changed, as an exchange's account stream does: the balances it
+        moved and, on a derivative, each side of the position that was or is open."""
+        # Never older than the last report: an older one would be ignored as stale (Paper's
+        # tape can stamp a fill before one already reported).
+        stamp = self._reported_ms = max(self._reported_ms, now)
+        if ai.contract:
+            for side, was_open in zip((LONG, SHORT), sides, strict=True):
+                if was_open or (ai.long if side == LONG else ai.short) is not None:
+                    self._emit("position", self.position_dict(ai, side, stamp))
+            currencies: tuple[str, ...] = (ai.settle,)
+        else:
+            currencies = (ai.base, ai.quote)
+        if fill.fee_currency not in currencies:
+            currencies = (*currencies, fill.fee_currency)
+        balances = self.ledger.balances
+        totals = {c: balances[c].total for c in currencies if c in balances}
+        self._emit("balance", {"total": totals, "timestamp": stamp, "info": {}})
 
     def _end(self, order: Order, status: str, now: int, reason: str) -> None:
         apply(self.ledger, OrderCancelled(order.symbol, order.client_id, now, status, reason))
@@ -611,9 +635,23 @@ class SimExchange:
             "info": {},
         }
 
-    def position_dict(self, ai: AssetInstance, side: str) -> dict[str, Any]:
+    def position_dict(self, ai: AssetInstance, side: str, now: int = 0) -> dict[str, Any]:
+        """The ccxt position of one side, as of `now` (default: its last change); a closed side
+        reports zero contracts."""
         pos = ai.long if side == LONG else ai.short
-        assert pos is not None
+        if pos is None:
+            return {
+                "symbol": ai.symbol,
+                "side": side,
+                "contracts": 0.0,
+                "entryPrice": 0.0,
+                "leverage": ai.leverage,
+                "initialMargin": 0.0,
+                "marginMode": "isolated",
+                "hedged": False,
+                "timestamp": now,
+                "info": {},
+            }
         return {
             "symbol": ai.symbol,
             "side": side,
@@ -630,7 +668,7 @@ class SimExchange:
             "unrealizedPnl": pos.unrealized_pnl,
             "marginMode": "isolated",
             "hedged": False,
-            "timestamp": pos.timestamp,
-            "datetime": iso8601(pos.timestamp),
+            "timestamp": now or pos.timestamp,
+            "datetime": iso8601(now or pos.timestamp),
             "info": {},
         }

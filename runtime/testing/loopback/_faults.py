@@ -47,9 +47,10 @@ class Faults:
         self._latency_ms = 0.0
         self._fail: list[RequestFault] = []
         self._drop: list[str] = []
-        self._banned_until = 0.0  # monotonic time before which an early retry gets 418
+        self._banned_until = 0.0  # clock() time before which an early retry gets 418
         self._pause_until = 0.0
         self._close_ws: Callable[[], None] | None = None
+        self.clock: Callable[[], float] = time.monotonic  # time of bans and pauses; tests fake it
 
     # Knobs.
     @property
@@ -101,7 +102,7 @@ class Faults:
         if not seconds >= 0:
             raise ValueError(f"seconds={seconds!r} must be >= 0")
         with self._lock:
-            self._pause_until = max(self._pause_until, time.monotonic() + seconds)
+            self._pause_until = max(self._pause_until, self.clock() + seconds)
 
     def reset(self) -> None:
         with self._lock:
@@ -124,7 +125,7 @@ class Faults:
 
     def take_request_fault(self) -> RequestFault | None:
         """The fault for the request arriving now, if any (consumes one counted fault)."""
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             if now < self._banned_until:
                 # Sent before Retry-After passed: Binance escalates to a ban.
@@ -144,7 +145,7 @@ class Faults:
     def user_data_pause_s(self) -> float:
         """Seconds user-data events must still wait (0 when not paused)."""
         with self._lock:
-            return max(self._pause_until - time.monotonic(), 0.0)
+            return max(self._pause_until - self.clock(), 0.0)
 
     def _bind(self, close_ws: Callable[[], None] | None) -> None:
         with self._lock:

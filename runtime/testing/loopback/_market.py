@@ -46,6 +46,20 @@ def interval_ms(interval: str) -> int:
     return timeframe_ns(interval) // 1_000_000
 
 
+def _aggregate(trade: dict[str, Any]) -> dict[str, Any]:
+    """A print as Binance's aggregate trade, whose fields REST and the stream share; each
+    print is its own aggregate."""
+    return {
+        "a": trade["id"],
+        "p": trade["price"],
+        "q": trade["qty"],
+        "f": trade["id"],
+        "l": trade["id"],
+        "T": trade["time"],
+        "m": trade["isBuyerMaker"],
+    }
+
+
 class _Book:
     __slots__ = ("asks", "bids", "update_id")
 
@@ -193,15 +207,7 @@ class MarketData:
         """``GET /api/v3/aggTrades`` (``/fapi/v1/aggTrades``): each print is its own aggregate."""
         out = []
         for t in list(self._trades[m.id])[-limit:]:
-            row = {
-                "a": t["id"],
-                "p": t["price"],
-                "q": t["qty"],
-                "f": t["id"],
-                "l": t["id"],
-                "T": t["time"],
-                "m": t["isBuyerMaker"],
-            }
+            row = _aggregate(t)
             if not self.futures:
                 row["M"] = True
             out.append(row)
@@ -210,18 +216,7 @@ class MarketData:
     def trade_event(self, m: Market, t: dict[str, Any], *, aggregate: bool) -> dict[str, Any]:
         now = self.clock.now_ms()
         if aggregate:
-            event = {
-                "e": "aggTrade",
-                "E": now,
-                "s": m.id,
-                "a": t["id"],
-                "p": t["price"],
-                "q": t["qty"],
-                "f": t["id"],
-                "l": t["id"],
-                "T": t["time"],
-                "m": t["isBuyerMaker"],
-            }
+            event = {"e": "aggTrade", "E": now, "s": m.id, **_aggregate(t)}
         else:
             event = {
                 "e": "trade",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
 import logging
 import threading
@@ -490,23 +491,30 @@ class LoopbackExchange:
                 fn,
             )
 
+        def add_market_data(
+            prefix: str, data: MarketData, depth_limits: tuple[int, int], max_klines: int
+        ) -> None:
+            # Both APIs serve the same public market data under their own prefix and limits.
+            add("GET", f"{prefix}/ping", PUBLIC, lambda p: {})
+            add("GET", f"{prefix}/time", PUBLIC, lambda p: {"serverTime": _wall_ms()})
+            add("GET", f"{prefix}/depth", PUBLIC, lambda p: self._depth(data, p, *depth_limits))
+            add("GET", f"{prefix}/trades", PUBLIC, lambda p: self._trades(data, p, 500, 1000))
+            add(
+                "GET", f"{prefix}/aggTrades", PUBLIC, lambda p: self._agg_trades(data, p, 500, 1000)
+            )
+            add("GET", f"{prefix}/klines", PUBLIC, lambda p: self._klines(data, p, max_klines))
+            for name, one in (
+                ("price", data.price_ticker),
+                ("24hr", data.ticker_24h),
+                ("bookTicker", data.book_ticker),
+            ):
+                tickers = functools.partial(self._tickers, data, one=one)
+                add("GET", f"{prefix}/ticker/{name}", PUBLIC, tickers)
+
         # Spot, public.
-        add("GET", "/api/v3/ping", PUBLIC, lambda p: {})
-        add("GET", "/api/v3/time", PUBLIC, lambda p: {"serverTime": _wall_ms()})
+        add_market_data("/api/v3", sd, (100, 5000), 1000)
         add("GET", "/api/v3/exchangeInfo", PUBLIC, lambda p: spot_exchange_info(_wall_ms()))
-        add("GET", "/api/v3/depth", PUBLIC, lambda p: self._depth(sd, p, 100, 5000))
-        add("GET", "/api/v3/trades", PUBLIC, lambda p: self._trades(sd, p, 500, 1000))
-        add("GET", "/api/v3/aggTrades", PUBLIC, lambda p: self._agg_trades(sd, p, 500, 1000))
-        add("GET", "/api/v3/klines", PUBLIC, lambda p: self._klines(sd, p, 1000))
         add("GET", "/api/v3/uiKlines", PUBLIC, lambda p: self._klines(sd, p, 1000))
-        add("GET", "/api/v3/ticker/price", PUBLIC, lambda p: self._tickers(sd, p, sd.price_ticker))
-        add("GET", "/api/v3/ticker/24hr", PUBLIC, lambda p: self._tickers(sd, p, sd.ticker_24h))
-        add(
-            "GET",
-            "/api/v3/ticker/bookTicker",
-            PUBLIC,
-            lambda p: self._tickers(sd, p, sd.book_ticker),
-        )
         # Spot, signed.
         add("GET", "/api/v3/account", SIGNED, spot.account)
         add("POST", "/api/v3/order", SIGNED, spot.new_order)
@@ -523,22 +531,9 @@ class LoopbackExchange:
         add("GET", "/sapi/v1/margin/isolated/allPairs", SIGNED, lambda p: [])
         add("GET", "/dapi/v1/exchangeInfo", PUBLIC, lambda p: _coin_m_info())
         # USDⓈ-M, public.
-        add("GET", "/fapi/v1/ping", PUBLIC, lambda p: {})
-        add("GET", "/fapi/v1/time", PUBLIC, lambda p: {"serverTime": _wall_ms()})
+        add_market_data("/fapi/v1", fd, (500, 1000), 1500)
         add("GET", "/fapi/v1/exchangeInfo", PUBLIC, lambda p: futures_exchange_info(_wall_ms()))
-        add("GET", "/fapi/v1/depth", PUBLIC, lambda p: self._depth(fd, p, 500, 1000))
-        add("GET", "/fapi/v1/trades", PUBLIC, lambda p: self._trades(fd, p, 500, 1000))
-        add("GET", "/fapi/v1/aggTrades", PUBLIC, lambda p: self._agg_trades(fd, p, 500, 1000))
-        add("GET", "/fapi/v1/klines", PUBLIC, lambda p: self._klines(fd, p, 1500))
-        add("GET", "/fapi/v1/ticker/24hr", PUBLIC, lambda p: self._tickers(fd, p, fd.ticker_24h))
-        add("GET", "/fapi/v1/ticker/price", PUBLIC, lambda p: self._tickers(fd, p, fd.price_ticker))
         add("GET", "/fapi/v2/ticker/price", PUBLIC, lambda p: self._tickers(fd, p, fd.price_ticker))
-        add(
-            "GET",
-            "/fapi/v1/ticker/bookTicker",
-            PUBLIC,
-            lambda p: self._tickers(fd, p, fd.book_ticker),
-        )
         add("GET", "/fapi/v1/premiumIndex", PUBLIC, lambda p: self._tickers(fd, p, self._premium))
         # USDⓈ-M, signed.
         add("GET", "/fapi/v2/account", SIGNED, lambda p: fut.account(p, version=2))

@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Final
 
-from runtime.exchanges._binance_info import FUTURES_SYMBOLS, SPOT_SYMBOLS
+from runtime.exchanges._binance_info import (
+    FUTURES_SYMBOLS,
+    SPOT_SYMBOLS,
+    FuturesSymbol,
+    SpotSymbol,
+)
 from runtime.model._orders import CANCELED, CLOSED, EXPIRED, OPEN, REJECTED, Order, Trade
 
 __all__ = ["FUTURES_MARKETS", "SPOT_MARKETS", "Market", "futures_order", "spot_order"]
@@ -72,40 +77,29 @@ def _fixed_decimal(value: Decimal, places: int) -> str:
     return f"{abs(fixed) if fixed == 0 else fixed:f}"  # never "-0.00"
 
 
-def _spot_market(s: Any) -> Market:
+def _market(s: SpotSymbol | FuturesSymbol) -> Market:
+    # Spot decimals always carry eight places; futures, the symbol's precisions (module doc).
+    if isinstance(s, FuturesSymbol):
+        futures, places = True, (s.price_precision, s.quantity_precision)
+    else:
+        futures, places = False, (8, 8)
     return Market(
         id=s.id,
         symbol=s.symbol,
         base=s.base,
         quote=s.quote,
-        futures=False,
+        futures=futures,
         tick=Decimal(s.tick_size),
         step=Decimal(s.step_size),
-        price_places=8,
-        qty_places=8,
-    )
-
-
-def _futures_market(s: Any) -> Market:
-    return Market(
-        id=s.id,
-        symbol=s.symbol,
-        base=s.base,
-        quote=s.quote,
-        futures=True,
-        tick=Decimal(s.tick_size),
-        step=Decimal(s.step_size),
-        price_places=s.price_precision,
-        qty_places=s.quantity_precision,
+        price_places=places[0],
+        qty_places=places[1],
     )
 
 
 #: Spot markets by Binance id ("BTCUSDT").
-SPOT_MARKETS: Final[dict[str, Market]] = {s.id: _spot_market(s) for s in SPOT_SYMBOLS.values()}
+SPOT_MARKETS: Final[dict[str, Market]] = {s.id: _market(s) for s in SPOT_SYMBOLS.values()}
 #: USDⓈ-M perpetuals by Binance id ("BTCUSDT").
-FUTURES_MARKETS: Final[dict[str, Market]] = {
-    s.id: _futures_market(s) for s in FUTURES_SYMBOLS.values()
-}
+FUTURES_MARKETS: Final[dict[str, Market]] = {s.id: _market(s) for s in FUTURES_SYMBOLS.values()}
 
 
 # Order fields shared by the two APIs.

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from runtime import Sim, strategy
-from runtime.engine._engine import OrderCreated, apply
+from runtime.engine._engine import OrderCreated, State, apply
 from runtime.engine._translate import emulated_fill
+from runtime.model._orders import Order
 from tests.conftest import MANUAL, bars
+
+
+def _apply_fill(
+    state: State, order: Order, update: dict[str, Any], amount: float, price: float, fee: float
+) -> None:
+    """Check the fill ``update`` adds to ``order`` (amount, average price, fee), and apply it."""
+    fill = emulated_fill(state, order, update)
+    assert fill is not None
+    assert fill.amount == pytest.approx(amount)
+    assert fill.price == pytest.approx(price)
+    assert fill.fee == pytest.approx(fee)
+    apply(state, fill)
 
 
 def test_emulated_fills_come_from_filled_and_cost_deltas() -> None:
@@ -24,12 +39,7 @@ def test_emulated_fills_come_from_filled_and_cost_deltas() -> None:
         "fee": {"cost": 12.0, "currency": "USDT"},
         "lastTradeTimestamp": 5,
     }
-    first = emulated_fill(state, order, update)
-    assert first is not None
-    assert first.amount == pytest.approx(0.4)
-    assert first.price == pytest.approx(29_990.0)
-    assert first.fee == pytest.approx(12.0)
-    apply(state, first)
+    _apply_fill(state, order, update, amount=0.4, price=29_990.0, fee=12.0)
     update = dict(
         update,
         filled=1.0,
@@ -37,11 +47,6 @@ def test_emulated_fills_come_from_filled_and_cost_deltas() -> None:
         fee={"cost": 30.0, "currency": "USDT"},
         lastTradeTimestamp=6,
     )
-    second = emulated_fill(state, order, update)
-    assert second is not None
-    assert second.amount == pytest.approx(0.6)
-    assert second.price == pytest.approx(30_000.0)
-    assert second.fee == pytest.approx(18.0)
-    apply(state, second)
+    _apply_fill(state, order, update, amount=0.6, price=30_000.0, fee=18.0)
     assert order.status == "closed"
     assert emulated_fill(state, order, update) is None  # the same update again: no new fill

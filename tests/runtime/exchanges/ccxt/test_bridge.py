@@ -6,7 +6,7 @@ import asyncio
 import gc
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -26,6 +26,32 @@ async def bridge() -> AsyncIterator[AsyncioBridge]:
 
 async def _never() -> None:
     await asyncio.Event().wait()
+
+
+async def _on_loop(bridge: AsyncioBridge, action: Callable[[], object]) -> None:
+    """Call ``action()`` on the bridge loop's thread (asyncio objects are not thread-safe)."""
+
+    async def act() -> None:
+        action()
+
+    await bridge.run(act)
+
+
+async def _pending_watch(
+    bridge: AsyncioBridge,
+) -> tuple[asyncio.Future[str], Callable[[], Awaitable[str]]]:
+    """A future on the bridge loop, and a ``watch_*`` stand-in that awaits it: as ccxt.pro
+    hands every watcher of a subscription the same future."""
+
+    async def make_future() -> asyncio.Future[str]:
+        return asyncio.get_running_loop().create_future()
+
+    future = await bridge.run(make_future)
+
+    async def watch() -> str:
+        return await future
+
+    return future, watch
 
 
 async def test_run_returns_results_and_raises_errors_from_the_loop_thread(
@@ -101,11 +127,7 @@ async def test_calls_beyond_the_doorbell_cap_wait_on_trio_events(
             await bridge.run(slow)  # a call past the cap, cancelled
         assert scope.cancelled_caught
         assert seen == ["cancelled on the loop"]
-
-        async def open_gate() -> None:
-            release.set()
-
-        await bridge.run(open_gate)
+        await _on_loop(bridge, release.set)
     assert results == {i: i for i in range(20)}
     assert bridge._doorbells == 2
 
@@ -257,25 +279,13 @@ async def test_stream_ends_with_the_mapped_error_after_earlier_results(
 async def test_closing_a_stream_abandons_but_does_not_cancel_a_shared_watch(
     bridge: AsyncioBridge,
 ) -> None:
-    # ccxt.pro hands every watcher of a subscription the same future.
-    async def make_future() -> asyncio.Future[str]:
-        return asyncio.get_running_loop().create_future()
-
-    shared = await bridge.run(make_future)
-
-    async def watch() -> str:
-        return await shared
-
+    shared, watch = await _pending_watch(bridge)
     first: Stream[str] = bridge.stream(watch, transform=str, map_error=lambda e: e)
     second: Stream[str] = bridge.stream(watch, transform=str, map_error=lambda e: e)
     await trio.sleep(0.05)
     await first.aclose()
     await trio.sleep(0.05)
-
-    async def resolve() -> None:
-        shared.set_result("update")
-
-    await bridge.run(resolve)
+    await _on_loop(bridge, lambda: shared.set_result("update"))
     with trio.fail_after(5):
         assert await second.receive() == "update"
     with pytest.raises(trio.ClosedResourceError):
@@ -288,22 +298,11 @@ async def test_stopping_a_stream_from_the_producer_side_ends_it_cleanly(
 ) -> None:
     # What CcxtExchange.aclose does: stop the pumps, then close ccxt, which rejects the
     # pending watches.
-    async def make_future() -> asyncio.Future[str]:
-        return asyncio.get_running_loop().create_future()
-
-    pending = await bridge.run(make_future)
-
-    async def watch() -> str:
-        return await pending
-
+    pending, watch = await _pending_watch(bridge)
     stream: Stream[str] = bridge.stream(watch, transform=str, map_error=lambda e: e)
     await trio.sleep(0.02)
     stream._stop()
-
-    async def close_ccxt() -> None:
-        pending.set_exception(ConnectionError("closed by the user"))
-
-    await bridge.run(close_ccxt)
+    await _on_loop(bridge, lambda: pending.set_exception(ConnectionError("closed by the user")))
     with trio.fail_after(5), pytest.raises(trio.EndOfChannel):
         await stream.receive()  # the end, not the error: the stream was stopped
     await stream.aclose()

@@ -9,6 +9,7 @@ import time
 
 import ccxt.async_support as ccxt
 import pytest
+from trio.testing import MockClock
 
 from runtime.testing.loopback import Faults, LoopbackExchange
 from tests.runtime.testing.loopback.support import (
@@ -23,6 +24,8 @@ from tests.runtime.testing.loopback.support import (
 
 
 def test_added_latency_delays_every_reply(loopback: LoopbackExchange) -> None:
+    # Nothing here waits on a timer: the server itself adds the latency, and the client's
+    # elapsed time is the fact under test (the reply cannot come sooner), so it is measured.
     async def go() -> float:
         async with opened(spot(loopback)) as b:
             loopback.faults.latency_ms = 150
@@ -50,13 +53,16 @@ def test_5xx_on_the_next_k_requests_then_service_again(loopback: LoopbackExchang
 
 
 def test_429_carries_retry_after_and_an_early_retry_is_banned(loopback: LoopbackExchange) -> None:
+    # Retry-After is judged on the faults' clock: a frozen virtual one, stepped by hand.
+    clock = MockClock()
+    loopback.faults.clock = clock.current_time
     loopback.faults.rate_limit_next(1, retry_after_s=1)
     status, headers, body = raw(loopback, "GET", "/api/v3/account")
     assert (status, headers["Retry-After"], body["code"]) == (429, "1", -1003)
     status, headers, body = raw(loopback, "GET", "/api/v3/account")  # did not wait
     assert status == 418
     assert int(headers["Retry-After"]) >= 1
-    time.sleep(1.05)  # honour Retry-After: the next request is served
+    clock.jump(1)  # honour Retry-After: the next request is served
     assert raw(loopback, "GET", "/api/v3/account")[0] == 200
 
 
@@ -115,16 +121,22 @@ def test_closing_every_websocket_rejects_watchers_and_they_can_reconnect(
 
 
 def test_paused_user_data_is_delivered_in_order_afterwards(loopback: LoopbackExchange) -> None:
+    # The pause is a real-time deadline that the server's own task waits out, so the test
+    # measures it instead of sleeping through it: it awaits the watch itself. That the events
+    # are emitted but held is checked at once after the order's reply (the server emits them
+    # before it answers), a few ms into the 0.4 s pause; `waited` is what fails if they are not.
+    def reports(events: list) -> list[str]:
+        return [e["x"] for e in events if e["e"] == "executionReport"]
+
     async def go() -> tuple[float, list]:
         async with opened(pro_spot(loopback)) as p:
             watch = asyncio.ensure_future(p.watch_orders(BTC))
             await until(lambda: loopback.user_data_listeners("spot") == 1)
-            await asyncio.sleep(0.05)
+            started = time.perf_counter()  # before the pause starts: no delivery sooner than it
             loopback.faults.pause_user_data(0.4)
-            started = time.perf_counter()
             placed = await p.create_order(BTC, "market", "buy", 0.01)
-            await asyncio.sleep(0.2)
-            assert not watch.done()  # held back
+            assert reports(loopback.user_events("spot")) == ["NEW", "TRADE"]  # emitted...
+            assert not watch.done()  # ...and held back
             orders = await asyncio.wait_for(watch, 5)
             waited = time.perf_counter() - started
             assert orders[0]["id"] == placed["id"]
@@ -132,8 +144,7 @@ def test_paused_user_data_is_delivered_in_order_afterwards(loopback: LoopbackExc
 
     waited, events = run(go())
     assert waited >= 0.35
-    reports = [e for e in events if e["e"] == "executionReport"]
-    assert [e["x"] for e in reports] == ["NEW", "TRADE"]
+    assert reports(events) == ["NEW", "TRADE"]
 
 
 def test_faults_validate_their_knobs() -> None:

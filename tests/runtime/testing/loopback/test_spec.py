@@ -276,6 +276,31 @@ async def _ws_messages(
         return out
 
 
+async def _look_up_and_cancel(client: Any, order_id: str, symbol: str) -> None:
+    """Look a resting order up (by id, among the open ones), cancel it, list the orders."""
+    await client.fetch_order(order_id, symbol)
+    await client.fetch_open_orders(symbol)
+    await client.cancel_order(order_id, symbol)
+    await client.fetch_orders(symbol)
+
+
+async def _fetch_market_data(client: Any, symbol: str) -> None:
+    """Every REST market-data read of ``symbol``: bars, book, ticker, public trades."""
+    await client.fetch_ohlcv(symbol, "1m", limit=3)
+    await client.fetch_order_book(symbol, 5)
+    await client.fetch_ticker(symbol)
+    await client.fetch_trades(symbol, limit=3)
+
+
+async def _watch_market_data(pro: Any, symbol: str) -> asyncio.Future[Any]:
+    """One update of each market stream of ``symbol``; the trades watch is returned still
+    waiting, for the caller to make a trade print."""
+    await pro.watch_ticker(symbol)
+    await pro.watch_ohlcv(symbol, "1m")
+    await pro.watch_order_book(symbol)
+    return asyncio.ensure_future(pro.watch_trades(symbol))
+
+
 async def _session(ex: LoopbackExchange) -> None:
     """Touch every endpoint and stream, successes and refusals."""
     base = ex.base_url
@@ -292,22 +317,13 @@ async def _session(ex: LoopbackExchange) -> None:
         await b.create_order(BTC, "limit", "sell", 0.01, 61_000.0, {"postOnly": True})
         await b.create_order(BTC, "limit", "buy", 0.01, 59_000.0, {"timeInForce": "IOC"})
         await b.create_order(BTC, "limit", "buy", 0.01, 61_000.0, {"timeInForce": "FOK"})
-        await b.fetch_order(resting["id"], BTC)
-        await b.fetch_open_orders(BTC)
-        await b.cancel_order(resting["id"], BTC)
-        await b.fetch_orders(BTC)
+        await _look_up_and_cancel(b, resting["id"], BTC)
         await b.fetch_my_trades(BTC)
-        await b.fetch_ohlcv(BTC, "1m", limit=3)
-        await b.fetch_order_book(BTC, 5)
-        await b.fetch_ticker(BTC)
-        await b.fetch_trades(BTC, limit=3)
+        await _fetch_market_data(b, BTC)
         await b.cancel_all_orders(BTC)
         with pytest.raises(ccxt.InsufficientFunds):
             await b.create_order(BTC, "market", "buy", 100.0)
-        await p.watch_ticker(BTC)
-        await p.watch_ohlcv(BTC, "1m")
-        await p.watch_order_book(BTC)
-        trades = asyncio.ensure_future(p.watch_trades(BTC))
+        trades = await _watch_market_data(p, BTC)
         await until(lambda: ex.stream_listeners("btcusdt@trade") == 1)
         ex.set_price(BTC, 59_500.0)
         ex.deposit("ETH", 1.0)
@@ -367,24 +383,15 @@ async def _session(ex: LoopbackExchange) -> None:
         await f.create_order(BTC_PERP, "market", "sell", 0.005, None, {"reduceOnly": True})
         rest = await f.create_order(BTC_PERP, "limit", "buy", 0.01, 59_000.0, {"postOnly": True})
         await f.create_order(BTC_PERP, "limit", "buy", 0.01, 59_000.0, {"timeInForce": "IOC"})
-        await f.fetch_order(rest["id"], BTC_PERP)
-        await f.fetch_open_orders(BTC_PERP)
-        await f.cancel_order(rest["id"], BTC_PERP)
-        await f.fetch_orders(BTC_PERP)
+        await _look_up_and_cancel(f, rest["id"], BTC_PERP)
         await f.fetch_my_trades(BTC_PERP)
         await f.fetch_positions()
-        await f.fetch_ohlcv(BTC_PERP, "1m", limit=3)
-        await f.fetch_order_book(BTC_PERP, 5)
-        await f.fetch_ticker(BTC_PERP)
-        await f.fetch_trades(BTC_PERP, limit=3)
+        await _fetch_market_data(f, BTC_PERP)
         await f.create_order(BTC_PERP, "limit", "buy", 0.01, 58_000.0)
         await f.cancel_all_orders(BTC_PERP)
         with pytest.raises(ccxt.InsufficientFunds):
             await f.create_order(BTC_PERP, "market", "buy", 50.0)
-        await q.watch_ticker(BTC_PERP)
-        await q.watch_ohlcv(BTC_PERP, "1m")
-        await q.watch_order_book(BTC_PERP)
-        trades = asyncio.ensure_future(q.watch_trades(BTC_PERP))
+        trades = await _watch_market_data(q, BTC_PERP)
         await until(lambda: ex.stream_listeners("btcusdt@trade", market="futures") == 1)
         ex.set_price(BTC, 60_500.0)
         ex.deposit("USDT", 10.0, account="futures")
