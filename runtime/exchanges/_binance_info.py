@@ -48,10 +48,19 @@ PERPETUAL_DELIVERY_MS: Final = 4_133_404_800_000
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Symbol:
-    """What spot symbols and perpetuals share: the two assets, which make Binance's id."""
+    """What spot symbols and perpetuals share: the two assets (which make Binance's id) and
+    the price, amount and notional rules; decimals are strings, as Binance sends them."""
 
     base: str
     quote: str
+    tick_size: str
+    min_price: str
+    max_price: str
+    step_size: str
+    min_qty: str
+    max_qty: str
+    market_max_qty: str
+    min_notional: str
 
     @property
     def id(self) -> str:
@@ -61,16 +70,8 @@ class _Symbol:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SpotSymbol(_Symbol):
-    """One spot symbol's trading rules; decimals are strings, as Binance sends them."""
+    """One spot symbol's trading rules: the shared ones, a notional cap, margin or not."""
 
-    tick_size: str
-    min_price: str
-    max_price: str
-    step_size: str
-    min_qty: str
-    max_qty: str
-    market_max_qty: str
-    min_notional: str
     max_notional: str
     margin: bool = True
 
@@ -82,18 +83,11 @@ class SpotSymbol(_Symbol):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FuturesSymbol(_Symbol):
-    """One USDⓈ-M perpetual's trading rules; decimals are strings, as Binance sends them."""
+    """One USDⓈ-M perpetual's trading rules: the shared ones, the wire precisions, the listing
+    date, the sub-type and the risk bands."""
 
     price_precision: int
     quantity_precision: int
-    tick_size: str
-    min_price: str
-    max_price: str
-    step_size: str
-    min_qty: str
-    max_qty: str
-    market_max_qty: str
-    min_notional: str
     onboard_ms: int
     underlying_sub_type: str
     liquidation_fee: str = "0.015000"

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +32,9 @@ from runtime.engine._engine import LeverageChanged
 from runtime.engine._engine import OrderRejected as OrderRejectedEvent
 from runtime.engine._replica import restore
 from runtime.model._assets import OHLCV, AssetInstance, BarWindow, Cursor
-from runtime.model._bars import timeframe_ns
 from runtime.model._modes import Live
 from runtime.model._orders import Order
+from runtime.modes._clock import WallClock
 from runtime.modes._dispatch import cancel_orders
 from traces._schema import Kind
 from watchers._account import BalanceWatcher, OrdersWatcher, PositionsWatcher, TradesWatcher
@@ -49,7 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("vigil")
 
 CLOSED_ORDERS_ON_START = 50  # most recent closed orders read per market at start
-SETTLE_S = 1.0  # wait after a bar's close before fetching it: the exchange finalises it
 UNKNOWN_RESOLVE_S = 15.0  # how long a lost send is looked up before it counts as not placed
 ACCOUNT_GRACE_S = 1.0  # see LiveDriver.wait_account
 SEND_FLOOR_S = 10.0  # the least time an order request gets before it counts as lost
@@ -75,32 +73,23 @@ class LiveDriver:
         self.mode = mode
         self.open_exchange = open_exchange
         self.watcher_config = watcher_config
-        self.timeframe = rt.timeframe
-        self.tf_ms = timeframe_ns(rt.timeframe) // 1_000_000
+        self.clock = WallClock(rt, lambda: rt.exchange)  # Live's bars come from the exchange
+        self.on_watcher = self.clock.record_watcher_event
         self.account_watchers: list[Watcher] = []
         self.asset_watchers: dict[str, tuple[OrdersWatcher, TradesWatcher, trio.CancelScope]] = {}
         self.last_active: dict[str, float] = {}
         self._nursery: trio.Nursery | None = None
         self._send: trio.MemorySendChannel[Any] | None = None
-        self._stop = trio.Event()
         # client id -> the asset's holding when it was sent (see wait_account)
         self.holding_at_send: dict[str, float] = {}
         self._sending = 0.0
 
     # Clock.
     def now_ms(self) -> int:
-        return int(time.time() * 1000)
+        return self.clock.now_ms()
 
-    def trio_deadline(self, deadline_ms: int) -> float:
-        return trio.current_time() + (deadline_ms - self.now_ms()) / 1000
-
-    # Orders.
     async def wait_order(self, order: Order, deadline_ms: int) -> bool:
-        seen = (len(order.fills), order.status)
-        with trio.move_on_at(self.trio_deadline(deadline_ms)):
-            while (len(order.fills), order.status) == seen:
-                await self.rt.order_event(order.client_id).wait()
-        return (len(order.fills), order.status) != seen
+        return await self.clock.wait_order(order, deadline_ms)
 
     async def sync_order(self, order: Order) -> None:
         ex = self.rt.exchange
@@ -119,7 +108,7 @@ class LiveDriver:
         caller through the client id."""
         deadline_ms = max(deadline_ms, self.now_ms() + int(SEND_FLOOR_S * 1000))
         try:
-            with trio.fail_at(self.trio_deadline(deadline_ms)):
+            with trio.fail_at(self.clock.trio_deadline(deadline_ms)):
                 return await fn()
         except trio.TooSlowError:
             raise NetworkError("the order send did not answer before the deadline") from None
@@ -179,7 +168,7 @@ class LiveDriver:
             now = rt.state.position_reports if ai.contract else rt.state.balance_reports
             return now > reports
 
-        with trio.move_on_at(self.trio_deadline(deadline_ms)):
+        with trio.move_on_at(self.clock.trio_deadline(deadline_ms)):
             # The holding moving by this order's fills is the proof. When an earlier order's
             # report was still in flight at the send, the holding moves by both, so after a
             # grace period any report since the fill is taken instead of waiting out the
@@ -227,15 +216,6 @@ class LiveDriver:
             await trio.sleep(0.5)
 
     # Watchers.
-    def _watcher_event(self, kind: str, info: dict[str, Any]) -> None:
-        kinds = {
-            "health": Kind.HEALTH,
-            "reconnect": Kind.RECONNECT,
-            "gap_fill": Kind.GAP_FILL,
-            "error": Kind.ERROR,
-        }
-        self.rt.record(kinds.get(kind, Kind.ERROR), info)
-
     async def _apply_reports(self, receive: trio.MemoryReceiveChannel[Any]) -> None:
         async for kind, payload in receive:
             if kind == "ticker":  # market data: the price local checks use between bars
@@ -259,8 +239,8 @@ class LiveDriver:
             return [(o.id, o.client_id) for o in ai.open_orders.values()]
 
         ex = rt.exchange
-        orders = OrdersWatcher(ex, self.watcher_config, ai.symbol, local_open, self._watcher_event)
-        trades = TradesWatcher(ex, self.watcher_config, ai.symbol, self._watcher_event)
+        orders = OrdersWatcher(ex, self.watcher_config, ai.symbol, local_open, self.on_watcher)
+        trades = TradesWatcher(ex, self.watcher_config, ai.symbol, self.on_watcher)
         with trio.CancelScope() as scope:
             self.asset_watchers[ai.symbol] = (orders, trades, scope)
             try:
@@ -365,61 +345,8 @@ class LiveDriver:
             if ai.leverage != wanted:
                 rt.emit(LeverageChanged(ai.symbol, wanted, self.now_ms()), durable=True)
 
-    # Bars.
-    def market_data(self) -> Any:
-        """Where bars come from: the exchange itself in Live."""
-        return self.rt.exchange
-
-    async def _fetch_bars(self, ai: AssetInstance, limit: int) -> None:
-        window = ai.ohlcv
-        since = window.newest_ns // 1_000_000 if len(window) else None
-
-        source = self.market_data()
-
-        async def fetch() -> Any:
-            return await source.fetch_ohlcv(ai.symbol, self.timeframe, since=since, limit=limit)
-
-        rows = await retrying(fetch)
-        now = self.now_ms()
-        for i, (t, o, h, low, c, v) in enumerate(rows):
-            # The exchange's last row is the bar still forming: keep closed bars only, so
-            # nothing looks ahead (the exchange's clock decides, not ours; a last row a whole
-            # period old is closed, the market just had no trade since).
-            if i < len(rows) - 1 or t + 2 * self.tf_ms <= now:
-                window.append(
-                    int(t) * 1_000_000, (float(o), float(h), float(low), float(c), float(v or 0.0))
-                )
-        if rows:
-            ai.last_price = float(rows[-1][4])  # the latest traded price
-
-    async def _tick_loop(self, s: Strategy) -> None:
-        rt = self.rt
-        while not rt.stopping:
-            now = self.now_ms()
-            next_close = (now // self.tf_ms + 1) * self.tf_ms
-            settle = min(SETTLE_S, self.tf_ms / 4000)  # short bars settle faster
-            with trio.move_on_after((next_close - now) / 1000 + settle):
-                await self._stop.wait()
-            if rt.stopping:
-                return
-            # The bar that just closed counts once the exchange has started the next one:
-            # ticking on a bar the exchange still forms would decide on a close that changes.
-            closed_ns = (next_close - self.tf_ms) * 1_000_000
-            with trio.move_on_after(max(self.tf_ms / 1000, 2.0)):
-                while True:
-                    for ai in rt.universe:
-                        await self._fetch_bars(ai, limit=10)
-                    if all(ai.ohlcv.newest_ns >= closed_ns for ai in rt.universe):
-                        break
-                    await trio.sleep(min(0.2, self.tf_ms / 5000))
-            if all(len(ai.ohlcv) >= max(rt.strategy_warmup, 1) for ai in rt.universe):
-                ts = np.datetime64(next_close * 1_000_000, "ns")
-                await rt.call_hook("on_tick", s.on_tick, ts)
-                if rt.has_hooks:
-                    await rt.run_hooks()
-
     def request_stop(self) -> None:
-        self._stop.set()
+        self.clock.request_stop()
 
     async def run(self, s: Strategy, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         rt = self.rt
@@ -443,12 +370,12 @@ class LiveDriver:
                     nursery.start_soon(self._apply_reports, receive)
                     await self.reconcile()
                     await self._set_leverage()
-                    balance = BalanceWatcher(ex, self.watcher_config, self._watcher_event)
+                    balance = BalanceWatcher(ex, self.watcher_config, self.on_watcher)
                     self.account_watchers.append(balance)
                     await nursery.start(balance.run, send.clone())
                     if rt.margin:
                         positions = PositionsWatcher(
-                            ex, self.watcher_config, list(rt.universe.keys()), self._watcher_event
+                            ex, self.watcher_config, list(rt.universe.keys()), self.on_watcher
                         )
                         self.account_watchers.append(positions)
                         await nursery.start(positions.run, send.clone())
@@ -459,14 +386,14 @@ class LiveDriver:
                             np.zeros(0, dtype=np.int64), {c: np.zeros(0) for c in OHLCV}, Cursor(0)
                         )
                         ai.ohlcv = window
-                        await self._fetch_bars(ai, limit=max(rt.strategy_warmup, 1) + 1)
+                        await self.clock.fetch_bars(ai, limit=max(rt.strategy_warmup, 1) + 1)
                         ticker = TickerWatcher(
-                            ex, self.watcher_config, ai.symbol, self._watcher_event
+                            ex, self.watcher_config, ai.symbol, self.on_watcher
                         )
                         await nursery.start(ticker.run, send.clone())
                     task_status.started()
                     await rt.call_hook("on_start", s.on_start)
-                    await self._tick_loop(s)
+                    await self.clock.tick_loop(s)
                     if self.mode.cancel_on_stop:
                         await self._cancel_all()
                     nursery.cancel_scope.cancel()

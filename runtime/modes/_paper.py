@@ -9,17 +9,19 @@ trace is the same, its runs marked ``"mode": "paper"``, and it replays the same 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import trio
 
+from runtime.engine._runtime import Runtime
 from runtime.exchanges.sim._exchange import Bar
 from runtime.exchanges.sim._paper import PaperExchange
 from runtime.model._assets import OHLCV, AssetInstance, BarWindow, Cursor
-from runtime.model._modes import Live, Paper
-from runtime.modes._live import LiveDriver
+from runtime.model._modes import Paper
+from runtime.model._orders import Order
+from runtime.modes._clock import WallClock
 from runtime.modes._sim import SimulatedSends
 from watchers._base import WatcherConfig
 from watchers._market import BookWatcher, OHLCVWatcher, PublicTradesWatcher, TickerWatcher
@@ -28,33 +30,47 @@ if TYPE_CHECKING:
     from runtime.engine._strategy import Strategy
 
 
-class PaperDriver(SimulatedSends, LiveDriver):
-    """Live's clock, waits and tick loop; the simulated exchange for orders."""
+class PaperDriver(SimulatedSends):
+    """The wall clock and tick loop of Live (a `WallClock`, fed by the venue's public data);
+    the simulated exchange's sends for orders."""
 
     def __init__(
         self,
-        rt: Any,
+        rt: Runtime,
         mode: Paper,
         *,
         open_market: Callable[[], Any],
         paper: PaperExchange,
     ) -> None:
-        super().__init__(
-            rt,
-            mode=Live(),  # Live's behaviour on stop: Paper has no exchange orders to cancel
-            open_exchange=open_market,
-            watcher_config=WatcherConfig(),
-        )
+        self.rt = rt
+        self.open_market = open_market
         self.paper = paper
-        self.market: Any = None
+        self.market: Any = None  # the venue's public data, once open
+        self.clock = WallClock(rt, lambda: self.market)
+        self.watcher_config = WatcherConfig()
+        self._nursery: trio.Nursery | None = None
 
-    async def sync_order(self, order: Any) -> None:
+    # Clock.
+    def now_ms(self) -> int:
+        return self.clock.now_ms()
+
+    async def wait_order(self, order: Order, deadline_ms: int) -> bool:
+        return await self.clock.wait_order(order, deadline_ms)
+
+    def request_stop(self) -> None:
+        self.clock.request_stop()
+
+    # Orders: the paper exchange answers at once and never loses a send.
+    async def sync_order(self, order: Order) -> None:
+        return None
+
+    def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None:
+        raise AssertionError("the simulated exchange never loses a send")
+
+    async def resolve_unknown(self, ai: AssetInstance, client_id: str) -> None:
         return None
 
     # Market data.
-    def market_data(self) -> Any:
-        return self.market
-
     def on_market(self, kind: str, symbol: str, data: Any) -> None:
         """Apply one market-data report to the paper feed and the strategy's view."""
         feed = self.paper.paper_feed
@@ -101,12 +117,12 @@ class PaperDriver(SimulatedSends, LiveDriver):
 
     async def run(self, s: Strategy, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         rt = self.rt
-        async with self.open_exchange() as market:
+        async with self.open_market() as market:
             # Public data only: the strategy's orders go to the paper exchange.
             self.market = market
             rt.exchange = self.paper
             send, receive = trio.open_memory_channel[Any](4096)
-            self._send = send
+            on_watcher = self.clock.record_watcher_event
             try:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
@@ -115,29 +131,29 @@ class PaperDriver(SimulatedSends, LiveDriver):
                         ai.ohlcv = BarWindow(
                             np.zeros(0, dtype=np.int64), {c: np.zeros(0) for c in OHLCV}, Cursor(0)
                         )
-                        await self._fetch_bars(ai, limit=max(rt.strategy_warmup, 1) + 1)
+                        await self.clock.fetch_bars(ai, limit=max(rt.strategy_warmup, 1) + 1)
                         for watcher in (
                             BookWatcher(
-                                market, self.watcher_config, ai.symbol, self._watcher_event
+                                market, self.watcher_config, ai.symbol, on_watcher
                             ),
                             PublicTradesWatcher(
-                                market, self.watcher_config, ai.symbol, self._watcher_event
+                                market, self.watcher_config, ai.symbol, on_watcher
                             ),
                             TickerWatcher(
-                                market, self.watcher_config, ai.symbol, self._watcher_event
+                                market, self.watcher_config, ai.symbol, on_watcher
                             ),
                             OHLCVWatcher(
                                 market,
                                 self.watcher_config,
                                 ai.symbol,
-                                self.timeframe,
-                                self._watcher_event,
+                                rt.timeframe,
+                                on_watcher,
                             ),
                         ):
                             await nursery.start(watcher.run, send.clone())
                     task_status.started()
                     await rt.call_hook("on_start", s.on_start)
-                    await self._tick_loop(s)
+                    await self.clock.tick_loop(s)
                     nursery.cancel_scope.cancel()
             finally:
                 self._nursery = None
