@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from runtime._errors import OrderNotFound
+from runtime.exchanges._interface import StreamingExchange
 from watchers._base import Report, Send, Watcher, WatcherConfig, retrying
 
 
@@ -40,7 +41,7 @@ class PositionsWatcher(Watcher):
 
     def __init__(
         self,
-        exchange: Any,
+        exchange: StreamingExchange,
         config: WatcherConfig,
         symbols: list[str],
         on_event: Callable[[str, Any], None] | None = None,
@@ -65,7 +66,7 @@ class OrdersWatcher(Watcher):
 
     def __init__(
         self,
-        exchange: Any,
+        exchange: StreamingExchange,
         config: WatcherConfig,
         symbol: str,
         local_open: Callable[[], list[tuple[str | None, str]]],
@@ -114,7 +115,7 @@ class TradesWatcher(Watcher):
 
     def __init__(
         self,
-        exchange: Any,
+        exchange: StreamingExchange,
         config: WatcherConfig,
         symbol: str,
         on_event: Callable[[str, Any], None] | None = None,

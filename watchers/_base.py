@@ -33,6 +33,7 @@ from runtime._errors import (
     NetworkError,
     RateLimited,
 )
+from runtime.exchanges._interface import StreamingExchange
 from runtime.model._modes import WatcherConfig as WatcherConfig
 
 log = logging.getLogger("vigil.watchers")
@@ -52,7 +53,7 @@ class Watcher:
 
     def __init__(
         self,
-        exchange: Any,
+        exchange: StreamingExchange,
         config: WatcherConfig,
         on_event: Callable[[str, Any], None] | None = None,
     ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from runtime.exchanges._interface import StreamingExchange
 from watchers._base import Report, Send, Watcher, WatcherConfig, retrying
 
 
@@ -21,7 +22,7 @@ class MarketWatcher(Watcher):
 
     def __init__(
         self,
-        exchange: Any,
+        exchange: StreamingExchange,
         config: WatcherConfig,
         symbol: str,
         on_event: Callable[[str, Any], None] | None = None,
@@ -74,7 +75,7 @@ class OHLCVWatcher(MarketWatcher):
 
     def __init__(
         self,
-        exchange: Any,
+        exchange: StreamingExchange,
         config: WatcherConfig,
         symbol: str,
         timeframe: str,

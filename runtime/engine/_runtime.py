@@ -10,8 +10,8 @@ import dataclasses
 import logging
 import uuid
 import zlib
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import trio
 
@@ -39,7 +39,7 @@ from runtime.engine._translate import (
     position_event,
     trade_event,
 )
-from runtime.model._assets import AssetInstance, Balance, Universe
+from runtime.model._assets import AssetInstance, Balance, Universe, empty_window
 from runtime.model._modes import Mode, RunConfig
 from runtime.model._orders import Order, Trade
 from traces._schema import Kind, NullRecorder, Recorder
@@ -47,6 +47,7 @@ from traces._schema import Kind, NullRecorder, Recorder
 if TYPE_CHECKING:
     from runtime.engine._results import BarHistory
     from runtime.engine._strategy import Strategy
+    from runtime.exchanges._interface import Exchange
 
 log = logging.getLogger("vigil")
 
@@ -123,7 +124,7 @@ class Runtime:
         self.universe = universe
         self.state = state
         self.cash_currency = cash_currency
-        self.exchange: Any = None  # an `Exchange`; Any for the mode-specific extras
+        self.exchange: Exchange = cast("Exchange", None)  # set by the wiring, before any use
         self.driver: Driver | Any = None
         self.recorder: Recorder = NullRecorder()
         self.running = False
@@ -333,6 +334,30 @@ class Runtime:
                 tag,
             )
         self._emit_report(event, tag)
+
+    # Market data: what the strategy sees of prices (not accounting, so not events).
+    def on_price(self, symbol: str, price: float) -> None:
+        """The latest traded price of a market: what local checks value orders at between bars."""
+        ai = self.state.assets.get(symbol)
+        if ai is not None:
+            ai.last_price = float(price)
+
+    def open_bar_windows(self) -> None:
+        """Give every asset an empty window that grows by `on_bars` (Live and Paper)."""
+        for ai in self.universe:
+            ai.ohlcv = empty_window()
+
+    def on_bars(self, symbol: str, rows: Sequence[Sequence[float]]) -> None:
+        """Append closed bars ``[time_ms, open, high, low, close, volume]`` (oldest first) to
+        the asset's window; its last close becomes the latest price."""
+        ai = self.state.assets.get(symbol)
+        if ai is None or not rows:
+            return
+        for t, o, h, low, c, v in rows:
+            ai.ohlcv.append(
+                int(t) * 1_000_000, (float(o), float(h), float(low), float(c), float(v or 0.0))
+            )
+        ai.last_price = float(rows[-1][4])
 
     # Waiting for orders (Live): `call` and `Pending.wait` wait on these.
     def order_event(self, client_id: str) -> trio.Event:

@@ -73,17 +73,14 @@ class WallClock:
             return await source.fetch_ohlcv(ai.symbol, self.timeframe, since=since, limit=limit)
 
         rows = await retrying(fetch)
-        now = self.now_ms()
-        for i, (t, o, h, low, c, v) in enumerate(rows):
-            # The exchange's last row is the bar still forming: keep closed bars only, so
-            # nothing looks ahead (the exchange's clock decides, not ours; a last row a whole
-            # period old is closed, the market just had no trade since).
-            if i < len(rows) - 1 or t + 2 * self.tf_ms <= now:
-                window.append(
-                    int(t) * 1_000_000, (float(o), float(h), float(low), float(c), float(v or 0.0))
-                )
-        if rows:
-            ai.last_price = float(rows[-1][4])  # the latest traded price
+        if not rows:
+            return
+        # The exchange's last row is the bar still forming: keep closed bars only, so nothing
+        # looks ahead (the exchange's clock decides, not ours; a last row a whole period old is
+        # closed, the market just had no trade since).
+        closed = rows if rows[-1][0] + 2 * self.tf_ms <= self.now_ms() else rows[:-1]
+        self.rt.on_bars(ai.symbol, closed)
+        self.rt.on_price(ai.symbol, float(rows[-1][4]))  # the latest traded price
 
     async def tick_loop(self, s: Strategy) -> None:
         rt = self.rt

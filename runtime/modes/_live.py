@@ -24,14 +24,14 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import trio
 
 from runtime._errors import NetworkError, OrderCheckFailed, OrderNotFound
 from runtime.engine._engine import LeverageChanged
 from runtime.engine._engine import OrderRejected as OrderRejectedEvent
 from runtime.engine._replica import restore
-from runtime.model._assets import OHLCV, AssetInstance, BarWindow, Cursor
+from runtime.exchanges._interface import StreamingExchange
+from runtime.model._assets import AssetInstance
 from runtime.model._modes import Live
 from runtime.model._orders import Order
 from runtime.modes._clock import WallClock
@@ -80,6 +80,7 @@ class LiveDriver:
         self.last_active: dict[str, float] = {}
         self._nursery: trio.Nursery | None = None
         self._send: trio.MemorySendChannel[Any] | None = None
+        self.streams: StreamingExchange | None = None  # the open exchange, while running
         # client id -> the asset's holding when it was sent (see wait_account)
         self.holding_at_send: dict[str, float] = {}
         self._sending = 0.0
@@ -220,10 +221,9 @@ class LiveDriver:
         async for kind, payload in receive:
             if kind == "ticker":  # market data: the price local checks use between bars
                 symbol, ticker = payload
-                ai = self.rt.state.assets.get(symbol)
                 last = ticker.get("last") or ticker.get("close")
-                if ai is not None and last is not None:
-                    ai.last_price = float(last)
+                if last is not None:
+                    self.rt.on_price(symbol, float(last))
                 continue
             self.rt.on_exchange(kind, payload)
             if self.rt.has_hooks:
@@ -233,12 +233,12 @@ class LiveDriver:
         self, ai: AssetInstance, *, task_status: Any = trio.TASK_STATUS_IGNORED
     ) -> None:
         assert self._send is not None
-        rt = self.rt
 
         def local_open() -> list[tuple[str | None, str]]:
             return [(o.id, o.client_id) for o in ai.open_orders.values()]
 
-        ex = rt.exchange
+        ex = self.streams
+        assert ex is not None
         orders = OrdersWatcher(ex, self.watcher_config, ai.symbol, local_open, self.on_watcher)
         trades = TradesWatcher(ex, self.watcher_config, ai.symbol, self.on_watcher)
         with trio.CancelScope() as scope:
@@ -263,7 +263,7 @@ class LiveDriver:
 
     # Start-up.
     async def _refresh_markets(self) -> None:
-        markets = self.rt.exchange.markets or {}
+        markets = await self.rt.exchange.load_markets()  # loaded at open: no request
         for ai in self.rt.universe:
             market = markets.get(ai.symbol)
             if market is not None:
@@ -351,7 +351,7 @@ class LiveDriver:
     async def run(self, s: Strategy, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         rt = self.rt
         async with self.open_exchange() as ex:
-            rt.exchange = ex
+            rt.exchange = self.streams = ex
             has = getattr(getattr(ex, "_client", None), "has", {}) or {}
             # No trade endpoints at all: fills are derived from order updates instead.
             rt.emulate_trades = not (has.get("fetchMyTrades") or has.get("watchMyTrades"))
@@ -379,13 +379,10 @@ class LiveDriver:
                         )
                         self.account_watchers.append(positions)
                         await nursery.start(positions.run, send.clone())
+                    rt.open_bar_windows()
                     for ai in rt.universe:
                         if ai.open_orders:
                             await nursery.start(self._run_asset_watchers, ai)
-                        window = BarWindow(
-                            np.zeros(0, dtype=np.int64), {c: np.zeros(0) for c in OHLCV}, Cursor(0)
-                        )
-                        ai.ohlcv = window
                         await self.clock.fetch_bars(ai, limit=max(rt.strategy_warmup, 1) + 1)
                         ticker = TickerWatcher(
                             ex, self.watcher_config, ai.symbol, self.on_watcher

@@ -12,13 +12,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import trio
 
 from runtime.engine._runtime import Runtime
 from runtime.exchanges.sim._exchange import Bar
 from runtime.exchanges.sim._paper import PaperExchange
-from runtime.model._assets import OHLCV, AssetInstance, BarWindow, Cursor
+from runtime.model._assets import AssetInstance
 from runtime.model._modes import Paper
 from runtime.model._orders import Order
 from runtime.modes._clock import WallClock
@@ -81,32 +80,23 @@ class PaperDriver(SimulatedSends):
             )
             bar = feed.bar(symbol)
             if ai is not None and ai.last_price is None and bar is not None:
-                ai.last_price = bar.close  # the mid, until a trade prints
+                self.rt.on_price(symbol, bar.close)  # the mid, until a trade prints
         elif kind == "public_trades":
             self.paper.on_public_trades(symbol, data)
-            if ai is not None and data:
-                ai.last_price = float(data[-1]["price"])
+            if data:
+                self.rt.on_price(symbol, float(data[-1]["price"]))
         elif kind == "ticker":
             last = data.get("last") or data.get("close")
             if last is not None:
                 feed.set_last(symbol, float(last))
-                if ai is not None:
-                    ai.last_price = float(last)
+                self.rt.on_price(symbol, float(last))
         elif kind == "ohlcv" and ai is not None and data:
-            self._append_bars(ai, data)
-
-    def _append_bars(self, ai: AssetInstance, rows: list[list[float]]) -> None:
-        window = ai.ohlcv
-        for i, (t, o, h, low, c, v) in enumerate(rows):
-            if i < len(rows) - 1:  # the last row is the bar still forming
-                window.append(
-                    int(t) * 1_000_000, (float(o), float(h), float(low), float(c), float(v or 0.0))
-                )
-                self.paper.paper_feed.set_bar(
-                    ai.symbol,
-                    Bar(int(t), float(o), float(h), float(low), float(c), float(v or 0.0)),
-                )
-        ai.last_price = float(rows[-1][4])
+            closed = data[:-1]  # the last row is the bar still forming
+            for t, o, h, low, c, v in closed:
+                bar = Bar(int(t), float(o), float(h), float(low), float(c), float(v or 0.0))
+                feed.set_bar(symbol, bar)
+            self.rt.on_bars(symbol, closed)
+            self.rt.on_price(symbol, float(data[-1][4]))
 
     async def _apply_reports(self, receive: trio.MemoryReceiveChannel[Any]) -> None:
         async for kind, payload in receive:
@@ -127,10 +117,8 @@ class PaperDriver(SimulatedSends):
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     nursery.start_soon(self._apply_reports, receive)
+                    rt.open_bar_windows()
                     for ai in rt.universe:
-                        ai.ohlcv = BarWindow(
-                            np.zeros(0, dtype=np.int64), {c: np.zeros(0) for c in OHLCV}, Cursor(0)
-                        )
                         await self.clock.fetch_bars(ai, limit=max(rt.strategy_warmup, 1) + 1)
                         for watcher in (
                             BookWatcher(

@@ -134,8 +134,8 @@ def wire(
         account = {"Sim": "sim", "Paper": "paper"}.get(type(mode).__name__)
         account = account or ("sandbox" if sandbox else "live")
         rt.recorder = open_recorder(config.trace_root, exchange, account, name, fsync=config.fsync)
-    if not isinstance(mode, Live):  # Live starts its run at `start`, after replaying its trace
-        _start_simulated_account(rt, float(config.leverage or cls.leverage))
+    if isinstance(rt.exchange, SimExchange):  # Live starts its run at `start`, after its replay
+        _start_simulated_account(rt, rt.exchange, float(config.leverage or cls.leverage))
     return rt
 
 
@@ -272,7 +272,7 @@ def _plug_live(rt: Runtime, mode: Live, exchange: str, margin: str | None, sandb
     rt.driver = LiveDriver(rt, mode, open_exchange=open_exchange, watcher_config=mode.watchers)
 
 
-def _start_simulated_account(rt: Runtime, leverage: float) -> None:
+def _start_simulated_account(rt: Runtime, exchange: SimExchange, leverage: float) -> None:
     """Open a Sim or Paper run: its starting cash and leverage, recorded like exchange reports."""
     rt.record_run_start(fresh=True)
     now = rt.now_ms()
@@ -280,9 +280,8 @@ def _start_simulated_account(rt: Runtime, leverage: float) -> None:
         # Stamped at the epoch: the starting cash, before every fill of the run.
         rt.emit(BalanceUpdated(currency, amount, 0))
     if rt.margin:
-        ledger = rt.exchange.ledger
         for ai in rt.universe:
-            apply(ledger, LeverageChanged(ai.symbol, leverage, now))
+            apply(exchange.ledger, LeverageChanged(ai.symbol, leverage, now))
             rt.emit(LeverageChanged(ai.symbol, leverage, now))
 
 
