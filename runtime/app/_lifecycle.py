@@ -53,9 +53,7 @@ async def stop(s: Strategy) -> None:
     when called from the strategy's own hooks, which cannot wait for themselves)."""
     rt = runtime_of(s)
     rt.stopping = True
-    request = getattr(rt.driver, "request_stop", None)
-    if request is not None:
-        request()
+    rt.driver.request_stop()
     if rt.running and trio.lowlevel.current_task() is not rt.run_task:
         await rt.stopped.wait()
 

@@ -32,8 +32,8 @@ class ReplayClock:
     async def wait_order(self, order: Any, deadline_ms: int) -> bool:
         return False
 
-    async def sync_order(self, order: Any) -> None:
-        return None
+    def request_stop(self) -> None:
+        """Nothing runs."""
 
     async def run(self, s: Strategy, task_status: Any = None) -> None:
         raise ConfigError(

@@ -64,7 +64,8 @@ EVENT_KINDS: dict[type, Kind] = {
 
 
 class Driver(Protocol):
-    """What differs between modes: the clock, sending and waiting for orders, the run loop."""
+    """The clock and run loop of a mode: all that differs between modes besides the exchange
+    and how `call` sends to it (`SendPolicy`)."""
 
     def now_ms(self) -> int: ...
 
@@ -72,9 +73,17 @@ class Driver(Protocol):
         """Return True when `order` has a new fill or has ended, False at the deadline."""
         ...
 
-    async def sync_order(self, order: Order) -> None:
-        """One forced fetch of the order and its trades, applied (the `synced` rule)."""
+    async def run(self, s: Strategy, task_status: Any = ...) -> None: ...
+
+    def request_stop(self) -> None:
+        """End the run loop after the current tick."""
         ...
+
+
+class SendPolicy(Protocol):
+    """How `call` sends to the mode's exchange: a simulated exchange answers at once and never
+    loses a send; a real one needs its watchers healthy, a send floor, the account's reports
+    and the resolution of lost sends (DESIGN §3)."""
 
     def refusal(self, ai: AssetInstance) -> Exception | None:
         """Why an order on `ai` must not be sent now (stale watchers), or None."""
@@ -82,23 +91,27 @@ class Driver(Protocol):
 
     async def before_send(self, ai: AssetInstance) -> None: ...
 
+    def sent(self, client_id: str) -> None: ...
+
+    def expect_news(self, ai: AssetInstance, expected: bool = True) -> None: ...
+
     async def send(self, fn: Callable[[], Awaitable[Any]], deadline_ms: int) -> Any:
         """Send within the deadline; NetworkError when the outcome is unknown."""
         ...
 
-    def expect_news(self, ai: AssetInstance, expected: bool = True) -> None: ...
-
-    def sent(self, client_id: str) -> None: ...
+    async def sync_order(self, order: Order) -> None:
+        """One forced fetch of the order and its trades, applied (the `synced` rule)."""
+        ...
 
     async def wait_account(self, trade: Trade, deadline_ms: int) -> None:
         """Until the balance (spot) or position (margin) reflects `trade`, or the deadline."""
         ...
 
-    def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None: ...
+    def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None:
+        """Run `fn` in the background (resolving a lost send)."""
+        ...
 
     async def resolve_unknown(self, ai: AssetInstance, client_id: str) -> None: ...
-
-    async def run(self, s: Strategy, task_status: Any = ...) -> None: ...
 
 
 class Runtime:
@@ -125,7 +138,8 @@ class Runtime:
         self.state = state
         self.cash_currency = cash_currency
         self.exchange: Exchange = cast("Exchange", None)  # set by the wiring, before any use
-        self.driver: Driver | Any = None
+        self.driver: Driver = cast("Driver", None)  # set by the wiring, before any use
+        self.sends: SendPolicy = cast("SendPolicy", None)
         self.recorder: Recorder = NullRecorder()
         self.running = False
         self.stopping = False

@@ -282,14 +282,14 @@ async def _place(
     reduce_only: bool,
     params: dict[str, Any],
 ) -> Trade | Pending | None:
-    driver = rt.driver
-    refusal = driver.refusal(ai)
+    sends = rt.sends
+    refusal = sends.refusal(ai)
     if refusal is not None:
         await _refused(rt, ai, order_type, amount, price, refusal, Kind.ORDER_CHECK_FAILED)
         return None
-    await driver.before_send(ai)
+    await sends.before_send(ai)
     client_id = rt.next_client_id(ai)
-    driver.sent(client_id)
+    sends.sent(client_id)
     ccxt_params = dict(params)
     ccxt_params["clientOrderId"] = client_id
     if order_type.time_in_force and not order_type.post_only:
@@ -319,12 +319,12 @@ async def _place(
             ai.symbol, order_type.ccxt_type, order_type.side, amount, price, ccxt_params
         )
 
-    driver.expect_news(ai)
+    sends.expect_news(ai)
     try:
-        report = await driver.send(create, deadline)
+        report = await sends.send(create, deadline)
     except (OrderRejected, RateLimited) as exc:
         # A definite no (a 429/418 is refused unprocessed): nothing was placed.
-        driver.expect_news(ai, False)
+        sends.expect_news(ai, False)
         await _refused(rt, ai, order_type, amount, price, exc, Kind.ORDER_REJECTED, client_id)
         return None
     except NetworkError as exc:
@@ -340,7 +340,7 @@ async def _place(
             rt.emit(
                 _created_from_intent(ai, order_type, client_id, amount, price, {}, rt), durable=True
             )
-            driver.spawn(lambda: driver.resolve_unknown(ai, client_id))
+            sends.spawn(lambda: sends.resolve_unknown(ai, client_id))
             return Pending(rt, rt.state.orders[client_id], unknown=True)
     rt.on_exchange("order", report)
     _apply_response_fills(rt, report)
@@ -355,9 +355,9 @@ async def _place(
     elif not order.fills and order.is_open:
         await rt.driver.wait_order(order, deadline)
     if not order.fills and order.is_open and synced:
-        await rt.driver.sync_order(order)
+        await sends.sync_order(order)
     if order.fills and synced:
-        await driver.wait_account(order.fills[-1], deadline)
+        await sends.wait_account(order.fills[-1], deadline)
     if rt.has_hooks:
         await rt.run_hooks()
     if order.fills:
@@ -389,7 +389,7 @@ async def _lookup(rt: Runtime, ai: AssetInstance, client_id: str, deadline: int)
     """The order by client id, if the exchange knows it before the deadline; else None."""
     while rt.now_ms() < deadline:
         try:
-            return await rt.driver.send(
+            return await rt.sends.send(
                 lambda: rt.exchange.fetch_order(None, ai.symbol, {"clientOrderId": client_id}),
                 deadline,
             )

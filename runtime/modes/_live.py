@@ -59,7 +59,8 @@ def _holding(ai: AssetInstance) -> float:
 
 
 class LiveDriver:
-    """The Live clock, order waits, watchers and tick loop (see the module docstring)."""
+    """Live's wall clock and tick loop, its watchers and the sync on start (see the module
+    docstring). How `call` sends through it is `LiveSends`."""
 
     def __init__(
         self,
@@ -81,9 +82,6 @@ class LiveDriver:
         self._nursery: trio.Nursery | None = None
         self._send: trio.MemorySendChannel[Any] | None = None
         self.streams: StreamingExchange | None = None  # the open exchange, while running
-        # client id -> the asset's holding when it was sent (see wait_account)
-        self.holding_at_send: dict[str, float] = {}
-        self._sending = 0.0
 
     # Clock.
     def now_ms(self) -> int:
@@ -91,130 +89,6 @@ class LiveDriver:
 
     async def wait_order(self, order: Order, deadline_ms: int) -> bool:
         return await self.clock.wait_order(order, deadline_ms)
-
-    async def sync_order(self, order: Order) -> None:
-        ex = self.rt.exchange
-        report = await ex.fetch_order(order.id, order.symbol, {"clientOrderId": order.client_id})
-        order_id = report.get("id")
-        if report.get("filled"):
-            for trade in await ex.fetch_my_trades(order.symbol, since=order.timestamp - 1_000):
-                if trade.get("order") == order_id:
-                    self.rt.on_exchange("trade", trade)
-        self.rt.on_exchange("order", report)
-
-    async def send(self, fn: Callable[[], Awaitable[Any]], deadline_ms: int) -> Any:
-        """Send within the deadline, but give the request at least SEND_FLOOR_S: a short
-        `waitfor` bounds the waiting, not the send (abandoning a send makes its outcome
-        unknown). A send still unanswered then is abandoned: NetworkError, resolved by the
-        caller through the client id."""
-        deadline_ms = max(deadline_ms, self.now_ms() + int(SEND_FLOOR_S * 1000))
-        try:
-            with trio.fail_at(self.clock.trio_deadline(deadline_ms)):
-                return await fn()
-        except trio.TooSlowError:
-            raise NetworkError("the order send did not answer before the deadline") from None
-
-    def refusal(self, ai: AssetInstance) -> OrderCheckFailed | None:
-        """Why `call` must not send now: an account watcher of the asset is stale."""
-        watchers = list(self.account_watchers)
-        if ai.symbol in self.asset_watchers:
-            orders, trades, _ = self.asset_watchers[ai.symbol]
-            watchers += [orders, trades]
-        stale = [w.name for w in watchers if w.health == STALE]
-        if stale:
-            return OrderCheckFailed(
-                "watchers_stale",
-                f"not sending on {ai.symbol}: watcher(s) {', '.join(stale)} are stale (the "
-                "exchange's stream is behind its REST state); retry when they are healthy",
-            )
-        return None
-
-    async def before_send(self, ai: AssetInstance) -> None:
-        """Start the asset's watchers on its first order; note its holding (wait_account)."""
-        self.last_active[ai.symbol] = trio.current_time()
-        self._sending = _holding(ai)
-        if ai.symbol not in self.asset_watchers and self._nursery is not None:
-            await self._nursery.start(self._run_asset_watchers, ai)
-
-    def sent(self, client_id: str) -> None:
-        self.holding_at_send[client_id] = self._sending
-
-    def expect_news(self, ai: AssetInstance, expected: bool = True) -> None:
-        """An order is about to be sent on `ai` (True), or was refused (False): its orders
-        stream must echo it within the stall timeout, or the watcher is stale."""
-        if ai.symbol in self.asset_watchers:
-            watcher = self.asset_watchers[ai.symbol][0]
-            if expected:
-                watcher.expect()
-            else:
-                watcher.expect_since = None
-
-    async def wait_account(self, trade: Any, deadline_ms: int) -> None:
-        """Until the exchange's balance (spot) or position (margin) reports include the
-        order's fills so far: the base holding, or the signed position, moved by them."""
-        rt = self.rt
-        order = trade.order
-        ai = rt.state.assets[order.symbol]
-        before = self.holding_at_send.get(order.client_id)
-        if before is None:
-            return
-        sign = 1.0 if order.side == "buy" else -1.0
-        reports = rt.state.position_reports if ai.contract else rt.state.balance_reports
-
-        def reflected() -> bool:
-            moved = _holding(ai) - before
-            return abs(moved - sign * order.filled) <= ai.amount_step / 2
-
-        def reported_since() -> bool:
-            now = rt.state.position_reports if ai.contract else rt.state.balance_reports
-            return now > reports
-
-        with trio.move_on_at(self.clock.trio_deadline(deadline_ms)):
-            # The holding moving by this order's fills is the proof. When an earlier order's
-            # report was still in flight at the send, the holding moves by both, so after a
-            # grace period any report since the fill is taken instead of waiting out the
-            # deadline.
-            grace = trio.current_time() + ACCOUNT_GRACE_S
-            while not reflected():
-                if reported_since() and trio.current_time() >= grace:
-                    break
-                with trio.move_on_at(grace if trio.current_time() < grace else math.inf):
-                    await rt.account_changed.wait()
-
-    def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None:
-        if self._nursery is not None:
-            self._nursery.start_soon(fn)
-
-    async def resolve_unknown(self, ai: AssetInstance, client_id: str) -> None:
-        """Look a lost send up by client id until it is found or cannot exist any more."""
-        ex = self.rt.exchange
-        give_up = trio.current_time() + UNKNOWN_RESOLVE_S
-        while True:
-            try:
-                report = await ex.fetch_order(None, ai.symbol, {"clientOrderId": client_id})
-            except OrderNotFound:
-                if trio.current_time() >= give_up:
-                    self.rt.emit(
-                        OrderRejectedEvent(
-                            ai.symbol,
-                            client_id,
-                            self.now_ms(),
-                            "never placed: not found after a lost send",
-                        ),
-                        durable=True,
-                    )
-                    self.rt.notify(client_id)
-                    return
-            except NetworkError:
-                pass
-            else:
-                self.rt.on_exchange("order", report)
-                if report.get("filled"):
-                    for trade in await ex.fetch_my_trades(ai.symbol, since=self.now_ms() - 60_000):
-                        if trade.get("order") == report.get("id"):
-                            self.rt.on_exchange("trade", trade)
-                return
-            await trio.sleep(0.5)
 
     # Watchers.
     async def _apply_reports(self, receive: trio.MemoryReceiveChannel[Any]) -> None:
@@ -404,3 +278,142 @@ class LiveDriver:
         for ai in self.rt.universe:
             if ai.open_orders:
                 await cancel_orders(self.rt, list(ai.open_orders.values()))
+
+
+class LiveSends:
+    """Live's send policy (DESIGN §3, §4) around the venue `driver` opened: no send while an
+    account watcher of the asset is stale, a floor under each send's time, the asset's
+    watchers started by its first order, fills confirmed by the account's reports, and a lost
+    send resolved by client id in the background, never by sending again."""
+
+    def __init__(self, driver: LiveDriver) -> None:
+        self.driver = driver
+        self.rt = driver.rt
+        # client id -> the asset's holding when it was sent (see wait_account)
+        self.holding_at_send: dict[str, float] = {}
+        self._sending = 0.0
+
+    async def sync_order(self, order: Order) -> None:
+        ex = self.rt.exchange
+        report = await ex.fetch_order(order.id, order.symbol, {"clientOrderId": order.client_id})
+        order_id = report.get("id")
+        if report.get("filled"):
+            for trade in await ex.fetch_my_trades(order.symbol, since=order.timestamp - 1_000):
+                if trade.get("order") == order_id:
+                    self.rt.on_exchange("trade", trade)
+        self.rt.on_exchange("order", report)
+
+    async def send(self, fn: Callable[[], Awaitable[Any]], deadline_ms: int) -> Any:
+        """Send within the deadline, but give the request at least SEND_FLOOR_S: a short
+        `waitfor` bounds the waiting, not the send (abandoning a send makes its outcome
+        unknown). A send still unanswered then is abandoned: NetworkError, resolved by the
+        caller through the client id."""
+        deadline_ms = max(deadline_ms, self.driver.clock.now_ms() + int(SEND_FLOOR_S * 1000))
+        try:
+            with trio.fail_at(self.driver.clock.trio_deadline(deadline_ms)):
+                return await fn()
+        except trio.TooSlowError:
+            raise NetworkError("the order send did not answer before the deadline") from None
+
+    def refusal(self, ai: AssetInstance) -> OrderCheckFailed | None:
+        """Why `call` must not send now: an account watcher of the asset is stale."""
+        watchers = list(self.driver.account_watchers)
+        if ai.symbol in self.driver.asset_watchers:
+            orders, trades, _ = self.driver.asset_watchers[ai.symbol]
+            watchers += [orders, trades]
+        stale = [w.name for w in watchers if w.health == STALE]
+        if stale:
+            return OrderCheckFailed(
+                "watchers_stale",
+                f"not sending on {ai.symbol}: watcher(s) {', '.join(stale)} are stale (the "
+                "exchange's stream is behind its REST state); retry when they are healthy",
+            )
+        return None
+
+    async def before_send(self, ai: AssetInstance) -> None:
+        """Start the asset's watchers on its first order; note its holding (wait_account)."""
+        self.driver.last_active[ai.symbol] = trio.current_time()
+        self._sending = _holding(ai)
+        if ai.symbol not in self.driver.asset_watchers and self.driver._nursery is not None:
+            await self.driver._nursery.start(self.driver._run_asset_watchers, ai)
+
+    def sent(self, client_id: str) -> None:
+        self.holding_at_send[client_id] = self._sending
+
+    def expect_news(self, ai: AssetInstance, expected: bool = True) -> None:
+        """An order is about to be sent on `ai` (True), or was refused (False): its orders
+        stream must echo it within the stall timeout, or the watcher is stale."""
+        if ai.symbol in self.driver.asset_watchers:
+            watcher = self.driver.asset_watchers[ai.symbol][0]
+            if expected:
+                watcher.expect()
+            else:
+                watcher.expect_since = None
+
+    async def wait_account(self, trade: Any, deadline_ms: int) -> None:
+        """Until the exchange's balance (spot) or position (margin) reports include the
+        order's fills so far: the base holding, or the signed position, moved by them."""
+        rt = self.rt
+        order = trade.order
+        ai = rt.state.assets[order.symbol]
+        before = self.holding_at_send.get(order.client_id)
+        if before is None:
+            return
+        sign = 1.0 if order.side == "buy" else -1.0
+        reports = rt.state.position_reports if ai.contract else rt.state.balance_reports
+
+        def reflected() -> bool:
+            moved = _holding(ai) - before
+            return abs(moved - sign * order.filled) <= ai.amount_step / 2
+
+        def reported_since() -> bool:
+            now = rt.state.position_reports if ai.contract else rt.state.balance_reports
+            return now > reports
+
+        with trio.move_on_at(self.driver.clock.trio_deadline(deadline_ms)):
+            # The holding moving by this order's fills is the proof. When an earlier order's
+            # report was still in flight at the send, the holding moves by both, so after a
+            # grace period any report since the fill is taken instead of waiting out the
+            # deadline.
+            grace = trio.current_time() + ACCOUNT_GRACE_S
+            while not reflected():
+                if reported_since() and trio.current_time() >= grace:
+                    break
+                with trio.move_on_at(grace if trio.current_time() < grace else math.inf):
+                    await rt.account_changed.wait()
+
+    def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None:
+        if self.driver._nursery is not None:
+            self.driver._nursery.start_soon(fn)
+
+    async def resolve_unknown(self, ai: AssetInstance, client_id: str) -> None:
+        """Look a lost send up by client id until it is found or cannot exist any more."""
+        ex = self.rt.exchange
+        give_up = trio.current_time() + UNKNOWN_RESOLVE_S
+        while True:
+            try:
+                report = await ex.fetch_order(None, ai.symbol, {"clientOrderId": client_id})
+            except OrderNotFound:
+                if trio.current_time() >= give_up:
+                    self.rt.emit(
+                        OrderRejectedEvent(
+                            ai.symbol,
+                            client_id,
+                            self.driver.clock.now_ms(),
+                            "never placed: not found after a lost send",
+                        ),
+                        durable=True,
+                    )
+                    self.rt.notify(client_id)
+                    return
+            except NetworkError:
+                pass
+            else:
+                self.rt.on_exchange("order", report)
+                if report.get("filled"):
+                    since = self.driver.clock.now_ms() - 60_000
+                    for trade in await ex.fetch_my_trades(ai.symbol, since=since):
+                        if trade.get("order") == report.get("id"):
+                            self.rt.on_exchange("trade", trade)
+                return
+            await trio.sleep(0.5)

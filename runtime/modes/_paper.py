@@ -9,7 +9,7 @@ trace is the same, its runs marked ``"mode": "paper"``, and it replays the same 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -17,11 +17,9 @@ import trio
 from runtime.engine._runtime import Runtime
 from runtime.exchanges.sim._exchange import Bar
 from runtime.exchanges.sim._paper import PaperExchange
-from runtime.model._assets import AssetInstance
 from runtime.model._modes import Paper
 from runtime.model._orders import Order
 from runtime.modes._clock import WallClock
-from runtime.modes._sim import SimulatedSends
 from watchers._base import WatcherConfig
 from watchers._market import BookWatcher, OHLCVWatcher, PublicTradesWatcher, TickerWatcher
 
@@ -29,9 +27,9 @@ if TYPE_CHECKING:
     from runtime.engine._strategy import Strategy
 
 
-class PaperDriver(SimulatedSends):
-    """The wall clock and tick loop of Live (a `WallClock`, fed by the venue's public data);
-    the simulated exchange's sends for orders."""
+class PaperDriver:
+    """Live's wall clock and tick loop (a `WallClock` fed by the venue's public data), with the
+    paper exchange, a simulated one, for orders."""
 
     def __init__(
         self,
@@ -58,16 +56,6 @@ class PaperDriver(SimulatedSends):
 
     def request_stop(self) -> None:
         self.clock.request_stop()
-
-    # Orders: the paper exchange answers at once and never loses a send.
-    async def sync_order(self, order: Order) -> None:
-        return None
-
-    def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None:
-        raise AssertionError("the simulated exchange never loses a send")
-
-    async def resolve_unknown(self, ai: AssetInstance, client_id: str) -> None:
-        return None
 
     # Market data.
     def on_market(self, kind: str, symbol: str, data: Any) -> None:

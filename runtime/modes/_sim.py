@@ -60,8 +60,11 @@ class BarFeed:
 
 
 class SimulatedSends:
-    """The steps of `call` a simulated exchange makes trivial: it answers at once, never
-    loses a send, and never disagrees with the strategy's state (Sim and Paper)."""
+    """The send policy of a simulated exchange (Sim and Paper): it answers at once, never
+    loses a send, and reports its ledger with every fill, so most steps of `call` are trivial."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
 
     def refusal(self, ai: AssetInstance) -> None:
         return None
@@ -79,10 +82,24 @@ class SimulatedSends:
         return None
 
     async def wait_account(self, trade: Any, deadline_ms: int) -> None:
+        return None  # the fill's balance and position reports were applied with it
+
+    async def sync_order(self, order: Order) -> None:
+        ex = self.rt.exchange
+        report = await ex.fetch_order(order.id, order.symbol)
+        for trade in await ex.fetch_my_trades(order.symbol, since=order.timestamp):
+            if trade["order"] == order.id:
+                self.rt.on_exchange("trade", trade)
+        self.rt.on_exchange("order", report)
+
+    def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None:
+        raise AssertionError("the simulated exchange never loses a send")
+
+    async def resolve_unknown(self, ai: AssetInstance, client_id: str) -> None:
         return None
 
 
-class SimDriver(SimulatedSends):
+class SimDriver:
     """The Sim clock and run loop."""
 
     def __init__(self, rt: Runtime, bars: Bars, cursor: Cursor, exchange: SimExchange) -> None:
@@ -166,19 +183,8 @@ class SimDriver(SimulatedSends):
         await self.advance_to(deadline_ms, changed)
         return changed()
 
-    def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None:
-        raise AssertionError("the simulated exchange never loses a send")
-
-    async def resolve_unknown(self, ai: AssetInstance, client_id: str) -> None:
-        return None
-
-    async def sync_order(self, order: Order) -> None:
-        ex = self.exchange
-        report = await ex.fetch_order(order.id, order.symbol)
-        for trade in await ex.fetch_my_trades(order.symbol, since=order.timestamp):
-            if trade["order"] == order.id:
-                self.rt.on_exchange("trade", trade)
-        self.rt.on_exchange("order", report)
+    def request_stop(self) -> None:
+        """Nothing to wake: the loop checks `rt.stopping` before every bar."""
 
     async def run(self, s: Strategy, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         rt = self.rt

@@ -30,9 +30,9 @@ from runtime.exchanges.sim._paper import PaperExchange, PaperFeed
 from runtime.model._assets import BarWindow, Cursor
 from runtime.model._bars import Bars, generate_bars, load_bars, timeframe_ns
 from runtime.model._modes import Live, Mode, Paper, RunConfig, Sim
-from runtime.modes._live import LiveDriver
+from runtime.modes._live import LiveDriver, LiveSends
 from runtime.modes._paper import PaperDriver
-from runtime.modes._sim import BarFeed, SimDriver, log
+from runtime.modes._sim import BarFeed, SimDriver, SimulatedSends, log
 from traces import open_recorder
 
 
@@ -238,6 +238,7 @@ def _plug_sim(
     cursor.n = min(max(rt.strategy_warmup, 1), len(bars.time_ns))
     driver = SimDriver(rt, bars, cursor, sim_exchange)
     rt.driver = driver
+    rt.sends = SimulatedSends(rt)
     rt.bar_history = driver
     sim_exchange.add_listener(rt.on_exchange)
 
@@ -263,13 +264,16 @@ def _plug_paper(
         )
 
     rt.driver = PaperDriver(rt, mode, open_market=open_market, paper=paper)
+    rt.sends = SimulatedSends(rt)
 
 
 def _plug_live(rt: Runtime, mode: Live, exchange: str, margin: str | None, sandbox: bool) -> None:
     def open_exchange() -> Any:
         return CcxtExchange.open(exchange, sandbox=sandbox, margin=margin)
 
-    rt.driver = LiveDriver(rt, mode, open_exchange=open_exchange, watcher_config=mode.watchers)
+    driver = LiveDriver(rt, mode, open_exchange=open_exchange, watcher_config=mode.watchers)
+    rt.driver = driver
+    rt.sends = LiveSends(driver)
 
 
 def _start_simulated_account(rt: Runtime, exchange: SimExchange, leverage: float) -> None:

@@ -206,7 +206,7 @@ async def test_paused_user_data_makes_call_refuse_until_healthy(
         )
         assert await call(s, ai, GTCOrder[Buy], amount=0.01, price=50_000.0) is None
         assert s._rt.last_refusal.rule == "watchers_stale"
-        await until(s, lambda: s._rt.driver.refusal(ai) is None, seconds=10.0)
+        await until(s, lambda: s._rt.sends.refusal(ai) is None, seconds=10.0)
         assert isinstance(
             await call(s, ai, GTCOrder[Buy], amount=0.01, price=50_000.0, waitfor=0.2), Pending
         )
