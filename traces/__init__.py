@@ -13,24 +13,24 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from traces._codec import redact as redact
+from traces._payloads import PayloadArray as PayloadArray
 from traces._reader import Event as Event
-from traces._reader import PayloadArray as PayloadArray
-from traces._reader import RunInfo as RunInfo
-from traces._reader import choose_run as choose_run
 from traces._reader import iter_events as iter_events
-from traces._reader import list_runs as list_runs
-from traces._reader import open_view as open_view
 from traces._reader import read_trace as read_trace
-from traces._reader import runs_of as runs_of
 from traces._reader import tail_frame as tail_frame
 from traces._reader import tail_records as tail_records
 from traces._recorder import open_recorder as open_recorder
 from traces._recorder import trace_path as trace_path
+from traces._runs import RunInfo as RunInfo
+from traces._runs import choose_run as choose_run
+from traces._runs import list_runs as list_runs
+from traces._runs import runs_of as runs_of
 from traces._schema import STATE_KINDS as STATE_KINDS
 from traces._schema import Kind as Kind
 from traces._tail import TraceOwner as TraceOwner
 from traces._tail import trace_path_of as trace_path_of
 from traces._tail import trace_tail as trace_tail
+from traces._view import open_view as open_view
 from traces._writer import TraceWriter as TraceWriter
 
 if TYPE_CHECKING:

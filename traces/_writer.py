@@ -36,8 +36,8 @@ from zarr.storage import LocalStore
 
 from runtime._errors import ConfigError, TraceError
 from traces._codec import encode_many, encode_redacted
-from traces._reader import ARRAYS, LOCK_FILE, WAL_DIR, _sync, check_codecs, check_trace_path
 from traces._schema import COLUMNS, NO_ASSET, SCHEMA_VERSION, Kind
+from traces._view import ARRAYS, LOCK_FILE, WAL_DIR, _sync, check_codecs, check_trace_path
 from traces._wal import (
     FSYNC_POLICIES,
     FsyncPolicy,

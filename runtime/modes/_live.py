@@ -15,6 +15,9 @@
 
 `stop(s)` ends the tick loop; watchers stop through their cancel scopes. With
 ``Live(cancel_on_stop=True)`` the strategy's open orders are cancelled on the way out.
+
+`LiveDriver` is the clock, the watchers and the run; `LiveSends` is how `call` sends through
+them (stale watchers refuse, lost sends are resolved by client id).
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ log = logging.getLogger("vigil")
 
 CLOSED_ORDERS_ON_START = 50  # most recent closed orders read per market at start
 UNKNOWN_RESOLVE_S = 15.0  # how long a lost send is looked up before it counts as not placed
-ACCOUNT_GRACE_S = 1.0  # see LiveDriver.wait_account
+ACCOUNT_GRACE_S = 1.0  # see LiveSends.wait_account
 SEND_FLOOR_S = 10.0  # the least time an order request gets before it counts as lost
 
 

@@ -14,14 +14,7 @@ import pytest
 from tracekit import CHUNK, snapshot, trade, write_mixed
 
 from runtime._errors import ConfigError, TraceError
-from traces._reader import (
-    PayloadArray,
-    iter_events,
-    list_runs,
-    read_trace,
-    tail_frame,
-    tail_records,
-)
+from traces import PayloadArray, iter_events, list_runs, read_trace, tail_frame, tail_records
 from traces._schema import Kind
 from traces._wal import list_segments
 from traces._writer import TraceWriter

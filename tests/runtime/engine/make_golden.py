@@ -14,7 +14,7 @@ from pathlib import Path
 import trio
 
 from runtime import Sim, start, strategy
-from traces._reader import LOCK_FILE
+from traces._view import LOCK_FILE
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
