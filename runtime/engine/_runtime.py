@@ -140,7 +140,8 @@ class Runtime:
         self.exchange: Exchange = cast("Exchange", None)  # set by the wiring, before any use
         self.driver: Driver = cast("Driver", None)  # set by the wiring, before any use
         self.sends: SendPolicy = cast("SendPolicy", None)
-        self.recorder: Recorder = NullRecorder()
+        self._recorder: Recorder = NullRecorder()
+        self._recording = False  # whether events are kept: an untraced run skips their payloads
         self.running = False
         self.stopping = False
         self.run_id = ""
@@ -209,7 +210,7 @@ class Runtime:
         durable: bool = False,
         ts_exchange_ms: int | None = None,
     ) -> int:
-        seq = self.recorder.record(
+        seq = self._recorder.record(
             kind,
             payload,
             ts_ns=self.now_ms() * 1_000_000,
@@ -220,6 +221,16 @@ class Runtime:
         if durable:
             self.last_durable_seq = seq
         return seq
+
+    @property
+    def recorder(self) -> Recorder:
+        """Where events are recorded: the trace, or a `NullRecorder` for an untraced run."""
+        return self._recorder
+
+    @recorder.setter
+    def recorder(self, recorder: Recorder) -> None:
+        self._recorder = recorder
+        self._recording = not isinstance(recorder, NullRecorder)
 
     # State changes.
     def emit(
@@ -232,6 +243,11 @@ class Runtime:
     ) -> Any:
         """Apply `event`, then record it with the state it left (see `digest`). Queues
         `on_trade` for new fills. An event the engine refuses is recorded as an error."""
+        if not self._recording:  # nothing keeps the payload or its digest: only apply
+            result = apply(self.state, event)
+            if isinstance(result, Trade):
+                self._hooks.append((self.state.assets[result.order.symbol], result))
+            return result
         symbol = getattr(event, "symbol", None)
         payload = event_to_dict(event)
         if raw is not None:
@@ -286,8 +302,13 @@ class Runtime:
                         )
 
     def _emit_report(self, event: Event, tag: Kind | None) -> Any:
-        result = self.emit(event, durable=True, kind=tag)
-        if isinstance(event, BalanceUpdated | PositionUpdated):
+        # Order events are durable: a restart must know every order and fill it acknowledged.
+        # Account reports reach the OS with the next durable record: a restart reads the
+        # account from the exchange anyway (reconcile), so a report lost in a crash costs
+        # nothing, while a write per report would cost one system call each.
+        account = isinstance(event, BalanceUpdated | PositionUpdated)
+        result = self.emit(event, durable=not account, kind=tag)
+        if account:
             self._account_changed()
             if self.on_account is not None:
                 self.on_account()

@@ -31,6 +31,7 @@ Fees are charged in the quote (settle) currency.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import math
 from collections.abc import Callable, Mapping
@@ -72,6 +73,7 @@ class MarketFeed(Protocol):
 Listener = Callable[[str, dict[str, Any]], None]
 
 
+@functools.lru_cache(maxsize=1024)  # the orders and fills of a bar share its time
 def iso8601(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
