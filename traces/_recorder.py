@@ -61,6 +61,10 @@ class TraceRecorder:
             durable=durable,
         )
 
+    def persist(self) -> None:
+        if self._writer is not None:
+            self._writer.persist()
+
     def flush(self) -> None:
         if self._writer is not None:
             self._writer.flush()

@@ -90,6 +90,10 @@ class Recorder(Protocol):
         OS (and is fsynced if the policy says so) when this returns."""
         ...
 
+    def persist(self) -> None:
+        """Make every record so far durable, as ``durable=True`` on the last one would have."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -112,6 +116,9 @@ class NullRecorder:
         seq = self.seq
         self.seq += 1
         return seq
+
+    def persist(self) -> None:
+        pass
 
     def close(self) -> None:
         pass

@@ -617,6 +617,14 @@ class TraceWriter:
             fsync_dir(self._path)
 
     # ------------------------------------------------------------------------------ lifecycle
+    def persist(self) -> None:
+        """Make every record so far durable, as ``durable=True`` on the last one would have:
+        written to the OS, and fsynced if the policy is ``"order"`` or ``"always"``. Never
+        waits for Zarr I/O."""
+        with self._cond:
+            self._check_open()
+            self._write_out(sync=self._fsync in ("order", "always"))
+
     def flush(self) -> None:
         """Write buffered records to the OS (fsynced unless the policy is ``"never"``) and wait
         until every full chunk is committed to Zarr. Raises TraceError if the worker failed."""

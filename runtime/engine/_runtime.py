@@ -6,11 +6,12 @@ it with the engine. That single path is what replay re-runs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import uuid
 import zlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import trio
@@ -156,6 +157,8 @@ class Runtime:
         self._order_events: dict[str, trio.Event] = {}
         self.account_changed = trio.Event()
         self.last_durable_seq = -1  # the newest record that reached the OS before returning
+        # Inside `durable_together`: the newest record that asked to be durable (-1: none yet).
+        self._durable_batch: int | None = None
         self._hooks: list[tuple[AssetInstance, Trade]] = []
         self._client_seq = 0
         # Short, stable tag: client ids stay within Binance's 36 characters for any name.
@@ -210,17 +213,37 @@ class Runtime:
         durable: bool = False,
         ts_exchange_ms: int | None = None,
     ) -> int:
+        batched = durable and self._durable_batch is not None
         seq = self._recorder.record(
             kind,
             payload,
             ts_ns=self.now_ms() * 1_000_000,
             asset=asset,
             ts_exchange_ns=-1 if ts_exchange_ms is None else ts_exchange_ms * 1_000_000,
-            durable=durable,
+            durable=durable and not batched,
         )
-        if durable:
+        if batched:
+            self._durable_batch = seq
+        elif durable:
             self.last_durable_seq = seq
         return seq
+
+    @contextlib.contextmanager
+    def durable_together(self) -> Iterator[None]:
+        """Records that ask to be durable inside this block become durable together when it
+        ends, with one write to the OS: for a simulated exchange, whose answer and everything
+        it reports with it happen in one step that nothing outside can see half done."""
+        if self._durable_batch is not None:  # already inside one: the outer block writes
+            yield
+            return
+        self._durable_batch = -1
+        try:
+            yield
+        finally:
+            last, self._durable_batch = self._durable_batch, None
+            if last >= 0:
+                self._recorder.persist()
+                self.last_durable_seq = last
 
     @property
     def recorder(self) -> Recorder:

@@ -73,7 +73,9 @@ class SimulatedSends:
         return None
 
     async def send(self, fn: Callable[[], Awaitable[Any]], deadline_ms: int) -> Any:
-        return await fn()
+        # The simulated exchange answers, fills and reports in this one step.
+        with self.rt.durable_together():
+            return await fn()
 
     def expect_news(self, ai: AssetInstance, expected: bool = True) -> None:
         return None
@@ -161,7 +163,8 @@ class SimDriver:
             return False
         cursor.n += 1
         if self.exchange.has_work:
-            self.exchange.on_bar()
+            with self.rt.durable_together():  # a bar's fills and their reports
+                self.exchange.on_bar()
         return True
 
     async def advance_to(self, deadline_ms: int, until: Callable[[], bool] | None = None) -> None:
@@ -224,7 +227,8 @@ class SimDriver:
                     break
                 cursor.n += 1
                 if exchange.has_work:
-                    exchange.on_bar()
+                    with rt.durable_together():  # a bar's fills and their reports
+                        exchange.on_bar()
                     if rt.has_hooks:
                         await rt.run_hooks()
         finally:
