@@ -20,7 +20,7 @@ from runtime._errors import VigilError
 from runtime._progress import Progress
 from runtime.app._lifecycle import start
 from runtime.app._report import report_main
-from runtime.engine import replay_from_trace
+from runtime.engine import replay_from_trace, runtime_of
 from runtime.model import Live, Mode, Paper, Sim, load_bars
 from runtime.modes import strategy
 from runtime.modes._sim import SimDriver
@@ -214,7 +214,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _show_progress(s: Any) -> None:
     """A progress bar for Sim runs when stderr is a terminal."""
-    driver = s._rt.driver
+    driver = runtime_of(s).driver
     if isinstance(driver, SimDriver) and Progress.wanted():
         driver.progress = Progress(driver.n_total)
 

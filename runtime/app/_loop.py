@@ -11,14 +11,12 @@ import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import trio
 
 from runtime._errors import ConfigError
-
-if TYPE_CHECKING:
-    from runtime.engine._strategy import Strategy
+from runtime.engine._strategy import Strategy, runtime_of
 
 log = logging.getLogger("vigil")
 T = TypeVar("T")
@@ -135,6 +133,6 @@ def spawn_strategy(s: Strategy, afn: Callable[..., Awaitable[Any]]) -> None:
         )
 
     def keep(exc: BaseException) -> None:
-        s._rt.background_error = exc
+        runtime_of(s).background_error = exc
 
-    loop.spawn(f"strategy {s._rt.name}", afn, s, on_error=keep)
+    loop.spawn(f"strategy {runtime_of(s).name}", afn, s, on_error=keep)

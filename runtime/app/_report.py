@@ -335,9 +335,7 @@ def report_from_trace(path: str | Path, run: int | str = -1) -> Report:
     series.attrs["start"] = start
     exposure = _exposure(assets, states, at, bool(head.get("margin")))
 
-    shell = Strategy()
-    shell._rt = rt
-    trades = trades_frame(shell)
+    trades = trades_frame(rt)
     if first != chosen:  # a restart: the state holds earlier runs' fills too
         trades = trades[trades["trade_id"].isin(run_trades)].reset_index(drop=True)
     stats = compute_stats(series, trades, tf_ns, exposure, cash)

@@ -14,7 +14,7 @@ from runtime._errors import ConfigError, TraceError
 from runtime._progress import Progress
 from runtime.engine._replica import Replica, settles_fills
 from runtime.engine._runtime import Runtime, build_runtime
-from runtime.engine._strategy import Strategy, load_strategy_class
+from runtime.engine._strategy import Strategy, bind, load_strategy_class
 from runtime.model._modes import RunConfig, Sim
 from traces import TraceOwner, choose_run, trace_path_of
 
@@ -97,8 +97,7 @@ def replay_from_trace(
         s = strategy_class_of(start)()
     except TypeError:  # a strategy class that needs arguments: a bare one reads the same state
         s = Strategy()
-    rt.strategy = s
-    s._rt = rt
+    bind(s, rt)
     lo, hi = runs[first].start_seq, runs[chosen].end_seq
     bar = Progress(hi - lo, unit="events") if progress else None
     replica.replay(

@@ -17,7 +17,7 @@ from runtime._errors import ConfigError
 
 if TYPE_CHECKING:
     from runtime.engine._engine import State
-    from runtime.engine._strategy import Strategy
+    from runtime.engine._runtime import Runtime
     from runtime.model._assets import Cursor
     from runtime.model._bars import Bars
 
@@ -78,10 +78,10 @@ class Results:
         return f"<Results {int(self.stats['trades'])} trades>\n{self.summary()}"
 
 
-def trades_frame(s: Strategy) -> pd.DataFrame:
+def trades_frame(rt: Runtime) -> pd.DataFrame:
     """Every fill, oldest first, with realized PnL (average cost, fees included) per fill."""
     rows: list[dict[str, Any]] = []
-    for ai in s.universe:
+    for ai in rt.universe:
         qty = 0.0
         avg = 0.0
         for t in ai.trades:
@@ -143,12 +143,12 @@ def trades_frame(s: Strategy) -> pd.DataFrame:
     return df
 
 
-def _currency_prices(s: Strategy, closes: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+def _currency_prices(rt: Runtime, closes: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     """Each currency's price in the cash currency per bar, through at most one intermediate."""
-    cash = s._rt.cash_currency
+    cash = rt.cash_currency
     prices: dict[str, np.ndarray] = {cash: np.ones(n)}
     for _ in range(2):
-        for ai in s.universe:
+        for ai in rt.universe:
             if ai.base not in prices and ai.quote in prices:
                 prices[ai.base] = closes[ai.symbol] * prices[ai.quote]
             if ai.quote not in prices and ai.base in prices:
@@ -156,14 +156,14 @@ def _currency_prices(s: Strategy, closes: dict[str, np.ndarray], n: int) -> dict
     return prices
 
 
-def equity_curve(s: Strategy) -> pd.Series:
+def equity_curve(rt: Runtime) -> pd.Series:
     """Equity at each bar's close, after that bar's tick; `attrs["start"]` holds the value
     before the first tick (the initial cash at the first prices)."""
-    return _equity(s)
+    return _equity(rt)
 
 
-def _equity(s: Strategy) -> pd.Series:
-    driver = _history(s)
+def _equity(rt: Runtime) -> pd.Series:
+    driver = _history(rt)
     bars = driver.bars
     first = driver.start_index - 1
     last = max(driver.end_index, driver.cursor.n)
@@ -174,20 +174,20 @@ def _equity(s: Strategy) -> pd.Series:
     mark_at = np.array([m[0] for m in marks], dtype=np.int64)
     k = np.searchsorted(mark_at, index_bars, side="right")  # 0 = before any fill
     k0 = np.zeros(1, dtype=np.int64)  # the state before the first tick
-    state = s._rt.state
-    initial = _initial_totals(s)
+    state = rt.state
+    initial = _initial_totals(rt)
     currencies = sorted(set(initial) | {c for m in marks for c in m[1]} | set(state.balances))
-    if s._rt.margin:
-        settle = s._rt.cash_currency
+    if rt.margin:
+        settle = rt.cash_currency
         totals = np.array([initial.get(settle, 0.0)] + [m[1].get(settle, 0.0) for m in marks])
         equity = totals[k].astype(float)
         start = float(totals[0])
-        for ai in s.universe:
+        for ai in rt.universe:
             size = np.array([0.0] + [m[2].get(ai.symbol, (0.0, 0.0))[0] for m in marks])
             entry = np.array([0.0] + [m[2].get(ai.symbol, (0.0, 0.0))[1] for m in marks])
             equity += size[k] * ai.contract_size * (closes[ai.symbol] - entry[k])
     else:
-        prices = _currency_prices(s, closes, n)
+        prices = _currency_prices(rt, closes, n)
         equity = np.zeros(n)
         start = 0.0
         for c in currencies:
@@ -206,8 +206,8 @@ def _equity(s: Strategy) -> pd.Series:
     return series
 
 
-def _initial_totals(s: Strategy) -> dict[str, float]:
-    return dict(s._rt.initial_cash)
+def _initial_totals(rt: Runtime) -> dict[str, float]:
+    return dict(rt.initial_cash)
 
 
 def compute_stats(
@@ -256,8 +256,8 @@ def compute_stats(
     }
 
 
-def _exposure(s: Strategy, equity_len: int) -> float:
-    driver = _history(s)
+def _exposure(rt: Runtime, equity_len: int) -> float:
+    driver = _history(rt)
     if equity_len == 0:
         return 0.0
     first = driver.start_index - 1
@@ -265,11 +265,11 @@ def _exposure(s: Strategy, equity_len: int) -> float:
     marks = driver.marks
     mark_at = np.array([m[0] for m in marks], dtype=np.int64)
     k = np.searchsorted(mark_at, bars_idx, side="right")
-    if s._rt.margin:
+    if rt.margin:
         exposed = np.array([False] + [bool(m[2]) for m in marks])
     else:
-        initial = _initial_totals(s)
-        bases = {ai.base for ai in s.universe}
+        initial = _initial_totals(rt)
+        bases = {ai.base for ai in rt.universe}
         exposed = np.array(
             [any(initial.get(b, 0.0) > 0 for b in bases)]
             + [any(m[1].get(b, 0.0) > 1e-12 for b in bases) for m in marks]
@@ -277,22 +277,22 @@ def _exposure(s: Strategy, equity_len: int) -> float:
     return float(np.mean(exposed[k]))
 
 
-def _history(s: Strategy) -> BarHistory:
-    history = s._rt.bar_history
+def _history(rt: Runtime) -> BarHistory:
+    history = rt.bar_history
     if history is None:
         raise ConfigError("results are computed for Sim runs; this strategy is not in Sim mode")
     return history
 
 
-def compute_results(s: Strategy) -> Results:
-    history = _history(s)
-    trades = trades_frame(s)
-    equity = equity_curve(s)
+def compute_results(rt: Runtime) -> Results:
+    history = _history(rt)
+    trades = trades_frame(rt)
+    equity = equity_curve(rt)
     stats = compute_stats(
         equity,
         trades,
         history.bars.timeframe_ns,
-        _exposure(s, len(equity)),
-        s._rt.cash_currency,
+        _exposure(rt, len(equity)),
+        rt.cash_currency,
     )
     return Results(trades, equity, stats)

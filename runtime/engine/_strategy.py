@@ -84,7 +84,7 @@ class Strategy:
     @property
     def results(self) -> Results:
         """Sim results: `.trades`, `.equity`, `.stats` (computed at the end of a run)."""
-        return compute_results(self)
+        return compute_results(self._rt)
 
     @property
     def trace_path(self) -> Path | None:
@@ -160,6 +160,12 @@ def load_strategy_class(name_or_path: str | Path) -> tuple[str, type[Strategy]]:
             f"strategy {text!r} must define exactly one Strategy subclass; found {found}"
         )
     return name, classes[0]
+
+
+def bind(s: Strategy, rt: Runtime) -> None:
+    """Wire `s` to `rt` (the modes' wiring, replay and reports): its state, hooks and trace."""
+    s._rt = rt
+    rt.strategy = s
 
 
 def runtime_of(s: Strategy) -> Runtime:

@@ -22,7 +22,7 @@ import numpy as np
 from runtime._errors import ConfigError
 from runtime.engine._engine import BalanceUpdated, LeverageChanged, apply
 from runtime.engine._runtime import Runtime, build_runtime
-from runtime.engine._strategy import Strategy, load_strategy_class
+from runtime.engine._strategy import Strategy, bind, load_strategy_class
 from runtime.exchanges._markets import market_for, markets_exchange, synthetic_market
 from runtime.exchanges.ccxt import CcxtExchange
 from runtime.exchanges.sim._exchange import SimExchange
@@ -114,8 +114,7 @@ def wire(
         timeframe=cls.timeframe,
         warmup=cls.warmup,
     )
-    rt.strategy = s
-    s._rt = rt
+    bind(s, rt)
     # The currencies whose balance reports the strategy takes: an account holds others too.
     if margin:
         rt.balance_scope = {ai.settle for ai in rt.universe}
