@@ -2,7 +2,9 @@
 
 One spot run (sma_cross) and one margin run (margin_trend), each on 5,000 generated bars with
 the bars recorded too, so each trace has committed Zarr chunks as well as a WAL tail.
-Regenerate them when the trace schema or the engine's accounting changes on purpose.
+Regenerate them when the trace schema or the engine's accounting changes on purpose, and keep
+the previous ones in a folder of their own (as ``golden/before_reports``) while vigil still
+replays them.
 """
 
 from __future__ import annotations
