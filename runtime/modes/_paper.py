@@ -17,7 +17,6 @@ import trio
 from runtime.engine._runtime import Runtime
 from runtime.exchanges.sim._exchange import Bar
 from runtime.exchanges.sim._paper import PaperExchange
-from runtime.model._modes import Paper
 from runtime.model._orders import Order
 from runtime.modes._clock import WallClock
 from watchers._base import WatcherConfig
@@ -34,7 +33,6 @@ class PaperDriver:
     def __init__(
         self,
         rt: Runtime,
-        mode: Paper,
         *,
         open_market: Callable[[], Any],
         paper: PaperExchange,

@@ -121,14 +121,15 @@ def wire(
     else:
         rt.balance_scope = {c for ai in rt.universe for c in (ai.base, ai.quote)}
         rt.balance_scope.add(rt.cash_currency)
-    if isinstance(mode, Live):
+    if isinstance(mode, Live):  # the account's own cash, read from the exchange at start
         _plug_live(rt, mode, exchange, margin, sandbox)
+    elif isinstance(mode, Sim):
+        assert bars is not None
+        cash = _initial_cash(initial_cash, cls.initial_cash, rt.cash_currency)
+        _plug_sim(rt, mode, bars, markets, cash, exchange, margin)
     else:
         cash = _initial_cash(initial_cash, cls.initial_cash, rt.cash_currency)
-        if bars is not None:
-            _plug_sim(rt, mode, bars, markets, cash, exchange, margin)  # type: ignore[arg-type]
-        else:
-            _plug_paper(rt, mode, markets, cash, exchange, margin, sandbox)  # type: ignore[arg-type]
+        _plug_paper(rt, markets, cash, exchange, margin, sandbox)
     if config.trace:
         account = {"Sim": "sim", "Paper": "paper"}.get(type(mode).__name__)
         account = account or ("sandbox" if sandbox else "live")
@@ -244,7 +245,6 @@ def _plug_sim(
 
 def _plug_paper(
     rt: Runtime,
-    mode: Paper,
     markets: dict[str, dict[str, Any]],
     cash: dict[str, float],
     exchange: str,
@@ -262,7 +262,7 @@ def _plug_paper(
             exchange, sandbox=sandbox, margin=margin, env=_public_env(exchange, margin)
         )
 
-    rt.driver = PaperDriver(rt, mode, open_market=open_market, paper=paper)
+    rt.driver = PaperDriver(rt, open_market=open_market, paper=paper)
     rt.sends = SimulatedSends(rt)
 
 
