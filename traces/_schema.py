@@ -33,6 +33,9 @@ class Kind(enum.IntEnum):
     ORDER_CHECK_FAILED = 14  # a local check refused it; it never reached the exchange
     CANCEL_REQUEST = 15
     ORDER_UNKNOWN = 16  # send timed out or lost its connection; resolving by client id
+    # The exchange refused the send outright (nothing was placed): a record of the refusal,
+    # not a state change. Before this code, vigil wrote these under ORDER_REJECTED.
+    ORDER_REFUSED = 17
     TRADE = 20  # a fill
     TRADE_EMULATED = 21  # a fill derived from cumulative filled/cost deltas
     # Account.

@@ -29,6 +29,7 @@ Accounting rules:
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -287,6 +288,8 @@ def _apply_created(state: State, e: OrderCreated) -> Order:
     ai.open_orders[e.client_id] = order
     # Only the event's own fields: replay must reach the same numbers without market data.
     basis = e.price if e.price is not None else (e.reference_price or 0.0)
+    if not math.isfinite(basis):
+        basis = 0.0  # no price to value it at: a NaN here would poison the balance for good
     if not e.reduce_only:
         value = commitment(ai, e.side, e.amount, basis)
         order.committed = value

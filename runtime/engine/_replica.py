@@ -113,6 +113,7 @@ def diff(expected: Any, actual: Any, path: str = "") -> list[str]:
 # the last one) are decoded; everything else (market data, plumbing) is skipped unread.
 _STATE_CODES = frozenset(int(k) for k in STATE_KINDS)
 _READ = np.array(sorted(_STATE_CODES | {int(Kind.RUN_STOPPED)}), dtype=np.uint16)
+_REJECTED = int(Kind.ORDER_REJECTED)
 BLOCK = 65_536  # rows read and decoded at a time
 
 # Called after each applied event: (seq, ts_ns, event, what `apply` returned).
@@ -193,6 +194,8 @@ class Replica:
                     strict=True,
                 ):
                     payload = unpackb(blob[offset : offset + size], raw=False, strict_map_key=False)
+                    if code == _REJECTED and "event" not in payload:
+                        continue  # a send refusal from before ORDER_REFUSED: no state change
                     if code in _STATE_CODES:
                         try:
                             event = event_from_dict(payload)

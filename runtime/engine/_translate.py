@@ -6,6 +6,7 @@ records the events and applies them.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from runtime.engine._engine import (
@@ -24,6 +25,15 @@ from runtime.model._orders import CANCELED, EXPIRED, Order, order_type_of
 
 def _f(value: Any, default: float = 0.0) -> float:
     return default if value is None else float(value)
+
+
+def _finite(value: Any) -> float | None:
+    """`value` as a float when it is a finite number, else None."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
 
 
 def find_order(state: State, order: dict[str, Any]) -> Order | None:
@@ -47,6 +57,9 @@ def order_events(
     events: list[Event] = []
     client_id = str(o.get("clientOrderId") or o["id"])
     if local is None:
+        if reference_price is None or not math.isfinite(reference_price):
+            # Adopted before any price is known (a restart): value it at its own price.
+            reference_price = _finite(o.get("average")) or _finite(o.get("price"))
         type_cls = order_type_of(
             o.get("type") or "limit", o.get("timeInForce"), bool(o.get("postOnly")), o["side"]
         )

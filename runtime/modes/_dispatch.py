@@ -325,7 +325,7 @@ async def _place(
     except (OrderRejected, RateLimited) as exc:
         # A definite no (a 429/418 is refused unprocessed): nothing was placed.
         sends.expect_news(ai, False)
-        await _refused(rt, ai, order_type, amount, price, exc, Kind.ORDER_REJECTED, client_id)
+        await _refused(rt, ai, order_type, amount, price, exc, Kind.ORDER_REFUSED, client_id)
         return None
     except NetworkError as exc:
         # Unknown outcome: never None, never sent again. Look it up by client id.

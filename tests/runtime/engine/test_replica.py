@@ -14,6 +14,7 @@ from runtime import (
     Live,
     MarketOrder,
     PositionClose,
+    PostOnlyOrder,
     ReplayMismatch,
     RunConfig,
     Sim,
@@ -24,7 +25,7 @@ from runtime import (
 from runtime.engine import Replica, build_runtime, replay_from_trace, runtime_of, snapshot
 from runtime.engine._engine import BalanceUpdated, State
 from tests.conftest import HERE, MANUAL
-from traces import TraceWriter, iter_events
+from traces import Kind, TraceWriter, iter_events
 
 MANUAL_MARGIN = HERE / "manual_margin_strategy.py"
 
@@ -121,3 +122,26 @@ async def test_sim_margin_positions_come_from_position_reports() -> None:
     ledger = rt.exchange.ledger
     assert s.balances[ai.settle].total == ledger.balances[ai.settle].total
     assert s.cash_committed == pytest.approx(ledger.balances[ai.settle].committed)
+
+
+async def test_a_refused_send_is_no_state_event_in_old_traces_or_new(tmp_path: Path) -> None:
+    s = strategy(str(MANUAL), mode=Sim(bars=200, seed=1), config={"trace_root": str(tmp_path)})
+    ai = s.universe["BTC/USDT"]
+    above = ai.round_price(ai.price * 1.01)
+    assert await call(s, ai, PostOnlyOrder[Buy], amount=0.01, price=above) is None  # would take
+    assert await call(s, ai, MarketOrder[Buy], amount=0.01) is not None
+    await start(s)
+    assert s.trace_path is not None
+    events = list(iter_events(s.trace_path))
+    assert [e.kind.name for e in events].count("ORDER_REFUSED") == 1
+    replay_from_trace(s)
+
+    # vigil wrote refusals under ORDER_REJECTED before ORDER_REFUSED existed; those replay too.
+    old = tmp_path / "old.zarr"
+    with TraceWriter(old) as writer:
+        for e in events:
+            kind = Kind.ORDER_REJECTED if e.kind.name == "ORDER_REFUSED" else e.kind
+            writer.record(
+                kind, e.payload, ts_ns=e.ts_ns, asset=e.asset, ts_exchange_ns=e.ts_exchange_ns
+            )
+    assert snapshot(runtime_of(replay_from_trace(old)).state) == snapshot(runtime_of(s).state)

@@ -1,0 +1,68 @@
+"""Live you can restart (issue 13): each defect reproduced through the public API and the
+loopback exchange, and the trace of the run still replays and restarts."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from runtime import Buy, GTCOrder, MarketOrder, Pending, PostOnlyOrder, Trade, call
+from runtime.engine._replica import snapshot
+from runtime.testing.loopback import LoopbackExchange
+from tests.conftest import MANUAL
+from tests.runtime.modes.live.test_live_rules import running
+from tests.runtime.testing.loopback.support import BTC
+from traces import iter_events, replay_from_trace
+
+
+async def test_exchange_rejections_leave_a_trace_that_replays_and_restarts(
+    loopback: LoopbackExchange, tmp_path: Path
+) -> None:
+    async with running(MANUAL, tmp_path) as s:
+        ai = s.universe[BTC]
+        # A post-only buy above the market would take: the exchange refuses it.
+        assert await call(s, ai, PostOnlyOrder[Buy], amount=0.01, price=61_000.0) is None
+        # Under the minimum notional, past the local checks.
+        tiny = await call(s, ai, GTCOrder[Buy], amount=0.00005, price=50_000.0, skipchecks=True)
+        assert tiny is None
+        # A 429 on the order itself: refused unprocessed.
+        loopback.faults.rate_limit_next(1, retry_after_s=1)
+        assert await call(s, ai, GTCOrder[Buy], amount=0.01, price=50_000.0) is None
+        assert isinstance(await call(s, ai, MarketOrder[Buy], amount=0.01), Trade)
+        path = s.trace_path
+        assert path is not None
+    refusals = [e for e in iter_events(path) if e.kind.name == "ORDER_REFUSED"]
+    assert len(refusals) == 3
+    assert {e.payload["rule"] for e in refusals} == {"OrderRejected", "RateLimited"}
+    replayed = replay_from_trace(path)  # raised ReplayMismatch KeyError('event') before
+    assert snapshot(replayed._rt.state) == snapshot(s._rt.state)
+    async with running(MANUAL, tmp_path) as again:  # the restart replays the same trace
+        bi = again.universe[BTC]
+        assert bi.cash == pytest.approx(0.01)
+        assert isinstance(await call(again, bi, MarketOrder[Buy], amount=0.01), Trade)
+    assert math.isfinite(again.cash_committed)
+
+
+async def test_a_restart_adopts_a_market_order_it_never_priced(
+    loopback: LoopbackExchange, tmp_path: Path
+) -> None:
+    """A market order on the account that the trace does not know (a fresh trace here, as
+    after a SIGKILL between intent and reply) is adopted without a NaN commitment."""
+    async with running(MANUAL, tmp_path / "first") as s:
+        ai = s.universe[BTC]
+        p = await call(s, ai, GTCOrder[Buy], amount=0.01, price=50_000.0, waitfor=0.2)
+        assert isinstance(p, Pending)
+        assert isinstance(await call(s, ai, MarketOrder[Buy], amount=0.01), Trade)
+    async with running(MANUAL, tmp_path / "fresh") as again:  # same account, new trace
+        bi = again.universe[BTC]
+        assert [o.client_id for o in bi.orders] == [p.order.client_id]  # adopted
+        assert math.isfinite(again.cash_committed)
+        assert again.cash_committed == pytest.approx(0.01 * 50_000.0 * (1 + bi.taker))
+        # The free-cash check still works: 5 BTC needs far more than the account has.
+        assert await call(again, bi, MarketOrder[Buy], amount=5.0) is None
+        assert again._rt.last_refusal.rule == "free_cash"
+        path = again.trace_path
+    assert path is not None
+    replay_from_trace(path)
