@@ -21,6 +21,7 @@ import trio
 
 from runtime._errors import (
     ConfigError,
+    ExchangeError,
     NetworkError,
     OrderCheckFailed,
     OrderNotFound,
@@ -355,7 +356,14 @@ async def _place(
     elif not order.fills and order.is_open:
         await rt.driver.wait_order(order, deadline)
     if not order.fills and order.is_open and synced:
-        await sends.sync_order(order)
+        try:
+            await sends.sync_order(order)
+        except ExchangeError as exc:  # DESIGN §3.7: a failed forced fetch leaves a Pending
+            rt.record(
+                Kind.ERROR,
+                {"client_id": order.client_id, "error": f"forced fetch failed: {exc}"},
+                asset=ai.symbol,
+            )
     if order.fills and synced:
         await sends.wait_account(order.fills[-1], deadline)
     if rt.has_hooks:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from runtime._errors import NetworkError, OrderCheckFailed, OrderNotFound
+from runtime._errors import ExchangeError, NetworkError, OrderCheckFailed, OrderNotFound
 from runtime.engine._engine import LeverageChanged
 from runtime.engine._engine import OrderRejected as OrderRejectedEvent
 from runtime.engine._replica import restore
@@ -297,14 +297,7 @@ class LiveSends:
         self._sending = 0.0
 
     async def sync_order(self, order: Order) -> None:
-        ex = self.rt.exchange
-        report = await ex.fetch_order(order.id, order.symbol, {"clientOrderId": order.client_id})
-        order_id = report.get("id")
-        if report.get("filled"):
-            for trade in await ex.fetch_my_trades(order.symbol, since=order.timestamp - 1_000):
-                if trade.get("order") == order_id:
-                    self.rt.on_exchange("trade", trade)
-        self.rt.on_exchange("order", report)
+        await self._order_and_fills(order.symbol, order.id, order.client_id)
 
     async def send(self, fn: Callable[[], Awaitable[Any]], deadline_ms: int) -> Any:
         """Send within the deadline, but give the request at least SEND_FLOOR_S: a short
@@ -390,12 +383,14 @@ class LiveSends:
             self.driver._nursery.start_soon(fn)
 
     async def resolve_unknown(self, ai: AssetInstance, client_id: str) -> None:
-        """Look a lost send up by client id until it is found or cannot exist any more."""
-        ex = self.rt.exchange
+        """Look a lost send up by client id until it is found or cannot exist any more. An
+        exchange or network fault on the way is recorded and the lookup tried again: nothing
+        here may end the strategy."""
         give_up = trio.current_time() + UNKNOWN_RESOLVE_S
         while True:
             try:
-                report = await ex.fetch_order(None, ai.symbol, {"clientOrderId": client_id})
+                await self._order_and_fills(ai.symbol, None, client_id)
+                return
             except OrderNotFound:
                 if trio.current_time() >= give_up:
                     self.rt.emit(
@@ -409,14 +404,29 @@ class LiveSends:
                     )
                     self.rt.notify(client_id)
                     return
-            except NetworkError:
-                pass
-            else:
-                self.rt.on_exchange("order", report)
-                if report.get("filled"):
-                    since = self.driver.clock.now_ms() - 60_000
-                    for trade in await ex.fetch_my_trades(ai.symbol, since=since):
-                        if trade.get("order") == report.get("id"):
-                            self.rt.on_exchange("trade", trade)
-                return
+            except ExchangeError as exc:
+                self.rt.record(
+                    Kind.ERROR,
+                    {"client_id": client_id, "error": f"resolving a lost send: {exc}"},
+                    asset=ai.symbol,
+                )
             await trio.sleep(0.5)
+
+    async def _order_and_fills(self, symbol: str, order_id: str | None, client_id: str) -> None:
+        """Fetch an order and, if it has filled, its trades, then apply them. Both requests
+        are made before anything is applied, so a failure leaves nothing half done."""
+        ex = self.rt.exchange
+        report = await ex.fetch_order(order_id, symbol, {"clientOrderId": client_id})
+        trades: list[dict[str, Any]] = []
+        if report.get("filled"):
+            since = int(report.get("timestamp") or self.driver.clock.now_ms()) - 1_000
+            trades = [
+                trade
+                for trade in await ex.fetch_my_trades(symbol, since=since)
+                if trade.get("order") == report.get("id")
+            ]
+        self.rt.on_exchange("order", report)
+        for trade in trades:
+            self.rt.on_exchange("trade", trade)
+        if trades:
+            self.rt.on_exchange("order", report)  # a closure that waited on these fills

@@ -24,6 +24,8 @@ class RequestFault:
 
     status: int  # 5xx, 429 or 418
     retry_after_s: int | None = None
+    path: str | None = None  # only requests to this path (e.g. "/api/v3/myTrades"); None: any
+    method: str | None = None  # only requests with this HTTP method; None: any
 
 
 class Faults:
@@ -65,11 +67,14 @@ class Faults:
         with self._lock:
             self._latency_ms = float(value)
 
-    def fail_next(self, k: int = 1, *, status: int = 503) -> None:
-        """Answer the next ``k`` REST requests with HTTP ``status`` (500, 502, 503 or 504)."""
+    def fail_next(
+        self, k: int = 1, *, status: int = 503, path: str | None = None, method: str | None = None
+    ) -> None:
+        """Answer the next ``k`` REST requests with HTTP ``status`` (500, 502, 503 or 504);
+        with ``path`` (``"/api/v3/myTrades"``) and ``method`` (``"GET"``), only those."""
         if status not in _HTTP_ERRORS:
             raise ValueError(f"status {status} is not a 5xx this server sends; use 500-504")
-        self._queue(k, RequestFault(status))
+        self._queue(k, RequestFault(status, path=path, method=method))
 
     def rate_limit_next(self, k: int = 1, *, retry_after_s: int = 1, status: int = 429) -> None:
         """Answer the next ``k`` requests with 429 (or 418) and ``Retry-After: retry_after_s``."""
@@ -81,6 +86,12 @@ class Faults:
                 "Retry-After carries integer seconds)"
             )
         self._queue(k, RequestFault(status, retry_after_s))
+
+    @property
+    def queued_request_faults(self) -> int:
+        """How many counted request faults (5xx, 429) are still waiting for their request."""
+        with self._lock:
+            return len(self._fail)
 
     def drop_next_order_response(self, k: int = 1, *, mode: str = "close") -> None:
         """Execute the next ``k`` order POSTs but lose their replies (``"close"`` or ``"500"``)."""
@@ -123,16 +134,25 @@ class Faults:
         with self._lock:
             self._fail.extend([fault] * self._count(k))
 
-    def take_request_fault(self) -> RequestFault | None:
-        """The fault for the request arriving now, if any (consumes one counted fault)."""
+    def take_request_fault(self, path: str = "", method: str = "") -> RequestFault | None:
+        """The fault for the `method` request to `path` arriving now, if any (consumes one
+        counted fault: the first queued one that applies to this request)."""
         now = self.clock()
         with self._lock:
             if now < self._banned_until:
                 # Sent before Retry-After passed: Binance escalates to a ban.
                 return RequestFault(418, max(1, round(self._banned_until - now + 0.5)))
-            if not self._fail:
+            index = next(
+                (
+                    i
+                    for i, f in enumerate(self._fail)
+                    if f.path in (None, path) and f.method in (None, method)
+                ),
+                None,
+            )
+            if index is None:
                 return None
-            fault = self._fail.pop(0)
+            fault = self._fail.pop(index)
             if fault.retry_after_s is not None:
                 self._banned_until = now + fault.retry_after_s
             return fault

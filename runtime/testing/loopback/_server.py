@@ -574,7 +574,7 @@ class LoopbackExchange:
         latency = self.faults.latency_ms
         if latency:
             await asyncio.sleep(latency / 1000)
-        fault = self.faults.take_request_fault()
+        fault = self.faults.take_request_fault(path, request.method)
         if fault is not None:
             log.debug("loopback: %s %s -> injected %s", request.method, path, fault.status)
             return _fault_response(fault)

@@ -12,7 +12,7 @@ from runtime import Buy, GTCOrder, MarketOrder, Pending, PostOnlyOrder, Trade, c
 from runtime.engine._replica import snapshot
 from runtime.testing.loopback import LoopbackExchange
 from tests.conftest import MANUAL
-from tests.runtime.modes.live.test_live_rules import running
+from tests.runtime.modes.live.test_live_rules import on_exchange, running, until
 from tests.runtime.testing.loopback.support import BTC
 from traces import iter_events, replay_from_trace
 
@@ -66,3 +66,38 @@ async def test_a_restart_adopts_a_market_order_it_never_priced(
         path = again.trace_path
     assert path is not None
     replay_from_trace(path)
+
+
+async def test_a_5xx_while_resolving_a_lost_reply_does_not_end_the_run(
+    loopback: LoopbackExchange, tmp_path: Path
+) -> None:
+    async with running(MANUAL, tmp_path) as s:
+        ai = s.universe[BTC]
+        assert isinstance(await call(s, ai, MarketOrder[Buy], amount=0.01), Trade)  # watchers up
+        loopback.faults.drop_next_order_response(1)
+        loopback.faults.fail_next(3, path="/api/v3/myTrades")
+        p = await call(s, ai, MarketOrder[Buy], amount=0.01, waitfor=0.0)
+        assert isinstance(p, Pending)  # the reply was lost: resolved in the background
+        # The resolver finds the order, fails to read its trades three times, then reads them;
+        # the first failure used to end `start` with NetworkError.
+        await until(s, lambda: loopback.faults.queued_request_faults == 0, seconds=20.0)
+        assert isinstance(await p.wait(20.0) or p.order.fills[-1], Trade)
+        await until(s, lambda: abs(ai.cash - 0.02) < 1e-9)  # the balance report follows
+        assert isinstance(await call(s, ai, MarketOrder[Buy], amount=0.01), Trade)  # still running
+        path = s.trace_path
+    assert path is not None
+    errors = [e for e in iter_events(path) if e.kind.name == "ERROR"]
+    assert any("resolving a lost send" in str(e.payload.get("error")) for e in errors)
+
+
+async def test_a_failed_forced_fetch_leaves_a_pending(
+    loopback: LoopbackExchange, tmp_path: Path
+) -> None:
+    async with running(MANUAL, tmp_path) as s:
+        ai = s.universe[BTC]
+        assert isinstance(await call(s, ai, MarketOrder[Buy], amount=0.01), Trade)  # watchers up
+        loopback.faults.fail_next(1, path="/api/v3/order", method="GET")
+        p = await call(s, ai, GTCOrder[Buy], amount=0.01, price=50_000.0, waitfor=0.2)
+        assert isinstance(p, Pending)  # raised NetworkError ("may or may not have executed")
+        assert p.state == "open"
+        assert len((await on_exchange(False, BTC))["open"]) == 1  # nothing sent twice
