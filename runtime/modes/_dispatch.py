@@ -288,7 +288,11 @@ async def _place(
     if refusal is not None:
         await _refused(rt, ai, order_type, amount, price, refusal, Kind.ORDER_CHECK_FAILED)
         return None
-    await sends.before_send(ai)
+    try:
+        await sends.before_send(ai)
+    except ExchangeError as exc:  # before the send: None with the reason (DESIGN §3.7)
+        await _refused(rt, ai, order_type, amount, price, exc, Kind.ORDER_CHECK_FAILED)
+        return None
     client_id = rt.next_client_id(ai)
     sends.sent(client_id)
     ccxt_params = dict(params)
@@ -429,6 +433,8 @@ def _created_from_intent(
 
 
 async def cancel_orders(rt: Runtime, orders: list[Order]) -> bool:
+    """Cancel `orders`; True once none of them is open. A fault of the exchange or the network
+    is recorded with the order and the order left as it is (DESIGN §3.7: False, not a raise)."""
     for order in orders:
         if not order.is_open:
             continue
@@ -438,24 +444,29 @@ async def cancel_orders(rt: Runtime, orders: list[Order]) -> bool:
             asset=order.symbol,
             durable=True,
         )
+        ids = (order.id, order.symbol, {"clientOrderId": order.client_id})
         try:
-            report = await rt.exchange.cancel_order(
-                order.id, order.symbol, {"clientOrderId": order.client_id}
-            )
-        except OrderRejected as exc:
-            rt.record(
-                Kind.ERROR, {"error": str(exc), "client_id": order.client_id}, asset=order.symbol
-            )
+            try:
+                report = await rt.exchange.cancel_order(*ids)
+            except OrderNotFound:
+                # Already gone on the exchange (or never placed): learn how it ended.
+                report = await rt.exchange.fetch_order(*ids)
+        except ExchangeError as exc:
+            _cancel_failed(rt, order.client_id, order.symbol, exc)
             continue
-        except OrderNotFound:
-            # Already gone on the exchange: learn how it ended.
-            report = await rt.exchange.fetch_order(
-                order.id, order.symbol, {"clientOrderId": order.client_id}
-            )
         rt.on_exchange("order", report)
     if rt.has_hooks:
         await rt.run_hooks()
     return all(not o.is_open for o in orders)
+
+
+def _cancel_failed(rt: Runtime, client_id: str | None, symbol: str, exc: Exception) -> None:
+    rt.last_refusal = exc
+    rt.record(
+        Kind.ERROR,
+        {"action": "CancelOrders", "client_id": client_id, "error": f"{type(exc).__name__}: {exc}"},
+        asset=symbol,
+    )
 
 
 async def _cancel_orders(rt: Runtime, ai: AssetInstance, action: CancelOrders) -> bool:
@@ -465,7 +476,12 @@ async def _cancel_orders(rt: Runtime, ai: AssetInstance, action: CancelOrders) -
         return not action.ids or o.client_id in action.ids or o.id in action.ids
 
     if action.confirm:
-        for report in await rt.exchange.fetch_open_orders(ai.symbol):
+        try:
+            listed = await rt.exchange.fetch_open_orders(ai.symbol)
+        except ExchangeError as exc:
+            _cancel_failed(rt, None, ai.symbol, exc)
+            return False
+        for report in listed:
             rt.on_exchange("order", report)
     orders = [o for o in ai.open_orders.values() if selected(o)]
     ok = await cancel_orders(rt, orders)
@@ -502,7 +518,7 @@ async def _update_leverage(rt: Runtime, ai: AssetInstance, action: UpdateLeverag
         await rt.exchange.set_leverage(
             int(leverage) if leverage.is_integer() else leverage, ai.symbol
         )
-    except OrderRejected as exc:
+    except ExchangeError as exc:  # refused (Binance: whole numbers only), or unreachable
         rt.last_refusal = exc
         rt.record(Kind.ERROR, {"action": "UpdateLeverage", "reason": str(exc)}, asset=ai.symbol)
         return False

@@ -331,7 +331,16 @@ class LiveSends:
         self.driver.last_active[ai.symbol] = trio.current_time()
         self._sending = _holding(ai)
         if ai.symbol not in self.driver.asset_watchers and self.driver._nursery is not None:
-            await self.driver._nursery.start(self.driver._run_asset_watchers, ai)
+            try:
+                await self.driver._nursery.start(self.driver._run_asset_watchers, ai)
+            except ExceptionGroup as group:
+                faults, others = group.split(ExchangeError)
+                if faults is None or others is not None:
+                    raise  # not (only) the exchange: a bug, not a fault to report
+                raise NetworkError(
+                    f"the order and trade watchers of {ai.symbol} could not start: "
+                    f"{faults.exceptions[0]}; nothing was sent"
+                ) from group
 
     def sent(self, client_id: str) -> None:
         self.holding_at_send[client_id] = self._sending

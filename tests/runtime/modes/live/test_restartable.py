@@ -8,11 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from runtime import Buy, GTCOrder, MarketOrder, Pending, PostOnlyOrder, Trade, call
+from runtime import (
+    Buy,
+    CancelOrders,
+    GTCOrder,
+    MarketOrder,
+    Pending,
+    PostOnlyOrder,
+    Trade,
+    UpdateLeverage,
+    call,
+)
 from runtime.engine._replica import snapshot
 from runtime.testing.loopback import LoopbackExchange
 from tests.conftest import MANUAL
-from tests.runtime.modes.live.test_live_rules import on_exchange, running, until
+from tests.runtime.modes.live.test_live_rules import MARGIN, on_exchange, running, until
 from tests.runtime.testing.loopback.support import BTC
 from traces import iter_events, replay_from_trace
 
@@ -101,3 +111,50 @@ async def test_a_failed_forced_fetch_leaves_a_pending(
         assert isinstance(p, Pending)  # raised NetworkError ("may or may not have executed")
         assert p.state == "open"
         assert len((await on_exchange(False, BTC))["open"]) == 1  # nothing sent twice
+
+
+async def test_cancel_orders_returns_false_on_faults_instead_of_raising(
+    loopback: LoopbackExchange, tmp_path: Path
+) -> None:
+    async with running(MANUAL, tmp_path) as s:
+        ai = s.universe[BTC]
+        p = await call(s, ai, GTCOrder[Buy], amount=0.01, price=50_000.0, waitfor=0.2)
+        assert isinstance(p, Pending)
+        loopback.faults.fail_next(1, path="/api/v3/order", method="DELETE")
+        assert await call(s, ai, CancelOrders()) is False  # raised NetworkError
+        loopback.faults.rate_limit_next(1, retry_after_s=0)
+        assert await call(s, ai, CancelOrders()) is False  # raised RateLimited
+        loopback.faults.fail_next(1, path="/api/v3/openOrders", method="GET")
+        assert await call(s, ai, CancelOrders(confirm=True)) is False
+        assert p.order.is_open
+        assert await call(s, ai, CancelOrders()) is True
+        assert not p.order.is_open
+        path = s.trace_path
+    assert path is not None
+    errors = [e.payload for e in iter_events(path) if e.kind.name == "ERROR"]
+    assert sum(p.get("action") == "CancelOrders" for p in errors) == 3
+
+
+async def test_the_first_order_during_a_5xx_burst_is_refused_not_raised(
+    loopback: LoopbackExchange, tmp_path: Path
+) -> None:
+    async with running(MANUAL, tmp_path) as s:
+        ai = s.universe[BTC]
+        # The asset's order watcher cannot read the open orders to start (5 tries).
+        loopback.faults.fail_next(5, path="/api/v3/openOrders", method="GET")
+        assert await call(s, ai, MarketOrder[Buy], amount=0.01) is None  # ExceptionGroup before
+        assert "watchers of BTC/USDT could not start" in str(s._rt.last_refusal)
+        assert (await on_exchange(False, BTC))["balance"]["total"].get("BTC", 0.0) == 0.0
+        assert isinstance(await call(s, ai, MarketOrder[Buy], amount=0.01), Trade)
+
+
+async def test_update_leverage_the_exchange_refuses_is_false(
+    loopback: LoopbackExchange, tmp_path: Path
+) -> None:
+    async with running(MARGIN, tmp_path) as s:
+        ai = s.universe[BTC]
+        assert await call(s, ai, UpdateLeverage(2.5)) is False  # Binance -1100: whole numbers
+        assert "-1100" in str(s._rt.last_refusal) or "leverage" in str(s._rt.last_refusal)
+        assert ai.leverage == 2.0
+        assert await call(s, ai, UpdateLeverage(3.0)) is True
+        assert ai.leverage == 3.0
