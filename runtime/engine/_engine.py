@@ -230,7 +230,8 @@ def commitment(ai: AssetInstance, side: str, amount: float, price: float) -> flo
     return amount
 
 
-def _commit_currency(ai: AssetInstance, side: str) -> str:
+def commit_currency(ai: AssetInstance, side: str) -> str:
+    """The currency an open order on `ai` reserves (see `commitment`)."""
     if ai.contract:
         return ai.settle
     return ai.quote if side == "buy" else ai.base
@@ -241,7 +242,7 @@ def _release(state: State, ai: AssetInstance, order: Order, value: float) -> Non
     if value <= 0:
         return
     order.committed -= value
-    b = state.balance(_commit_currency(ai, order.side))
+    b = state.balance(commit_currency(ai, order.side))
     b.committed = max(b.committed - value, 0.0)
 
 
@@ -293,7 +294,7 @@ def _apply_created(state: State, e: OrderCreated) -> Order:
     if not e.reduce_only:
         value = commitment(ai, e.side, e.amount, basis)
         order.committed = value
-        state.balance(_commit_currency(ai, e.side)).committed += value
+        state.balance(commit_currency(ai, e.side)).committed += value
     return order
 
 

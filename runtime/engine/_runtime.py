@@ -86,6 +86,10 @@ class SendPolicy(Protocol):
     loses a send; a real one needs its watchers healthy, a send floor, the account's reports
     and the resolution of lost sends (DESIGN §3)."""
 
+    def unavailable(self) -> str | None:
+        """Why nothing can be sent at all (a Live strategy not running), or None."""
+        ...
+
     def refusal(self, ai: AssetInstance) -> Exception | None:
         """Why an order on `ai` must not be sent now (stale watchers), or None."""
         ...
@@ -140,7 +144,7 @@ class Runtime:
         self.cash_currency = cash_currency
         self.exchange: Exchange = cast("Exchange", None)  # set by the wiring, before any use
         self.driver: Driver = cast("Driver", None)  # set by the wiring, before any use
-        self.sends: SendPolicy = cast("SendPolicy", None)
+        self.sends: SendPolicy | None = None  # None: no exchange (a replayed strategy)
         self._recorder: Recorder = NullRecorder()
         self._recording = False  # whether events are kept: an untraced run skips their payloads
         self.running = False
@@ -157,6 +161,7 @@ class Runtime:
         self._order_events: dict[str, trio.Event] = {}
         self.account_changed = trio.Event()
         self.last_durable_seq = -1  # the newest record that reached the OS before returning
+        self.reserved: dict[str, float] = {}  # currency -> held by orders being sent
         # Inside `durable_together`: the newest record that asked to be durable (-1: none yet).
         self._durable_batch: int | None = None
         self._hooks: list[tuple[AssetInstance, Trade]] = []
@@ -227,6 +232,16 @@ class Runtime:
         elif durable:
             self.last_durable_seq = seq
         return seq
+
+    @contextlib.contextmanager
+    def reserving(self, currency: str, value: float) -> Iterator[None]:
+        """Hold `value` of `currency` for an order between its local check and its arrival in
+        the state, so that concurrent calls cannot spend the same free cash twice."""
+        self.reserved[currency] = self.reserved.get(currency, 0.0) + value
+        try:
+            yield
+        finally:
+            self.reserved[currency] -= value
 
     @contextlib.contextmanager
     def durable_together(self) -> Iterator[None]:

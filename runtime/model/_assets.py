@@ -209,6 +209,23 @@ def empty_window() -> BarWindow:
     return BarWindow(np.zeros(0, dtype=np.int64), {c: np.zeros(0) for c in OHLCV}, Cursor(0))
 
 
+def _price_band(market: Mapping[str, Any]) -> tuple[float, float, float, float] | None:
+    info = market.get("info")
+    filters = info.get("filters") if isinstance(info, Mapping) else None
+    for f in filters or ():
+        kind = f.get("filterType") if isinstance(f, Mapping) else None
+        if kind == "PERCENT_PRICE_BY_SIDE":
+            keys = ("bidMultiplierDown", "bidMultiplierUp", "askMultiplierDown", "askMultiplierUp")
+        elif kind == "PERCENT_PRICE":
+            keys = ("multiplierDown", "multiplierUp", "multiplierDown", "multiplierUp")
+        else:
+            continue
+        bd, bu, ad, au = (_num(f.get(k), math.nan) for k in keys)
+        if all(math.isfinite(x) and x > 0 for x in (bd, bu, ad, au)):
+            return bd, bu, ad, au
+    return None
+
+
 def _num(value: Any, default: float) -> float:
     return default if value is None else float(value)
 
@@ -253,6 +270,10 @@ class AssetInstance:
         self.cost_min: float = _num((limits.get("cost") or {}).get("min"), 0.0)
         self.price_min: float = _num((limits.get("price") or {}).get("min"), 0.0)
         self.price_max: float = _num((limits.get("price") or {}).get("max"), math.inf)
+        self.cost_max: float = _num((limits.get("cost") or {}).get("max"), math.inf)
+        # Binance's PERCENT_PRICE(_BY_SIDE): how far from the market a limit price may be, as
+        # (buy down, buy up, sell down, sell up) multipliers; None where the venue has none.
+        self.price_band: tuple[float, float, float, float] | None = _price_band(market)
         self.leverage_max: float = _num((limits.get("leverage") or {}).get("max"), 125.0)
         self.maker: float = _num(market.get("maker"), 0.001)
         self.taker: float = _num(market.get("taker"), 0.001)

@@ -15,6 +15,7 @@ The contract (DESIGN §3), the same in every mode:
 from __future__ import annotations
 
 import math
+import numbers
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -28,7 +29,7 @@ from runtime._errors import (
     OrderRejected,
     RateLimited,
 )
-from runtime.engine._engine import LeverageChanged, OrderCreated, commitment
+from runtime.engine._engine import LeverageChanged, OrderCreated, commit_currency, commitment
 from runtime.engine._strategy import runtime_of
 from runtime.model._assets import AssetInstance
 from runtime.model._orders import (
@@ -45,7 +46,7 @@ from runtime.model._orders import (
 from traces._schema import Kind
 
 if TYPE_CHECKING:
-    from runtime.engine._runtime import Runtime
+    from runtime.engine._runtime import Runtime, SendPolicy
     from runtime.engine._strategy import Strategy
 
 
@@ -110,6 +111,35 @@ def _refuse(rule: str, message: str) -> OrderCheckFailed:
     return OrderCheckFailed(rule, message)
 
 
+def _is_number(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def sendable_numbers(
+    ai: AssetInstance, order_type: type[OrderType[Any]], amount: Any, price: Any
+) -> tuple[float, float | None] | OrderCheckFailed:
+    """The amount and price as floats, or the refusal: what no order may be sent without,
+    checked even with ``skipchecks`` (an exchange cannot be sent NaN or ``True``)."""
+    sym = ai.symbol
+    if not _is_number(amount) or not math.isfinite(amount) or amount <= 0:
+        return _refuse(
+            "amount_positive", f"amount {amount!r} must be a finite positive number for {sym}"
+        )
+    if order_type.ccxt_type == "market":
+        if price is not None:
+            return _refuse(
+                "market_price", f"a market order takes no price (got {price!r}) for {sym}"
+            )
+        return float(amount), None
+    if price is None:
+        return _refuse("price_required", f"{order_type.__name__} needs a price for {sym}")
+    if not _is_number(price) or not math.isfinite(price) or price <= 0:
+        return _refuse(
+            "price_positive", f"price {price!r} must be a finite positive number for {sym}"
+        )
+    return float(amount), float(price)
+
+
 def check_order(
     rt: Runtime,
     ai: AssetInstance,
@@ -120,31 +150,35 @@ def check_order(
 ) -> tuple[float, float | None] | OrderCheckFailed:
     """The local checks of DESIGN §3.2: the rounded (amount, price), or the refusal."""
     sym = ai.symbol
-    if not isinstance(amount, int | float) or not math.isfinite(amount) or amount <= 0:
-        return _refuse(
-            "amount_positive", f"amount {amount!r} must be finite and positive for {sym}"
-        )
-    is_market = order_type.ccxt_type == "market"
-    if is_market:
-        if price is not None:
-            return _refuse(
-                "market_price", f"a market order takes no price (got {price!r}) for {sym}"
-            )
+    sendable = sendable_numbers(ai, order_type, amount, price)
+    if isinstance(sendable, OrderCheckFailed):
+        return sendable
+    amount, price = sendable
+    if price is None:
         rounded_price = None
     else:
-        if price is None:
-            return _refuse("price_required", f"{order_type.__name__} needs a price for {sym}")
-        if not isinstance(price, int | float) or not math.isfinite(price) or price <= 0:
-            return _refuse(
-                "price_positive", f"price {price!r} must be finite and positive for {sym}"
-            )
-        rounded_price = ai.round_price(float(price))
+        rounded_price = ai.round_price(price)
         if rounded_price <= 0:
             return _refuse(
                 "price_tick",
                 f"price {price!r} rounds to 0 at the tick {_n(ai.price_tick)} for {sym}",
             )
-    rounded = ai.round_amount(float(amount))
+        if rounded_price > ai.price_max or rounded_price < ai.price_min:
+            return _refuse(
+                "price_limits",
+                f"price {_n(rounded_price)} outside the market's range {_n(ai.price_min)} to "
+                f"{_n(ai.price_max)} for {sym}",
+            )
+        band = ai.price_band
+        if band is not None and math.isfinite(ai.price) and ai.price > 0:
+            down, up = band[:2] if order_type.side == "buy" else band[2:]
+            if not ai.price * down <= rounded_price <= ai.price * up:
+                return _refuse(
+                    "percent_price",
+                    f"price {_n(rounded_price)} is too far from the market {_n(ai.price)} for "
+                    f"{sym}: a {order_type.side} must be within {_n(down)}x to {_n(up)}x of it",
+                )
+    rounded = ai.round_amount(amount)
     if rounded < ai.amount_min or rounded <= 0:
         return _refuse(
             "amount_min",
@@ -160,6 +194,12 @@ def check_order(
     if not math.isfinite(basis) or basis <= 0:
         return _refuse("no_price", f"no market price known yet for {sym}; wait for data")
     value = rounded * basis * ai.contract_size
+    if value > ai.cost_max:
+        return _refuse(
+            "cost_max",
+            f"order value {_n(value)} above the market maximum {_n(ai.cost_max)} for {sym} "
+            f"(amount {_n(rounded)} at {_n(basis)})",
+        )
     if value < ai.cost_min and not reduce_only:  # exchanges let a position close below it
         return _refuse(
             "cost_min",
@@ -183,7 +223,7 @@ def check_order(
     else:
         need = commitment(ai, side, rounded, basis)
         currency = ai.quote if side == "buy" else ai.base
-    free = rt.state.balance(currency).free
+    free = rt.state.balance(currency).free - rt.reserved.get(currency, 0.0)
     if need > free + 1e-12:
         what = (
             "margin"
@@ -214,6 +254,13 @@ async def call(
     what those document. Derivative orders take ``reduce_only=True``; other keywords pass
     through to the exchange as ccxt ``params``."""
     rt = runtime_of(s)
+    unavailable = (
+        rt.sends.unavailable()
+        if rt.sends is not None
+        else f"strategy {rt.name} has no exchange (a replay of its trace) and cannot trade"
+    )
+    if unavailable is not None:
+        raise ConfigError(unavailable)
     if not (isinstance(waitfor, int | float) and math.isfinite(waitfor) and waitfor >= 0):
         raise ConfigError(f"waitfor={waitfor!r} must be a finite number of seconds, 0 or more")
     deadline = rt.now_ms() + int(waitfor * 1000)
@@ -229,13 +276,13 @@ async def call(
             f"UpdateLeverage(x) or PositionClose(); got {what!r}"
         )
     reduce_only = bool(params.pop("reduce_only", False))
+    checked: tuple[float, float | None] | OrderCheckFailed
     if reduce_only and not ai.contract:
-        raise ConfigError(f"reduce_only is for derivatives; {ai.symbol} is a spot market")
-    if skipchecks:
-        checked: tuple[float, float | None] | OrderCheckFailed = (
-            amount,  # type: ignore[assignment]
-            price,
+        checked = _refuse(
+            "reduce_only", f"reduce_only is for derivatives; {ai.symbol} is a spot market"
         )
+    elif skipchecks:
+        checked = sendable_numbers(ai, what, amount, price)
     else:
         checked = check_order(rt, ai, what, amount, price, reduce_only)
     if isinstance(checked, OrderCheckFailed):
@@ -284,71 +331,80 @@ async def _place(
     params: dict[str, Any],
 ) -> Trade | Pending | None:
     sends = rt.sends
-    refusal = sends.refusal(ai)
-    if refusal is not None:
-        await _refused(rt, ai, order_type, amount, price, refusal, Kind.ORDER_CHECK_FAILED)
-        return None
-    try:
-        await sends.before_send(ai)
-    except ExchangeError as exc:  # before the send: None with the reason (DESIGN §3.7)
-        await _refused(rt, ai, order_type, amount, price, exc, Kind.ORDER_CHECK_FAILED)
-        return None
-    client_id = rt.next_client_id(ai)
-    sends.sent(client_id)
-    ccxt_params = dict(params)
-    ccxt_params["clientOrderId"] = client_id
-    if order_type.time_in_force and not order_type.post_only:
-        ccxt_params["timeInForce"] = order_type.time_in_force
-    if order_type.post_only:
-        ccxt_params["postOnly"] = True
-    if reduce_only:
-        ccxt_params["reduceOnly"] = True
-    rt.record(
-        Kind.ORDER_INTENT,
-        {
-            "client_id": client_id,
-            "symbol": ai.symbol,
-            "type": order_type.ccxt_type,
-            "order_type": order_type.__name__,
-            "side": order_type.side,
-            "amount": amount,
-            "price": price,
-            "params": ccxt_params,
-        },
-        asset=ai.symbol,
-        durable=True,
+    assert sends is not None  # `call` refused a runtime without one
+    basis = price if price is not None else ai.price
+    held = (
+        0.0
+        if reduce_only or not math.isfinite(basis)
+        else commitment(ai, order_type.side, amount, basis)
     )
-
-    async def create() -> Any:
-        return await rt.exchange.create_order(
-            ai.symbol, order_type.ccxt_type, order_type.side, amount, price, ccxt_params
-        )
-
-    sends.expect_news(ai)
-    try:
-        report = await sends.send(create, deadline)
-    except (OrderRejected, RateLimited) as exc:
-        # A definite no (a 429/418 is refused unprocessed): nothing was placed.
-        sends.expect_news(ai, False)
-        await _refused(rt, ai, order_type, amount, price, exc, Kind.ORDER_REFUSED, client_id)
-        return None
-    except NetworkError as exc:
-        # Unknown outcome: never None, never sent again. Look it up by client id.
+    with rt.reserving(commit_currency(ai, order_type.side), held):
+        refusal = sends.refusal(ai)
+        if refusal is not None:
+            await _refused(rt, ai, order_type, amount, price, refusal, Kind.ORDER_CHECK_FAILED)
+            return None
+        try:
+            await sends.before_send(ai)
+        except ExchangeError as exc:  # before the send: None with the reason (DESIGN §3.7)
+            await _refused(rt, ai, order_type, amount, price, exc, Kind.ORDER_CHECK_FAILED)
+            return None
+        client_id = rt.next_client_id(ai)
+        sends.sent(client_id)
+        ccxt_params = dict(params)
+        ccxt_params["clientOrderId"] = client_id
+        if order_type.time_in_force and not order_type.post_only:
+            ccxt_params["timeInForce"] = order_type.time_in_force
+        if order_type.post_only:
+            ccxt_params["postOnly"] = True
+        if reduce_only:
+            ccxt_params["reduceOnly"] = True
         rt.record(
-            Kind.ORDER_UNKNOWN,
-            {"client_id": client_id, "error": str(exc)},
+            Kind.ORDER_INTENT,
+            {
+                "client_id": client_id,
+                "symbol": ai.symbol,
+                "type": order_type.ccxt_type,
+                "order_type": order_type.__name__,
+                "side": order_type.side,
+                "amount": amount,
+                "price": price,
+                "params": ccxt_params,
+            },
             asset=ai.symbol,
             durable=True,
         )
-        report = await _lookup(rt, ai, client_id, deadline)
-        if report is None:
-            rt.emit(
-                _created_from_intent(ai, order_type, client_id, amount, price, {}, rt), durable=True
+
+        async def create() -> Any:
+            return await rt.exchange.create_order(
+                ai.symbol, order_type.ccxt_type, order_type.side, amount, price, ccxt_params
             )
-            sends.spawn(lambda: sends.resolve_unknown(ai, client_id))
-            return Pending(rt, rt.state.orders[client_id], unknown=True)
-    rt.on_exchange("order", report)
-    _apply_response_fills(rt, report)
+
+        sends.expect_news(ai)
+        try:
+            report = await sends.send(create, deadline)
+        except (OrderRejected, RateLimited) as exc:
+            # A definite no (a 429/418 is refused unprocessed): nothing was placed.
+            sends.expect_news(ai, False)
+            await _refused(rt, ai, order_type, amount, price, exc, Kind.ORDER_REFUSED, client_id)
+            return None
+        except NetworkError as exc:
+            # Unknown outcome: never None, never sent again. Look it up by client id.
+            rt.record(
+                Kind.ORDER_UNKNOWN,
+                {"client_id": client_id, "error": str(exc)},
+                asset=ai.symbol,
+                durable=True,
+            )
+            report = await _lookup(rt, sends, ai, client_id, deadline)
+            if report is None:
+                rt.emit(
+                    _created_from_intent(ai, order_type, client_id, amount, price, {}, rt),
+                    durable=True,
+                )
+                sends.spawn(lambda: sends.resolve_unknown(ai, client_id))
+                return Pending(rt, rt.state.orders[client_id], unknown=True)
+        rt.on_exchange("order", report)
+        _apply_response_fills(rt, report)
     order = rt.state.orders.get(client_id)
     if order is None:  # the exchange answered but the order never reached our state
         rt.emit(_created_from_intent(ai, order_type, client_id, amount, price, report, rt))
@@ -397,11 +453,13 @@ def _apply_response_fills(rt: Runtime, report: dict[str, Any]) -> None:
     rt.on_exchange("order", report)  # closures that waited on these fills
 
 
-async def _lookup(rt: Runtime, ai: AssetInstance, client_id: str, deadline: int) -> Any:
+async def _lookup(
+    rt: Runtime, sends: SendPolicy, ai: AssetInstance, client_id: str, deadline: int
+) -> Any:
     """The order by client id, if the exchange knows it before the deadline; else None."""
     while rt.now_ms() < deadline:
         try:
-            return await rt.sends.send(
+            return await sends.send(
                 lambda: rt.exchange.fetch_order(None, ai.symbol, {"clientOrderId": client_id}),
                 deadline,
             )
@@ -498,8 +556,15 @@ async def _update_leverage(rt: Runtime, ai: AssetInstance, action: UpdateLeverag
         reason = (
             f"leverage of {ai.symbol} cannot change while {len(ai.open_orders)} order(s) are open"
         )
-    elif not (math.isfinite(action.leverage) and 1 <= action.leverage <= ai.leverage_max):
-        reason = f"leverage {action.leverage!r} outside 1..{ai.leverage_max:g} for {ai.symbol}"
+    elif not (
+        _is_number(action.leverage)
+        and math.isfinite(action.leverage)
+        and 1 <= action.leverage <= ai.leverage_max
+    ):
+        reason = (
+            f"leverage {action.leverage!r} must be a number from 1 to {ai.leverage_max:g} for "
+            f"{ai.symbol}"
+        )
     if reason is not None:
         rt.last_refusal = OrderCheckFailed("leverage", reason)
         rt.record(Kind.ERROR, {"action": "UpdateLeverage", "reason": reason}, asset=ai.symbol)
@@ -530,7 +595,11 @@ async def _position_close(
     rt: Runtime, ai: AssetInstance, deadline: int, synced: bool
 ) -> Trade | Pending | None:
     if not ai.contract:
-        raise ConfigError(f"PositionClose is for derivatives; {ai.symbol} is a spot market")
+        refusal = _refuse(
+            "position_close", f"PositionClose is for derivatives; {ai.symbol} is a spot market"
+        )
+        await _refused(rt, ai, PositionClose, None, None, refusal, Kind.ORDER_CHECK_FAILED)
+        return None
     await cancel_orders(rt, list(ai.open_orders.values()))
     pos = ai.long or ai.short
     if pos is None:

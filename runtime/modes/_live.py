@@ -273,6 +273,7 @@ class LiveDriver:
                     nursery.cancel_scope.cancel()
             finally:
                 self._nursery = None
+                self.streams = None  # the exchange closes with this block
                 self.account_watchers.clear()
                 with trio.CancelScope(shield=True):
                     await send.aclose()
@@ -295,6 +296,14 @@ class LiveSends:
         # client id -> the asset's holding when it was sent (see wait_account)
         self.holding_at_send: dict[str, float] = {}
         self._sending = 0.0
+
+    def unavailable(self) -> str | None:
+        if self.driver.streams is None:
+            return (
+                f"strategy {self.rt.name} is not running (never started, or stopped), so Live "
+                "orders cannot reach the exchange: start(s) it before calling"
+            )
+        return None
 
     async def sync_order(self, order: Order) -> None:
         await self._order_and_fills(order.symbol, order.id, order.client_id)

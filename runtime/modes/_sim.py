@@ -66,6 +66,9 @@ class SimulatedSends:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
+    def unavailable(self) -> None:
+        return None  # the simulated exchange is in this process: always there
+
     def refusal(self, ai: AssetInstance) -> None:
         return None
 

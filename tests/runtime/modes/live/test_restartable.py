@@ -7,14 +7,17 @@ import math
 from pathlib import Path
 
 import pytest
+import trio
 
 from runtime import (
     Buy,
     CancelOrders,
+    ConfigError,
     GTCOrder,
     MarketOrder,
     Pending,
     PostOnlyOrder,
+    Sell,
     Trade,
     UpdateLeverage,
     call,
@@ -158,3 +161,34 @@ async def test_update_leverage_the_exchange_refuses_is_false(
         assert ai.leverage == 2.0
         assert await call(s, ai, UpdateLeverage(3.0)) is True
         assert ai.leverage == 3.0
+
+
+async def test_call_after_stop_says_the_strategy_is_stopped(
+    loopback: LoopbackExchange, tmp_path: Path
+) -> None:
+    async with running(MANUAL, tmp_path) as s:
+        ai = s.universe[BTC]
+    with pytest.raises(ConfigError, match="is not running"):  # was ClosedResourceError
+        await call(s, ai, MarketOrder[Buy], amount=0.01)
+    with pytest.raises(ConfigError, match="is not running"):
+        await call(s, ai, CancelOrders())
+
+
+async def test_concurrent_orders_cannot_spend_the_same_free_cash(
+    loopback: LoopbackExchange, tmp_path: Path
+) -> None:
+    async with running(MANUAL, tmp_path) as s:
+        ai = s.universe[BTC]
+        assert isinstance(await call(s, ai, MarketOrder[Buy], amount=0.01), Trade)
+        await until(s, lambda: abs(ai.cash - 0.01) < 1e-9)
+        results: list[object] = []
+
+        async def sell() -> None:
+            results.append(await call(s, ai, MarketOrder[Sell], amount=0.008))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sell)
+            nursery.start_soon(sell)
+        assert sorted(type(r).__name__ for r in results) == ["NoneType", "Trade"]
+        assert s._rt.last_refusal.rule == "free_cash"
+        assert (await on_exchange(False, BTC))["balance"]["total"]["BTC"] == pytest.approx(0.002)
