@@ -64,6 +64,11 @@ EVENT_KINDS: dict[type, Kind] = {
 }
 
 
+# Client ids the exchange gives the orders that liquidate a position (Binance: "autoclose-",
+# and "adl_autoclose" for auto-deleveraging; the simulated exchange uses the same).
+LIQUIDATION_IDS = ("autoclose-", "adl_autoclose")
+
+
 class Driver(Protocol):
     """The clock and run loop of a mode: all that differs between modes besides the exchange
     and how `call` sends to it (`SendPolicy`)."""
@@ -361,6 +366,14 @@ class Runtime:
         if ai is None:
             return  # another market on the same account: not ours
         for event in order_events(self.state, payload, ai.price):
+            if isinstance(event, OrderCreated) and event.client_id.startswith(LIQUIDATION_IDS):
+                # The exchange closing a position itself: said before its order is applied.
+                self.record(
+                    Kind.LIQUIDATION,
+                    {"client_id": event.client_id, "side": event.side, "amount": event.amount},
+                    asset=event.symbol,
+                    durable=True,
+                )
             self._emit_report(event, tag)
         order = find_order(self.state, payload)
         if order is None:
@@ -392,12 +405,12 @@ class Runtime:
             self.notify(fill.client_id)
 
     def _on_position(self, p: dict[str, Any], tag: Kind | None, default_ts: int = 0) -> None:
-        if p.get("symbol") not in self.state.assets:
+        ai = self.state.assets.get(p.get("symbol", ""))
+        if ai is None:
             return
-        event = position_event(p)
+        event = position_event(p, ai.leverage)
         if not event.timestamp:
             event = dataclasses.replace(event, timestamp=default_ts or self.now_ms())
-        ai = self.state.assets[event.symbol]
         other = ai.short if event.side == "long" else ai.long
         if event.contracts > 0 and other is not None:  # one-way: the other side is flat now
             self._emit_report(

@@ -145,16 +145,35 @@ def _wallet_balances(info: Any) -> dict[str, Any]:
     return out
 
 
-def position_event(p: dict[str, Any]) -> PositionUpdated:
+def position_event(p: dict[str, Any], leverage: float) -> PositionUpdated:
+    """The exchange's report of one position side. A report without a leverage (ccxt's
+    Binance v3 positionRisk and ACCOUNT_UPDATE have none) keeps `leverage`, the asset's own; the
+    margin is the exchange's (initial margin, collateral, or ACCOUNT_UPDATE's isolated wallet
+    "iw"), and only a report with none of them gets the margin that leverage implies."""
+    contracts = _f(p.get("contracts"))
+    entry = _f(p.get("entryPrice"))
+    lever = _finite(p.get("leverage")) or leverage
+    info = p.get("info")
+    reported = next(
+        (
+            x
+            for x in (
+                _finite(p.get("initialMargin")),
+                _finite(p.get("collateral")),
+                _finite(info.get("iw")) if isinstance(info, dict) else None,
+            )
+            if x is not None
+        ),
+        None,
+    )
+    size = contracts * (_finite(p.get("contractSize")) or 1.0)
     return PositionUpdated(
         symbol=p["symbol"],
         side=p.get("side") or "long",
-        contracts=_f(p.get("contracts")),
-        entry_price=_f(p.get("entryPrice")),
-        leverage=_f(p.get("leverage"), 1.0),
-        margin=_f(
-            p.get("initialMargin") if p.get("initialMargin") is not None else p.get("collateral")
-        ),
+        contracts=contracts,
+        entry_price=entry,
+        leverage=lever,
+        margin=reported if reported is not None else size * entry / lever,
         timestamp=int(p.get("timestamp") or 0),
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from runtime import (
     strategy,
 )
 from tests.conftest import HERE, bars
+from traces import iter_events, replay_from_trace
 
 MARGIN = HERE / "manual_margin_strategy.py"
 
@@ -147,3 +149,18 @@ async def test_liquidation_closes_the_position() -> None:
     assert closing.price == pytest.approx(liq, abs=ai.price_tick)
     assert s.cash < 10_000.0 - 0.5 * (t.price - liq) * 0.99
     assert s.cash_committed == pytest.approx(0.0)
+
+
+async def test_a_liquidation_is_recorded_as_such(tmp_path: Path) -> None:
+    crash = [30_000.0] * 3 + [29_000.0, 25_000.0, 20_000.0, 14_000.0, 13_000.0]
+    s = strategy(MARGIN, mode=Sim(), data=bars(crash), config={"trace_root": str(tmp_path)})
+    ai = s.universe["BTC/USDT"]
+    assert isinstance(await call(s, ai, MarketOrder[Buy], amount=0.5), Trade)
+    await start(s)
+    assert ai.long is None
+    assert s.trace_path is not None
+    liquidations = [e for e in iter_events(s.trace_path) if e.kind.name == "LIQUIDATION"]
+    assert len(liquidations) == 1
+    assert liquidations[0].payload["client_id"].startswith("autoclose-")
+    assert liquidations[0].payload["amount"] == pytest.approx(0.5)
+    replay_from_trace(s)

@@ -192,3 +192,30 @@ async def test_concurrent_orders_cannot_spend_the_same_free_cash(
         assert sorted(type(r).__name__ for r in results) == ["NoneType", "Trade"]
         assert s._rt.last_refusal.rule == "free_cash"
         assert (await on_exchange(False, BTC))["balance"]["total"]["BTC"] == pytest.approx(0.002)
+
+
+async def test_futures_positions_carry_the_exchanges_leverage_margin_and_liquidation(
+    loopback: LoopbackExchange, tmp_path: Path
+) -> None:
+    async with running(MARGIN, tmp_path) as s:
+        ai = s.universe[BTC]
+        assert isinstance(await call(s, ai, MarketOrder[Buy], amount=0.01), Trade)
+        # The websocket's ACCOUNT_UPDATE has no leverage and no initial margin, only "iw".
+        await until(s, lambda: ai.long is not None and ai.long.margin > 0)
+        pos = ai.long
+        assert pos is not None
+        assert pos.leverage == 2.0  # was 1.0
+        assert pos.margin == pytest.approx(300.0)  # was 0
+        assert pos.liquidation_price == pytest.approx(30_120.48, rel=1e-4)  # was 60,241
+        exchange = (await on_exchange(True, BTC))["positions"][0]
+        assert pos.liquidation_price == pytest.approx(exchange["liquidationPrice"], rel=1e-6)
+    async with running(MARGIN, tmp_path) as again:  # a restart keeps the leverage it set
+        bi = again.universe[BTC]
+        assert bi.leverage == 2.0
+        assert bi.long is not None
+        assert bi.long.leverage == 2.0
+        assert bi.long.margin == pytest.approx(300.0)
+        path = again.trace_path
+    assert path is not None
+    reconciled = [e.payload for e in iter_events(path) if e.kind.name == "RECONCILE"]
+    assert not any(p.get("event") == "LeverageChanged" for p in reconciled)
