@@ -356,8 +356,17 @@ def open_view(path: str | Path) -> TraceView:
         except KeyError as exc:
             raise TraceError(f"trace {path} is incomplete: missing {exc}") from exc
         if scan.gap_before:  # committed moved on and its segments went away: look again
-            last = None
+            last = TraceError(
+                f"trace {path} is damaged: its committed row count is {committed} but its WAL "
+                f"starts at {scan.unreadable[0].name}: rows from seq {committed} up to it are "
+                "missing (a deleted segment, or a committed count set too low)"
+            )
             continue
+        if scan.damage is not None:
+            raise TraceError(
+                f"trace {path} is damaged: {scan.damage}. Only a torn last record is dropped "
+                "when reading; restore the trace from a copy"
+            )
         zstd = check_codecs(path, arrays)
         files = {n: _ArrayFiles.of(path, n, a, zstd) for n, a in arrays.items()}
         symbols = list(attrs.get("symbols", []))
@@ -367,9 +376,10 @@ def open_view(path: str | Path) -> TraceView:
         return TraceView(
             path, committed, int(attrs.get("chunk_rows", 8192)), symbols, files, scan.records
         )
+    if isinstance(last, TraceError):
+        raise last  # the same on every attempt: not a writer moving on, a damaged trace
     raise TraceError(
-        f"trace {path} kept changing while being read ({_RETRIES} attempts) or its WAL is "
-        f"missing records after committed row: {last!r}"
+        f"trace {path} kept changing while being read ({_RETRIES} attempts): {last!r}"
     )
 
 

@@ -12,8 +12,12 @@ Frame: ``uint32 body length | uint32 crc32(body) | body``. The body's first byte
 - ``SYMBOL`` ``<Bi`` symbol-table index, then the UTF-8 symbol. Every segment starts with the
   whole table, so a segment never depends on one that was deleted.
 
-Reading stops cleanly at the first frame that is short, fails its CRC, or breaks seq contiguity:
-that is a torn write from a crash, and everything before it is intact.
+A crash can tear only the last frame written: the last segment may end in an incomplete frame
+(a cut header or body, a complete frame whose CRC fails, or zeros). That tail is dropped
+quietly, and a writer that opens the trace cuts it. Any other bad frame (a flipped byte, a
+zeroed block or a seq break with intact frames after it, in any segment), and any seq missing
+between segments, is damage: `scan_wal` reports it in `WalScan.damage`, naming the file and the
+seq, and readers and writers raise TraceError instead of dropping or truncating anything.
 """
 
 from __future__ import annotations
@@ -150,6 +154,7 @@ class WalScan:
     unreadable: list[Path] = field(default_factory=list)  # after a tear or a seq gap
     below: list[Path] = field(default_factory=list)  # wholly before from_seq
     gap_before: bool = False  # the oldest segment starts after from_seq: records are missing
+    damage: str | None = None  # what is wrong beyond a torn last frame (module docstring)
 
     @property
     def end_seq(self) -> int:
@@ -290,6 +295,16 @@ def _scan_segment(
     return pos, expected
 
 
+def _torn(data: bytes, pos: int) -> bool:
+    """Whether the bytes from `pos` to the end are one frame cut short by a crash: a partial
+    header, a body the file ends inside of, a last frame whose CRC fails, or zeros."""
+    rest = data[pos:]
+    if len(rest) < FRAME.size or not rest.strip(b"\0"):
+        return True
+    length, _ = FRAME.unpack_from(data, pos)
+    return length > 0 and pos + FRAME.size + length >= len(data)
+
+
 def scan_wal(wal_dir: Path, from_seq: int) -> WalScan:
     """Read every intact record with seq >= ``from_seq``. Never modifies a file.
 
@@ -316,19 +331,32 @@ def scan_wal(wal_dir: Path, from_seq: int) -> WalScan:
         first, path = segs[i]
         if first != expected:
             scan.unreadable = [p for _, p in segs[i:]]
+            scan.damage = (
+                f"WAL segment {path.name} starts at seq {first}, but the records before it end "
+                f"at seq {expected - 1}: seqs {expected} to {first - 1} are missing (a deleted "
+                "or damaged segment)"
+            )
             break
         data = path.read_bytes()
         out = _Pieces()
-        valid, expected = _scan_segment(data, expected, from_seq, out, scan.symbols)
-        scan.segments.append(SegmentRead(path, first, len(data), valid, expected))
+        valid, next_seq = _scan_segment(data, expected, from_seq, out, scan.symbols)
+        scan.segments.append(SegmentRead(path, first, len(data), valid, next_seq))
+        if valid < len(data) and not (i == len(segs) - 1 and _torn(data, valid)):
+            scan.unreadable = [p for _, p in segs[i + 1 :]]
+            scan.damage = (
+                f"WAL segment {path} has an invalid record at byte {valid} of {len(data)}, "
+                f"after seq {next_seq - 1}, with more data after it (a flipped byte, a zeroed "
+                f"block or a cut, not a torn last write): seq {next_seq} on cannot be read"
+            )
+        expected = next_seq
         ts, tsx, kind, asset, off, size = out.columns()
         if len(ts):
             # Offsets point into this segment's bytes; rebase them onto the joined blob.
             cols.append((ts, tsx, kind, asset, off + base, size))
             blobs.append(np.frombuffer(data, np.uint8))
             base += len(data)
-        # A torn tail ends this segment only: the next is readable if it continues the seq
-        # (a writer that reopened after the crash starts a new segment at `expected`).
+        if scan.damage is not None:
+            break
     if cols:
         joined = cols[0]
         if len(cols) > 1:

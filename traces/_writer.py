@@ -251,13 +251,16 @@ class TraceWriter:
                 )
             if index == len(table):
                 table.append(symbol)
-        # Crash leftovers: cut a torn tail, set aside segments that no longer continue the seq,
-        # drop segments wholly before `committed`.
+        if scan.damage is not None:  # nothing is cut or moved: the records after it are intact
+            raise TraceError(
+                f"trace {path} is damaged: {scan.damage}. Nothing was changed; copy the trace "
+                "aside, or move the damaged segment out of its wal folder to write after what "
+                "precedes it"
+            )
+        # Crash leftovers: cut the torn last frame, drop segments wholly before `committed`.
         for seg in scan.segments:
             if seg.valid_bytes < seg.size:
                 os.truncate(seg.path, seg.valid_bytes)
-        for orphan in scan.unreadable:
-            orphan.rename(orphan.with_name(orphan.name + ".orphan"))
         for old in scan.below:
             old.unlink(missing_ok=True)
 

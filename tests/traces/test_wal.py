@@ -84,38 +84,69 @@ def test_every_torn_tail_is_dropped_cleanly(tmp_path: Path) -> None:
         assert scan.segments[0].valid_bytes == last_start
 
 
-def test_corrupt_byte_stops_at_that_frame(tmp_path: Path) -> None:
+def test_a_corrupt_byte_with_records_after_it_is_damage(tmp_path: Path) -> None:
     data = bytearray(_events(0, 6))
     frame_len = len(_events(0, 1))
     data[frame_len * 3 + FRAME.size + 5] ^= 0xFF  # inside frame 3's body: CRC fails
     (tmp_path / segment_name(0)).write_bytes(bytes(data))
+    scan = scan_wal(tmp_path, 0)
     assert _seqs(tmp_path) == [0, 1, 2]
+    assert scan.damage is not None
+    assert segment_name(0) in scan.damage
+    assert "seq 3 on cannot be read" in scan.damage
+
+
+def test_a_corrupt_last_frame_is_a_torn_write(tmp_path: Path) -> None:
+    data = bytearray(_events(0, 3))
+    data[-2] ^= 0xFF  # the last frame fails its CRC and ends the file
+    (tmp_path / segment_name(0)).write_bytes(bytes(data))
+    assert _seqs(tmp_path) == [0, 1]
+    assert scan_wal(tmp_path, 0).damage is None
 
 
 def test_zero_filled_tail_is_not_a_record(tmp_path: Path) -> None:
     (tmp_path / segment_name(0)).write_bytes(_events(0, 2) + b"\0" * 64)
     assert _seqs(tmp_path) == [0, 1]
+    assert scan_wal(tmp_path, 0).damage is None
+    # Zeros with records after them are a zeroed block, not a torn write.
+    (tmp_path / segment_name(0)).write_bytes(_events(0, 2) + b"\0" * 64 + _events(2, 2))
+    assert scan_wal(tmp_path, 0).damage is not None
 
 
 def test_seq_must_continue_inside_a_segment(tmp_path: Path) -> None:
     (tmp_path / segment_name(0)).write_bytes(_events(0, 2) + _events(3, 2) + _batch(5, 2))
     assert _seqs(tmp_path) == [0, 1]
-    assert scan_wal(tmp_path, 0).segments[0].valid_bytes == len(_events(0, 2))
+    scan = scan_wal(tmp_path, 0)
+    assert scan.segments[0].valid_bytes == len(_events(0, 2))
+    assert scan.damage is not None
     (tmp_path / segment_name(0)).write_bytes(_events(0, 2) + _batch(3, 2))
     assert _seqs(tmp_path) == [0, 1]
     assert scan_wal(tmp_path, 0).segments[0].valid_bytes == len(_events(0, 2))
 
 
 def test_segments_chain_by_name(tmp_path: Path) -> None:
-    (tmp_path / segment_name(0)).write_bytes(_events(0, 4) + b"\x07torn")
+    (tmp_path / segment_name(0)).write_bytes(_events(0, 4))
+    (tmp_path / segment_name(4)).write_bytes(_batch(4, 4) + b"\x07torn")  # the last: torn
+    (tmp_path / "unrelated.txt").write_bytes(b"x")
+    assert [s for s, _ in list_segments(tmp_path)] == [0, 4]
+    scan = scan_wal(tmp_path, 0)
+    assert _seqs(tmp_path) == list(range(8))
+    assert scan.damage is None
+    assert scan.segments[1].valid_bytes < scan.segments[1].size  # the torn tail was seen
+
+
+def test_a_missing_segment_or_a_torn_tail_before_the_last_is_damage(tmp_path: Path) -> None:
+    (tmp_path / segment_name(0)).write_bytes(_events(0, 4))
     (tmp_path / segment_name(4)).write_bytes(_batch(4, 4))
     (tmp_path / segment_name(9)).write_bytes(_events(9, 2))  # seq 8 is missing
-    (tmp_path / "unrelated.txt").write_bytes(b"x")
-    assert [s for s, _ in list_segments(tmp_path)] == [0, 4, 9]
     scan = scan_wal(tmp_path, 0)
     assert _seqs(tmp_path) == list(range(8))
     assert [p.name for p in scan.unreadable] == [segment_name(9)]
-    assert scan.segments[0].valid_bytes < scan.segments[0].size  # the torn tail was seen
+    assert scan.damage is not None
+    assert "seqs 8 to 8 are missing" in scan.damage
+    (tmp_path / segment_name(9)).unlink()
+    (tmp_path / segment_name(0)).write_bytes(_events(0, 4) + b"\x07torn")  # not the last
+    assert scan_wal(tmp_path, 0).damage is not None
 
 
 def test_start_segment_is_the_newest_at_or_before_from_seq(tmp_path: Path) -> None:

@@ -238,8 +238,9 @@ async def test_restart_adopts_orders_and_position(
             len(trade_ids) == len(set(trade_ids)) == len(before["assets"][BTC_PERP]["trades"]) + 1
         )
         # New orders continue the client-id sequence instead of reusing one.
-        r = await call(again, bi, GTCOrder[Buy], amount=0.05, price=50_000.0, waitfor=0.3)
-        assert isinstance(r, Pending)
+        # Within the futures PERCENT_PRICE band (0.95x to 1.05x of 58,500), below the market.
+        r = await call(again, bi, GTCOrder[Buy], amount=0.05, price=56_000.0, waitfor=0.3)
+        assert isinstance(r, Pending), again._rt.last_refusal
         assert r.order.client_id not in before["assets"][BTC_PERP]["trades"]
         ok = await call(again, bi, CancelOrders())
         assert ok is True, (bi.orders, again._rt.last_refusal)
