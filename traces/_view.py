@@ -59,9 +59,10 @@ def _sync(coro: Any) -> Any:
 
 def check_codecs(path: Path, arrays: Mapping[str, zarr.AsyncArray[Any]]) -> numcodecs.Zstd:
     """Check the layout the direct chunk reader and writer rely on: every array 1-D, zarr v3,
-    codecs exactly little-endian bytes then zstd without checksum, one level for all. Returns
-    the matching numcodecs codec."""
-    levels: set[int] = set()
+    codecs exactly little-endian bytes then zstd (with its content checksum, or without in
+    traces made before it), one level and one checksum setting for all. Returns the matching
+    numcodecs codec."""
+    levels: set[tuple[int, bool]] = set()
     for name, arr in arrays.items():
         meta = arr.metadata
         codecs: tuple[Any, ...] = tuple(getattr(meta, "codecs", ()))
@@ -72,17 +73,17 @@ def check_codecs(path: Path, arrays: Mapping[str, zarr.AsyncArray[Any]]) -> numc
             and isinstance(codecs[0], BytesCodec)
             and codecs[0].endian in (None, Endian.little)
             and isinstance(codecs[1], ZstdCodec)
-            and not codecs[1].checksum
         )
         if not ok:
             raise TraceError(
                 f"trace {path}: array {name} is not laid out as vigil writes traces "
                 f"(1-D, bytes + zstd codecs): {codecs}"
             )
-        levels.add(codecs[1].level)
+        levels.add((codecs[1].level, bool(codecs[1].checksum)))
     if len(levels) != 1:
-        raise TraceError(f"trace {path}: arrays use different zstd levels {sorted(levels)}")
-    return numcodecs.Zstd(level=levels.pop())
+        raise TraceError(f"trace {path}: arrays use different zstd settings {sorted(levels)}")
+    level, checksum = levels.pop()
+    return numcodecs.Zstd(level=level, checksum=checksum)
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -135,10 +136,23 @@ class _ArrayFiles:
                 f"trace {self.root.parent} is damaged: chunk file {path} of committed rows is "
                 "missing"
             ) from None
-        if len(pieces) == 1 and pieces[0][1] == slice(0, self.chunk):
-            self.zstd.decode(raw, out=pieces[0][0])  # straight into place, no copy
-            return
-        full = np.frombuffer(self.zstd.decode(raw), self.dtype)
+        try:
+            if len(pieces) == 1 and pieces[0][1] == slice(0, self.chunk):
+                self.zstd.decode(raw, out=pieces[0][0])  # straight into place, no copy
+                return
+            full = np.frombuffer(self.zstd.decode(raw), self.dtype)
+        except (RuntimeError, ValueError) as exc:  # numcodecs' zstd errors carry no path
+            first = k * self.chunk
+            rows = "payload bytes" if self.name == "payload" else "seqs"
+            raise TraceError(
+                f"trace {self.root.parent} is damaged: chunk file {path} ({rows} {first} to "
+                f"{first + self.chunk - 1} of {self.name}) does not decode: {exc}"
+            ) from None
+        if len(full) != self.chunk:
+            raise TraceError(
+                f"trace {self.root.parent} is damaged: chunk file {path} holds {len(full)} "
+                f"values, not {self.chunk} (a truncated or replaced chunk)"
+            )
         for out, src in pieces:
             out[:] = full[src]
 

@@ -781,7 +781,9 @@ def _remove_partials(root: Path) -> None:
 
 async def _create_group(store: Store, chunk_rows: int, symbols: list[str]) -> None:
     group = await zarr_async.open_group(store=store, mode="w-")
-    compressors = [ZstdCodec(level=ZSTD_LEVEL)]
+    # The content checksum makes a damaged chunk fail to decode instead of reading as wrong
+    # values (traces made before it carry none and still read).
+    compressors = [ZstdCodec(level=ZSTD_LEVEL, checksum=True)]
     await asyncio.gather(
         *(
             group.create_array(

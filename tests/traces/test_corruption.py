@@ -81,3 +81,26 @@ def test_committed_set_too_low_names_the_missing_rows(tmp_path: Path) -> None:
     meta.write_text(json.dumps(doc))
     with pytest.raises(TraceError, match=r"committed row count is 8 but its WAL starts at"):
         read_trace(path)
+
+
+def committed_trace(tmp_path: Path) -> Path:
+    path = tmp_path / "c.zarr"
+    with TraceWriter(path, chunk_rows=16) as w:  # two whole chunks committed, a WAL tail
+        for i in range(N):
+            w.record(Kind.TRADE, trade(i), ts_ns=i)
+    return path
+
+
+@pytest.mark.parametrize("column", ["seq", "ts_ns", "kind", "payload_offset", "payload"])
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_a_damaged_chunk_raises_naming_its_file(tmp_path: Path, column: str, damage: str) -> None:
+    path = committed_trace(tmp_path)
+    chunk = path / column / "c" / "0"
+    data = bytearray(chunk.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0x01
+    else:
+        del data[len(data) // 2 :]
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(TraceError, match=rf"damaged: chunk file .*{column}.c.0"):
+        read_trace(path)
