@@ -8,6 +8,7 @@ whose writer crashed (a torn last record is skipped, leftover ``.partial`` files
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -354,6 +355,14 @@ def check_trace_path(path: Path) -> None:
         raise TraceError(f"no trace at {path}: it has no zarr.json (not a Zarr group)")
 
 
+def _is_json(file: Path) -> bool:
+    try:
+        json.loads(file.read_bytes())
+    except ValueError:
+        return False
+    return True
+
+
 def open_view(path: str | Path) -> TraceView:
     """Snapshot the trace at ``path``. Raises TraceError if it is missing or unreadable."""
     path = Path(path)
@@ -369,6 +378,14 @@ def open_view(path: str | Path) -> TraceView:
             continue
         except KeyError as exc:
             raise TraceError(f"trace {path} is incomplete: missing {exc}") from exc
+        except json.JSONDecodeError as exc:  # zarr names no file: find the one that is broken
+            broken = [
+                str(meta) for meta in sorted(path.glob("**/zarr.json")) if not _is_json(meta)
+            ]
+            raise TraceError(
+                f"trace {path} is damaged: metadata file {', '.join(broken) or 'zarr.json'} is "
+                f"not valid JSON ({exc})"
+            ) from None
         if scan.gap_before:  # committed moved on and its segments went away: look again
             last = TraceError(
                 f"trace {path} is damaged: its committed row count is {committed} but its WAL "

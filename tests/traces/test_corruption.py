@@ -104,3 +104,12 @@ def test_a_damaged_chunk_raises_naming_its_file(tmp_path: Path, column: str, dam
     chunk.write_bytes(bytes(data))
     with pytest.raises(TraceError, match=rf"damaged: chunk file .*{column}.c.0"):
         read_trace(path)
+
+
+@pytest.mark.parametrize("meta", ["zarr.json", "seq/zarr.json"])
+def test_damaged_metadata_raises_naming_the_file(tmp_path: Path, meta: str) -> None:
+    path = committed_trace(tmp_path)
+    target = path / meta
+    target.write_bytes(target.read_bytes()[:100])
+    with pytest.raises(TraceError, match=rf"damaged: metadata file .*{meta} is not valid JSON"):
+        read_trace(path)
