@@ -464,9 +464,14 @@ class Runtime:
         exchange): a reused id would be refused as a duplicate."""
         self._client_seq = max(self._client_seq, after)
 
+    @property
+    def client_id_prefix(self) -> str:
+        """How every client order id this strategy makes begins."""
+        return f"vg{self._tag}-"
+
     def own_client_id(self, client_id: str | None) -> bool:
         """Whether `client_id` is one this strategy made."""
-        return bool(client_id) and str(client_id).startswith(f"vg{self._tag}-")
+        return bool(client_id) and str(client_id).startswith(self.client_id_prefix)
 
     def next_client_id(self, ai: AssetInstance) -> str:
         self._client_seq += 1

@@ -188,7 +188,22 @@ class LiveDriver:
                     async def lookup(o: Order = order) -> Any:
                         return await ex.fetch_order(o.id, o.symbol, {"clientOrderId": o.client_id})
 
-                    report = await retrying(lookup)
+                    try:
+                        report = await retrying(lookup)
+                    except OrderNotFound:
+                        # A lost send the exchange never received (the run ended before it
+                        # was resolved): it was never placed.
+                        rt.emit(
+                            OrderRejectedEvent(
+                                order.symbol,
+                                order.client_id,
+                                self.clock.now_ms(),
+                                "never placed: not on the exchange at restart",
+                            ),
+                            durable=True,
+                            kind=tag,
+                        )
+                        continue
                     reports.append(report)
                     rt.on_exchange("order", report, tag=tag)
             if any(r.get("filled") for r in reports):

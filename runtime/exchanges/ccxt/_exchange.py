@@ -22,7 +22,7 @@ import ccxt.async_support
 import ccxt.pro
 import trio
 
-from runtime._errors import AuthenticationError, ConfigError, ExchangeError
+from runtime._errors import AuthenticationError, ConfigError, ExchangeError, NetworkError
 from runtime.exchanges.ccxt._bridge import (
     AsyncioBridge,
     Stream,
@@ -88,6 +88,8 @@ _DEFAULT_OPTIONS: Final = {
     "tradesLimit": 200,
 }
 _DEFAULT_BUFFER: Final = 64
+# Waits between attempts at loading markets when opening (then one last attempt): ~15 s in all.
+LOAD_MARKETS_RETRIES_S: Final = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 class _ScrubbingLogger:
@@ -389,11 +391,24 @@ class CcxtExchange(trio.abc.AsyncResource):
         )
         if load_markets:
             try:
-                await ex.load_markets()
+                await ex._load_markets_patiently()
             except BaseException:
                 await ex.aclose()
                 raise
         return ex
+
+    async def _load_markets_patiently(self) -> None:
+        """Load the markets, riding out a 5xx or 429 burst: a start (or a restart after a
+        crash) must not fail for a fault the next attempt would not meet. The rate budget
+        already holds every call back until a Retry-After has passed."""
+        for delay_s in LOAD_MARKETS_RETRIES_S:
+            try:
+                await self.load_markets()
+                return
+            except NetworkError as exc:
+                log.warning("loading markets failed (%s); trying again in %.1f s", exc, delay_s)
+                await trio.sleep(delay_s)
+        await self.load_markets()
 
     @classmethod
     @asynccontextmanager
