@@ -297,12 +297,23 @@ def _scan_segment(
 
 def _torn(data: bytes, pos: int) -> bool:
     """Whether the bytes from `pos` to the end are one frame cut short by a crash: a partial
-    header, a body the file ends inside of, a last frame whose CRC fails, or zeros."""
+    header, a body the file ends inside of, a last frame whose CRC fails, or zeros. A damaged
+    length field can make a frame seem to run past the end too: then intact frames follow it,
+    so any valid frame found in the rest means damage, not a torn write."""
+    n = len(data)
     rest = data[pos:]
     if len(rest) < FRAME.size or not rest.strip(b"\0"):
         return True
     length, _ = FRAME.unpack_from(data, pos)
-    return length > 0 and pos + FRAME.size + length >= len(data)
+    if not (length > 0 and pos + FRAME.size + length >= n):
+        return False
+    mv = memoryview(data)
+    for at in range(pos + 1, n - FRAME.size):  # the rest of one frame at most, unless damaged
+        size, crc = FRAME.unpack_from(data, at)
+        end = at + FRAME.size + size
+        if size > 0 and end <= n and _crc32(mv[at + FRAME.size : end]) == crc:
+            return False
+    return True
 
 
 def scan_wal(wal_dir: Path, from_seq: int) -> WalScan:

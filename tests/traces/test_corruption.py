@@ -113,3 +113,44 @@ def test_damaged_metadata_raises_naming_the_file(tmp_path: Path, meta: str) -> N
     target.write_bytes(target.read_bytes()[:100])
     with pytest.raises(TraceError, match=rf"damaged: metadata file .*{meta} is not valid JSON"):
         read_trace(path)
+
+
+def test_a_flipped_byte_in_any_wal_record_but_the_last_raises(tmp_path: Path) -> None:
+    path, segment = make(tmp_path)
+    data = segment.read_bytes()
+    frames = []  # (start, end) of each frame: uint32 length, uint32 crc, body
+    pos = 0
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 4], "little")
+        frames.append((pos, pos + 8 + length))
+        pos += 8 + length
+    records = frames[-N:]  # after the symbol frames
+    for start, end in records[:-1]:
+        for at in (start + 2, (start + end) // 2, end - 1):  # length, body, last byte
+            damaged = bytearray(data)
+            damaged[at] ^= 0x10
+            segment.write_bytes(bytes(damaged))
+            with pytest.raises(TraceError, match=rf"{segment.name}.*seq \d+ on"):
+                read_trace(path)
+    segment.write_bytes(data)
+    assert len(read_trace(path)) == N
+
+
+def test_a_deleted_segment_raises_naming_the_missing_seqs(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    for session in range(3):  # each open starts a new WAL segment
+        with TraceWriter(path, chunk_rows=1024) as w:
+            for i in range(10):
+                w.record(Kind.TRADE, trade(session * 10 + i), ts_ns=i)
+    segments = [p for _, p in list_segments(path / "wal")]
+    assert [p.name[:20] for p in segments] == [f"{s:020d}" for s in (0, 10, 20)]
+    segments[1].unlink()
+    with pytest.raises(TraceError, match=r"starts at seq 20.*seqs 10 to 19 are missing"):
+        read_trace(path)
+    before = snapshot(path)
+    with pytest.raises(TraceError, match=r"seqs 10 to 19 are missing.*Nothing was changed"):
+        TraceWriter(path)
+    assert snapshot(path) == before
+    segments[0].unlink()  # now the WAL starts after the committed rows
+    with pytest.raises(TraceError, match=r"committed row count is 0 but its WAL starts at"):
+        read_trace(path)
