@@ -145,6 +145,7 @@ def run_soak(seconds: float, seed: int, root: Path, kill_every_s: float = 10.0) 
     Faults come every 0.2-1.0 s, a SIGKILL about every `kill_every_s`."""
     rng = random.Random(seed)
     counts: collections.Counter[str] = collections.Counter()
+    deaths: list[str] = []  # the end of the strategy's log each time it died on its own
     with LoopbackExchange(
         api_key=KEY,
         secret=SECRET,
@@ -169,8 +170,10 @@ def run_soak(seconds: float, seed: int, root: Path, kill_every_s: float = 10.0) 
                     next_kill = time.monotonic() + rng.uniform(0.5, 1.5) * kill_every_s
                 else:
                     kind = rng.choice(FAULTS[:-1])
-                if not child.alive():  # it died on its own: that is a finding, start it again
+                if not child.alive():  # it died on its own: a finding; keep why, start it again
                     counts["child_died"] += 1
+                    log = (root / "child.log").read_text(errors="replace").splitlines()
+                    deaths.append("\n".join(log[-30:]))
                     child.start()
                 inject(ex, child, kind, rng)
                 counts[kind] += 1
@@ -186,7 +189,7 @@ def run_soak(seconds: float, seed: int, root: Path, kill_every_s: float = 10.0) 
             child.kill()
             code = -9
         summary_file = root / "summary.json"
-        problems: list[str] = []
+        problems = [f"the strategy died on its own:\n{d}" for d in deaths]
         if code != 0 or not summary_file.exists():
             problems.append(f"the strategy did not stop cleanly (exit {code}); see child.log")
             return {"counts": dict(counts), "starts": child.starts, "problems": problems}
