@@ -167,10 +167,18 @@ class Watcher:
                 self._on_event("error", {"watcher": self.name, "error": str(exc)})
 
 
+# How many times a REST read is tried, and the longest wait between tries: ~14 s in all, so a
+# start or a gap fill rides out a burst of 5xx answers instead of ending the run (the soak met
+# bursts that outlasted five tries within 3 s).
+RETRY_ATTEMPTS = 10
+RETRY_MAX_BACKOFF_S = 2.0
+
+
 async def retrying(
-    fn: Callable[[], Awaitable[Any]], *, attempts: int = 5, backoff_s: float = 0.2
+    fn: Callable[[], Awaitable[Any]], *, attempts: int = RETRY_ATTEMPTS, backoff_s: float = 0.2
 ) -> Any:
-    """Call a REST function, retrying network errors and honouring Retry-After."""
+    """Call a REST function, retrying network errors (waits double from `backoff_s`, at most
+    RETRY_MAX_BACKOFF_S) and honouring Retry-After."""
 
     for attempt in range(attempts):
         try:
@@ -179,5 +187,5 @@ async def retrying(
             if attempt == attempts - 1:
                 raise
             delay = exc.retry_after if isinstance(exc, RateLimited) and exc.retry_after else 0
-            await trio.sleep(max(backoff_s * 2**attempt, delay))
+            await trio.sleep(max(min(backoff_s * 2**attempt, RETRY_MAX_BACKOFF_S), delay))
     raise AssertionError("unreachable")

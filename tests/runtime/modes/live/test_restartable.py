@@ -28,6 +28,7 @@ from tests.conftest import MANUAL
 from tests.runtime.modes.live.test_live_rules import MARGIN, on_exchange, running, until
 from tests.runtime.testing.loopback.support import BTC
 from traces import iter_events, replay_from_trace
+from watchers._base import RETRY_ATTEMPTS
 
 
 async def test_exchange_rejections_leave_a_trace_that_replays_and_restarts(
@@ -143,8 +144,8 @@ async def test_the_first_order_during_a_5xx_burst_is_refused_not_raised(
 ) -> None:
     async with running(MANUAL, tmp_path) as s:
         ai = s.universe[BTC]
-        # The asset's order watcher cannot read the open orders to start (5 tries).
-        loopback.faults.fail_next(5, path="/api/v3/openOrders", method="GET")
+        # The asset's order watcher cannot read the open orders to start (every try fails).
+        loopback.faults.fail_next(RETRY_ATTEMPTS, path="/api/v3/openOrders", method="GET")
         assert await call(s, ai, MarketOrder[Buy], amount=0.01) is None  # ExceptionGroup before
         assert "watchers of BTC/USDT could not start" in str(s._rt.last_refusal)
         assert (await on_exchange(False, BTC))["balance"]["total"].get("BTC", 0.0) == 0.0
@@ -219,3 +220,11 @@ async def test_futures_positions_carry_the_exchanges_leverage_margin_and_liquida
     assert path is not None
     reconciled = [e.payload for e in iter_events(path) if e.kind.name == "RECONCILE"]
     assert not any(p.get("event") == "LeverageChanged" for p in reconciled)
+
+
+async def test_a_start_rides_out_a_burst_of_5xx(loopback: LoopbackExchange, tmp_path: Path) -> None:
+    # Six failures in a row on the account read: more than the five tries a start had.
+    loopback.faults.fail_next(6, path="/api/v3/account", method="GET")
+    async with running(MANUAL, tmp_path) as s:
+        assert loopback.faults.queued_request_faults == 0
+        assert isinstance(await call(s, s.universe[BTC], MarketOrder[Buy], amount=0.01), Trade)
