@@ -159,10 +159,6 @@ def _currency_prices(rt: Runtime, closes: dict[str, np.ndarray], n: int) -> dict
 def equity_curve(rt: Runtime) -> pd.Series:
     """Equity at each bar's close, after that bar's tick; `attrs["start"]` holds the value
     before the first tick (the initial cash at the first prices)."""
-    return _equity(rt)
-
-
-def _equity(rt: Runtime) -> pd.Series:
     driver = _history(rt)
     bars = driver.bars
     first = driver.start_index - 1

@@ -12,6 +12,7 @@ clock and the trace recorder. The modes differ only in what it plugs in:
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,8 +33,10 @@ from runtime.model._bars import Bars, generate_bars, load_bars, timeframe_ns
 from runtime.model._modes import Live, Mode, Paper, RunConfig, Sim
 from runtime.modes._live import LiveDriver, LiveSends
 from runtime.modes._paper import PaperDriver
-from runtime.modes._sim import BarFeed, SimDriver, SimulatedSends, log
+from runtime.modes._sim import BarFeed, SimDriver, SimulatedSends
 from traces import open_recorder
+
+log = logging.getLogger("vigil")
 
 
 def strategy(
