@@ -58,6 +58,9 @@ class Kind(enum.IntEnum):
     HOOK_ERROR = 54
     RECONCILE = 60
     STATE = 70  # a snapshot of strategy state, written at run stop, that replay must reproduce
+    # Live and Paper, at each tick: {"time": ms, "prices": {symbol: mark price}, "equity": ...},
+    # so a trace alone prices the account (results and reports of every mode).
+    MARK = 80
 
 
 # The kinds whose payloads are engine events: replay applies exactly these, in seq order.

@@ -27,20 +27,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
 
 from runtime._errors import ConfigError, TraceError
-from runtime.engine._engine import BalanceUpdated, Event, OrderFilled, PositionUpdated, State
-from runtime.engine._replay import runtime_from_start
-from runtime.engine._replica import Replica, settles_fills
-from runtime.engine._results import account_mark, compute_stats, trades_frame
+from runtime.engine._replay import trace_run
 from runtime.engine._strategy import Strategy, runtime_of
-from runtime.model._assets import AssetInstance
-from runtime.model._bars import OHLCV, timeframe_ns
-from traces import Kind, choose_run, read_trace
+from runtime.model._bars import OHLCV
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -95,10 +90,6 @@ _TRADE_COLUMNS = (
     "client_id",
 )
 
-# Engine events that change balance totals or positions: the equity curve's breakpoints.
-_MARKING_EVENTS = (OrderFilled, BalanceUpdated, PositionUpdated)
-# Market bars: one bar per event, and (newer Sim runs) blocks of bars per market.
-_BAR_KINDS = tuple(k for k in ("BAR", "BARS") if k in Kind.__members__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,257 +252,29 @@ def report_from_strategy(s: Strategy) -> Report:
     )
 
 
-class _Mark(NamedTuple):
-    """Balance totals and signed positions (contracts, entry price) from time ``ts_ns`` on."""
-
-    ts_ns: int
-    totals: dict[str, float]
-    positions: dict[str, tuple[float, float]]
-
-
-def _mark(state: State, ts_ns: int) -> _Mark:
-    return _Mark(ts_ns, *account_mark(state))
-
-
 def report_from_trace(path: str | Path, run: int | str = -1) -> Report:
     """The report of one run of the trace at ``path``: ``run`` is an index into its runs
-    (-1, the default, is the last) or a run id.
+    (-1, the default, is the last) or a run id. Valued as `trace_run` says: at each bar (Sim)
+    or tick (Live, Paper).
 
-    Reads the run's engine events and bars only; the trace is not modified, so this is safe
-    next to a live writer. A run that continued an earlier one (a restart) starts from the
-    state the earlier runs left. Raises TraceError if the trace cannot be read, the run does
-    not exist, or the run recorded no bars; ReplayMismatch if its events do not rebuild the
-    state they recorded."""
-    path = Path(path)
-    replica = Replica(path)
-    runs = replica.runs()
-    chosen = choose_run(runs, run, path)
-    first, head = replica.first_fresh_run(runs, chosen)
-    lo, hi = runs[first].start_seq, runs[chosen].end_seq
-    run_lo = runs[chosen].start_seq
-    run_start_ns = int(runs[chosen].started_ns)
-
-    rt = runtime_from_start(head, path)
-    state, assets = rt.state, rt.state.assets
-    settle = settles_fills(head)
-    # Earlier runs of a restart: the state this run began in.
-    replica.replay(state, lo, run_lo, settle_fills=settle)
-    initial = _mark(state, run_start_ns)
-    marks: list[_Mark] = []
-    run_trades: set[str] = set()
-
-    def mark(seq: int, ts_ns: int, event: Event, result: Any) -> None:
-        nonlocal initial
-        if not isinstance(event, _MARKING_EVENTS):
-            return
-        if not marks and not isinstance(event, OrderFilled):
-            initial = _mark(state, run_start_ns)  # still the state the first fill starts from
-            return
-        marks.append(_mark(state, ts_ns))
-        if isinstance(event, OrderFilled) and result is not None:
-            run_trades.add(event.trade_id)
-
-    replica.replay(state, run_lo, hi, on_event=mark, settle_fills=settle)
-
-    stop_ns = runs[chosen].stopped_ns
-    bars, tf_ns = _read_bars(path, head, lo, hi, run_start_ns, stop_ns)
-    index = pd.DatetimeIndex(
-        (bars.index.to_numpy(dtype=np.int64) + tf_ns).view("datetime64[ns]"),
-        tz="UTC",
-        name="time",
-    )
-    prices = {
-        sym: pd.DataFrame({c: bars[(sym, c)].to_numpy(dtype=float) for c in OHLCV}, index=index)
-        for sym in assets
-    }
-    closes = {sym: frame["close"].to_numpy() for sym, frame in prices.items()}
-    close_ns = index.asi8  # ns since the epoch, the marks' clock
-    at = np.searchsorted(np.array([m.ts_ns for m in marks], dtype=np.int64), close_ns, "right")
-    states = [initial, *marks]
-    cash = str(head.get("cash_currency"))
-    equity = _equity_values(assets, states, at, closes, cash, bool(head.get("margin")))
-    start = _start_equity(assets, initial, closes, cash, bool(head.get("margin")))
-    series = pd.Series(equity, index=index, name="equity")
-    series.attrs["start"] = start
-    exposure = _exposure(assets, states, at, bool(head.get("margin")))
-
-    trades = trades_frame(rt)
-    if first != chosen:  # a restart: the state holds earlier runs' fills too
-        trades = trades[trades["trade_id"].isin(run_trades)].reset_index(drop=True)
-    stats = compute_stats(series, trades, tf_ns, exposure, cash)
+    Reads the run's events only; the trace is not modified, so this is safe next to a live
+    writer. Raises TraceError if the trace cannot be read, the run does not exist, or the run
+    recorded no prices; ReplayMismatch if its events do not rebuild the state they recorded."""
+    traced = trace_run(path, run)
+    head = traced.head
     return _assemble(
         strategy=str(head.get("strategy")),
         run_id=str(head.get("run_id")),
         mode=str(head.get("mode")),
         exchange=str(head.get("exchange")),
         margin=head.get("margin"),
-        cash_currency=cash,
-        timeframe_ns=tf_ns,
-        stats=stats,
-        equity=series,
-        prices=prices,
-        trades=trades,
+        cash_currency=str(head.get("cash_currency")),
+        timeframe_ns=traced.timeframe_ns,
+        stats=traced.results.stats,
+        equity=traced.results.equity,
+        prices=traced.prices,
+        trades=traced.results.trades,
     )
-
-
-def _read_bars(
-    path: Path,
-    head: Mapping[str, Any],
-    lo: int,
-    hi: int,
-    run_start_ns: int,
-    stop_ns: int | None,
-) -> tuple[pd.DataFrame, int]:
-    """The run's bars: columns ``(symbol, field)``, indexed by open time (ns), one row per bar
-    whose close falls within the run; and the bar spacing in ns."""
-    symbols = list(head.get("market_defs") or {})
-    fix = (
-        "record them with strategy(..., config={'trace_market': True}) or run it again with a "
-        "vigil whose Sim runs record BARS blocks"
-    )
-    frame = read_trace(path, kinds=list(_BAR_KINDS)) if _BAR_KINDS else None
-    if frame is not None:
-        frame = frame[(frame["seq"] >= lo) & (frame["seq"] < hi)]
-    if frame is None or not len(frame):
-        raise TraceError(
-            f"trace {path}: run {head.get('run_id')} recorded no bars (no BAR or BARS events), "
-            f"so prices are missing and equity cannot be marked to market; {fix}"
-        )
-    per_symbol: dict[str, list[pd.DataFrame]] = {}
-    fields = ("time", *OHLCV)
-    single = frame[frame["kind"] == "BAR"]
-    if len(single):  # one bar per event: one frame per market, columns pulled out at once
-        decoded = single["payload"].array.to_numpy()  # decode once, not once per field
-        table = pd.DataFrame.from_records(list(decoded), columns=list(fields))
-        table["asset"] = single["asset"].astype(object).to_numpy()
-        for sym, rows in table.groupby("asset", sort=False):
-            per_symbol.setdefault(str(sym), []).append(rows[list(fields)])
-    blocks = frame[frame["kind"] != "BAR"]
-    for asset, payload in zip(
-        blocks["asset"].astype(object).tolist(), blocks["payload"].array.to_numpy(), strict=True
-    ):
-        if isinstance(asset, str) and isinstance(payload, dict):
-            per_symbol.setdefault(asset, []).append(pd.DataFrame({c: payload[c] for c in fields}))
-    missing = [sym for sym in symbols if sym not in per_symbol]
-    if missing:
-        raise TraceError(
-            f"trace {path}: run {head.get('run_id')} recorded no bars of {', '.join(missing)}, "
-            f"so its prices are missing; {fix}"
-        )
-    columns: dict[tuple[str, str], pd.Series] = {}
-    for sym in symbols:
-        bars = pd.concat(per_symbol[sym], ignore_index=True)
-        # A bar can be recorded twice (per tick and in a block): keep one per open time.
-        bars = bars.drop_duplicates("time", keep="last").set_index("time").sort_index()
-        for c in OHLCV:
-            columns[(sym, c)] = bars[c].astype(float)
-    table = pd.DataFrame(columns)
-    table.index = table.index.astype(np.int64) * 1_000_000  # ms -> ns
-    table = table.sort_index().ffill()  # markets are aligned; a gap keeps the last price
-    opens = table.index.to_numpy(dtype=np.int64)
-    tf_ns = _spacing(opens, str(head.get("timeframe") or "1m"))
-    closes = opens + tf_ns
-    keep = closes >= run_start_ns
-    if stop_ns is not None:
-        keep &= closes <= stop_ns
-    table = table[keep]
-    if not len(table) or table.isna().to_numpy().any():
-        raise TraceError(
-            f"trace {path}: run {head.get('run_id')} has no complete bars between its start "
-            f"and stop, so prices are missing; {fix}"
-        )
-    return table, tf_ns
-
-
-def _spacing(opens_ns: np.ndarray, timeframe: str) -> int:
-    """The most common step between bars, as `load_bars` infers it; the run's declared
-    timeframe when there are fewer than two bars."""
-    steps = np.diff(opens_ns)
-    steps = steps[steps > 0]
-    if not len(steps):
-        return timeframe_ns(timeframe)
-    kinds, counts = np.unique(steps, return_counts=True)
-    return int(kinds[np.argmax(counts)])
-
-
-def _equity_values(
-    assets: Mapping[str, AssetInstance],
-    states: list[_Mark],
-    at: np.ndarray,
-    closes: Mapping[str, np.ndarray],
-    cash: str,
-    margin: bool,
-) -> np.ndarray:
-    """Equity at each bar; ``states[at[i]]`` holds at bar i. Mirrors `Results.equity`."""
-    n = len(at)
-    if margin:
-        totals = np.array([m.totals.get(cash, 0.0) for m in states])
-        equity = totals[at].astype(float)
-        for sym, ai in assets.items():
-            pos = [m.positions.get(sym, (0.0, 0.0)) for m in states]
-            size = np.array([p[0] for p in pos])
-            entry = np.array([p[1] for p in pos])
-            equity += size[at] * ai.contract_size * (closes[sym] - entry[at])
-        return equity
-    prices = _currency_prices(assets, closes, n, cash)
-    equity = np.zeros(n)
-    for c in sorted({c for m in states for c in m.totals}):
-        if c in prices:  # a currency no market prices in the cash currency is left out
-            amounts = np.array([m.totals.get(c, 0.0) for m in states])
-            equity += amounts[at] * prices[c]
-    return equity
-
-
-def _start_equity(
-    assets: Mapping[str, AssetInstance],
-    initial: _Mark,
-    closes: Mapping[str, np.ndarray],
-    cash: str,
-    margin: bool,
-) -> float:
-    """Equity before the first bar: the initial state at the first bar's prices."""
-    if margin:
-        value = initial.totals.get(cash, 0.0)
-        for sym, (size, entry) in initial.positions.items():
-            if len(closes[sym]):
-                value += size * assets[sym].contract_size * (float(closes[sym][0]) - entry)
-        return float(value)
-    n = len(next(iter(closes.values()))) if closes else 0
-    if not n:
-        return 0.0
-    prices = _currency_prices(assets, closes, n, cash)
-    return float(
-        sum(amount * prices[c][0] for c, amount in sorted(initial.totals.items()) if c in prices)
-    )
-
-
-def _currency_prices(
-    assets: Mapping[str, AssetInstance], closes: Mapping[str, np.ndarray], n: int, cash: str
-) -> dict[str, np.ndarray]:
-    """Each currency's price in the cash currency per bar, through at most one intermediate
-    (the rule of `Results.equity`)."""
-    prices: dict[str, np.ndarray] = {cash: np.ones(n)}
-    for _ in range(2):
-        for sym, ai in assets.items():
-            if ai.base not in prices and ai.quote in prices:
-                prices[ai.base] = closes[sym] * prices[ai.quote]
-            if ai.quote not in prices and ai.base in prices:
-                prices[ai.quote] = prices[ai.base] / closes[sym]
-    return prices
-
-
-def _exposure(
-    assets: Mapping[str, AssetInstance], states: list[_Mark], at: np.ndarray, margin: bool
-) -> float:
-    """The share of bars with a position open (margin) or base currency held (spot)."""
-    if not len(at):
-        return 0.0
-    if margin:
-        exposed = np.array([bool(m.positions) for m in states])
-    else:
-        bases = {ai.base for ai in assets.values()}
-        exposed = np.array([any(m.totals.get(b, 0.0) > 1e-12 for b in bases) for m in states])
-    return float(np.mean(exposed[at]))
 
 
 def _assemble(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -32,6 +33,7 @@ from runtime.engine._engine import (
     digest,
     event_to_dict,
 )
+from runtime.engine._results import TickHistory, mark_equity
 from runtime.engine._translate import (
     balance_events,
     emulated_fill,
@@ -46,7 +48,7 @@ from runtime.model._orders import Order, Trade
 from traces._schema import Kind, NullRecorder, Recorder
 
 if TYPE_CHECKING:
-    from runtime.engine._results import BarHistory
+    from runtime.engine._results import BarHistory, Results
     from runtime.engine._strategy import Strategy
     from runtime.exchanges._interface import Exchange
 
@@ -183,6 +185,12 @@ class Runtime:
         self.stopped = trio.Event()
         self.run_task: Any = None
         self.bar_history: BarHistory | None = None  # Sim: what results are computed from
+        # Live and Paper: the account and mark prices at each tick (`mark_tick`).
+        self.tick_history: TickHistory | None = None
+        # A replayed strategy: its results, computed from its trace when asked.
+        self.results_source: Callable[[], Results] | None = None
+        # Called with (kind, payload, asset) for every record: the CLI's console.
+        self.observers: list[Callable[[Kind, Mapping[str, Any], str | None], None]] = []
 
     def record_run_start(self, *, fresh: bool) -> None:
         """Bracket a new run: RUN_STARTED with what replay needs to rebuild the strategy."""
@@ -209,6 +217,32 @@ class Runtime:
             durable=True,
         )
 
+    def observe(self, observer: Callable[[Kind, Mapping[str, Any], str | None], None]) -> None:
+        """Call `observer(kind, payload, asset)` for every event recorded from now on, traced
+        or not (an untraced run then builds the payloads it would otherwise skip)."""
+        self.observers.append(observer)
+        self._recording = True
+
+    def mark_tick(self, ts_ms: int) -> None:
+        """Live and Paper, at a tick: keep and record each market's mark price with the
+        account, so results and reports can value it (DESIGN §2, results in every mode).
+        The first call, before the first tick, keeps the starting point without recording."""
+        first = self.tick_history is None
+        if self.tick_history is None:
+            self.tick_history = TickHistory()
+        mark = self.tick_history.take(self, ts_ms * 1_000_000)
+        if first:
+            return
+        equity = mark_equity(self, mark)
+        self.record(
+            Kind.MARK,
+            {
+                "time": ts_ms,
+                "prices": mark.prices,
+                "equity": equity if math.isfinite(equity) else None,
+            },
+        )
+
     # Time.
     def now_ms(self) -> int:
         return int(self.driver.now_ms())
@@ -232,6 +266,11 @@ class Runtime:
             ts_exchange_ns=-1 if ts_exchange_ms is None else ts_exchange_ms * 1_000_000,
             durable=durable and not batched,
         )
+        for observer in self.observers:
+            try:
+                observer(kind, payload, asset)
+            except Exception as exc:  # a display must never stop a run
+                log.warning("observer %r failed on %s: %r", observer, kind.name, exc)
         if batched:
             self._durable_batch = seq
         elif durable:
@@ -273,7 +312,7 @@ class Runtime:
     @recorder.setter
     def recorder(self, recorder: Recorder) -> None:
         self._recorder = recorder
-        self._recording = not isinstance(recorder, NullRecorder)
+        self._recording = not isinstance(recorder, NullRecorder) or bool(self.observers)
 
     # State changes.
     def emit(

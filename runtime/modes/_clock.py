@@ -84,6 +84,7 @@ class WallClock:
 
     async def tick_loop(self, s: Strategy) -> None:
         rt = self.rt
+        rt.mark_tick(self.now_ms())  # the starting point of the run's results
         while not rt.stopping:
             now = self.now_ms()
             next_close = (now // self.tf_ms + 1) * self.tf_ms
@@ -107,3 +108,4 @@ class WallClock:
                 await rt.call_hook("on_tick", s.on_tick, ts)
                 if rt.has_hooks:
                     await rt.run_hooks()
+            rt.mark_tick(next_close)

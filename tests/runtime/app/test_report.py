@@ -234,7 +234,7 @@ async def test_trace_without_bars_says_how_to_record_them(tmp_path: Path) -> Non
     bare = tmp_path / "bare.zarr"
     copy_without_bars(trace_of(s), bare)
     assert len(list_runs(bare)) == 1
-    with pytest.raises(TraceError, match=r"recorded no bars.*prices are missing.*trace_market"):
+    with pytest.raises(TraceError, match=r"recorded no bars.*prices are missing.*MARK"):
         report_from_trace(bare)
 
 
