@@ -181,6 +181,7 @@ def trace_run(path: str | Path, run: int | str = -1) -> TraceRun:
     replica.replay(state, lo, run_lo, settle_fills=settle)
     initial = mark_of(state, run_start_ns)
     marks: list[AccountMark] = []
+    mark_seqs: list[int] = []
     run_trades: set[str] = set()
 
     def mark(seq: int, ts_ns: int, event: Event, result: Any) -> None:
@@ -191,6 +192,7 @@ def trace_run(path: str | Path, run: int | str = -1) -> TraceRun:
             initial = mark_of(state, run_start_ns)  # still the state the first fill starts from
             return
         marks.append(mark_of(state, ts_ns))
+        mark_seqs.append(seq)
         if isinstance(event, OrderFilled) and result is not None:
             run_trades.add(event.trade_id)
 
@@ -199,16 +201,18 @@ def trace_run(path: str | Path, run: int | str = -1) -> TraceRun:
     stop_ns = runs[chosen].stopped_ns
     bars, tf_ns = _read_bars(path, head, lo, hi, run_start_ns, stop_ns)
     close_ns = bars.index.to_numpy(dtype=np.int64) + tf_ns
-    # When each price point saw the account: a bar at its close; a tick's mark when recorded
-    # (after the tick's own orders).
-    as_of = bars.attrs.get("as_of_ns", close_ns)
     index = pd.DatetimeIndex(close_ns.view("datetime64[ns]"), tz="UTC", name="time")
     prices = {
         sym: pd.DataFrame({c: bars[(sym, c)].to_numpy(dtype=float) for c in OHLCV}, index=index)
         for sym in assets
     }
     closes = {sym: frame["close"].to_numpy() for sym, frame in prices.items()}
-    at = np.searchsorted(np.array([m.ts_ns for m in marks], dtype=np.int64), as_of, "right")
+    # Which account each price point saw: a bar, the one at its close; a tick's MARK, the one
+    # recorded before it (its seq orders it exactly; times share milliseconds).
+    if "as_of_seq" in bars.attrs:
+        at = np.searchsorted(np.array(mark_seqs, dtype=np.int64), bars.attrs["as_of_seq"])
+    else:
+        at = np.searchsorted(np.array([m.ts_ns for m in marks], dtype=np.int64), close_ns, "right")
     states = [initial, *marks]
     cash = str(head.get("cash_currency"))
     margin = bool(head.get("margin"))
@@ -309,8 +313,8 @@ def _mark_bars(
     path: Path, head: Mapping[str, Any], marks: pd.DataFrame
 ) -> tuple[pd.DataFrame, int]:
     """A Live or Paper run's MARK events as flat bars (open = high = low = close = the mark
-    price) opening one timeframe before each tick; ``attrs["as_of_ns"]`` holds when each mark
-    was taken. A market not priced yet at a tick takes its next known price."""
+    price) opening one timeframe before each tick; ``attrs["as_of_seq"]`` holds each mark's
+    seq. A market not priced yet at a tick takes its next known price."""
     symbols = list(head.get("market_defs") or {})
     tf_ns = timeframe_ns(str(head.get("timeframe") or "1m"))
     payloads = list(marks["payload"].array.to_numpy())
@@ -328,7 +332,7 @@ def _mark_bars(
             columns[(sym, c)] = close.to_numpy()
         columns[(sym, "volume")] = np.zeros(len(close))
     table = pd.DataFrame(columns, index=times - tf_ns)
-    table.attrs["as_of_ns"] = marks["ts_ns"].to_numpy(dtype=np.int64)
+    table.attrs["as_of_seq"] = marks["seq"].to_numpy(dtype=np.int64)
     return table, tf_ns
 
 
