@@ -27,6 +27,8 @@ from traces._runs import list_runs as list_runs
 from traces._runs import runs_of as runs_of
 from traces._schema import STATE_KINDS as STATE_KINDS
 from traces._schema import Kind as Kind
+from traces._summary import event_line as event_line
+from traces._summary import summarise as summarise
 from traces._tail import TraceOwner as TraceOwner
 from traces._tail import trace_path_of as trace_path_of
 from traces._tail import trace_tail as trace_tail

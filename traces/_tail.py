@@ -7,6 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from runtime._errors import TraceError
 from traces._reader import tail_frame, tail_records
+from traces._summary import TailRecords
 
 
 @runtime_checkable
@@ -40,6 +41,7 @@ def trace_path_of(owner_or_path: TraceOwner | str | Path) -> Path:
 
 def trace_tail(s_or_path: TraceOwner | str | Path, n: int = 10, as_df: bool = False) -> Any:
     """The last `n` events of a strategy's trace (or of a trace path), oldest first: a list of
-    event dicts, or with ``as_df=True`` a DataFrame with payload keys as columns."""
+    event dicts (shown one line per event, payloads summarised), or with ``as_df=True`` a
+    DataFrame with payload keys as columns."""
     records = tail_records(trace_path_of(s_or_path), n)
-    return tail_frame(records) if as_df else records
+    return tail_frame(records) if as_df else TailRecords(records)

@@ -18,14 +18,16 @@ import trio
 
 from runtime._errors import VigilError
 from runtime._progress import Progress
+from runtime.app._console import Console, add_console_args, console_for
 from runtime.app._lifecycle import start
 from runtime.app._report import report_main
+from runtime.app._summary import print_summary
 from runtime.engine import replay_from_trace, runtime_of
 from runtime.model import Live, Mode, Paper, Sim, load_bars
 from runtime.modes import strategy
 from runtime.modes._sim import SimDriver
 from runtime.testing.loopback import serve
-from traces import Kind, read_trace, tail_frame, tail_records
+from traces import Kind, event_line, read_trace, tail_records
 
 log = logging.getLogger("vigil")
 
@@ -82,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cash", type=float, default=None, help="initial cash")
     run.add_argument("--trace-root", default="traces", help="where traces are written")
     run.add_argument("--no-trace", action="store_true")
+    add_console_args(run)
 
     trace = sub.add_parser("trace", help="read an event trace")
     trace_sub = trace.add_subparsers(dest="trace_command", required=True, metavar="ACTION")
@@ -164,16 +167,15 @@ def _trio_run(s: Any) -> None:
         raise
 
 
-def _print_report(s: Any, elapsed: float) -> None:
-    results = s.results
-    bars = len(results.equity)
-    print(
-        f"{s.name}: {bars:,} bars of {', '.join(s.universe.keys())} in {elapsed:.2f} s "
-        f"({bars / max(elapsed, 1e-9):,.0f} bars/s)"
-    )
-    print(results.summary())
-    if s.trace_path is not None:
-        print(f"trace          {s.trace_path}")
+def _run_with_summary(s: Any, console: Console) -> None:
+    """Run `s`, then print the summary: also after Ctrl-C, which still ends the command."""
+    t0 = time.perf_counter()
+    try:
+        _trio_run(s)
+    except KeyboardInterrupt:
+        print_summary(s, time.perf_counter() - t0, console, stopped=True)
+        raise
+    print_summary(s, time.perf_counter() - t0, console)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -183,9 +185,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         config={"trace": not args.no_trace},
     )
     _show_progress(s)
-    t0 = time.perf_counter()
-    _trio_run(s)
-    _print_report(s, time.perf_counter() - t0)
+    console = Console(s, verbose=False)
+    console.attach(payloads=False)
+    _run_with_summary(s, console)
     return 0
 
 
@@ -205,10 +207,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config={"trace": not args.no_trace, "trace_root": args.trace_root},
     )
     _show_progress(s)
-    t0 = time.perf_counter()
-    _trio_run(s)
-    if args.mode == "sim":
-        _print_report(s, time.perf_counter() - t0)
+    _run_with_summary(s, console_for(s, args))
     return 0
 
 
@@ -221,7 +220,10 @@ def _show_progress(s: Any) -> None:
 
 def _cmd_trace(args: argparse.Namespace) -> int:
     if args.trace_command == "tail":
-        frame = tail_frame(tail_records(args.path, args.n))
+        # One line per event, payloads summarised: bar arrays and snapshots are elided.
+        records = tail_records(args.path, args.n)
+        print("\n".join(event_line(r) for r in records) if records else "(no events)")
+        return 0
     else:
         kinds = None
         if args.kind:

@@ -50,6 +50,7 @@ class BarHistory(Protocol):
     marks: list[Mark]
 
 YEAR_NS = 365 * 24 * 3600 * 10**9
+MIN_CAGR_YEARS = 30 / 365  # shorter curves get no CAGR (nor Calmar)
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,8 +349,9 @@ def compute_stats(
 ) -> dict[str, float]:
     """The statistics of an equity curve sampled once per ``timeframe_ns``: Sharpe and Sortino
     are per-period ratios annualised by ``sqrt(periods_per_year)`` (365-day years, crypto
-    trades every day); CAGR compounds the total return over the curve's span; Calmar is CAGR
-    over max drawdown. `benchmark` (buy and hold) gives ``buy_and_hold_return``."""
+    trades every day); CAGR compounds the total return over the curve's span (NaN under 30
+    days); Calmar is CAGR over max drawdown. `benchmark` (buy and hold) gives
+    ``buy_and_hold_return``."""
     values = equity.to_numpy(dtype=float)
     start = float(equity.attrs.get("start", values[0] if len(values) else math.nan))
     end = float(values[-1]) if len(values) else math.nan
@@ -379,13 +381,12 @@ def compute_stats(
         fees = float(trades.loc[in_cash, "fee"].sum())
         fees += float((trades.loc[~in_cash, "fee"] * trades.loc[~in_cash, "price"]).sum())
     span_years = len(returns) * timeframe_ns / YEAR_NS
+    # Under a month, compounding to a year says nothing (two days of -7% is -100% a year).
     cagr = (
         (end / start) ** (1 / span_years) - 1
-        if span_years > 0 and start > 0 and end > 0
+        if span_years >= MIN_CAGR_YEARS and start > 0 and end > 0
         else math.nan
     )
-    if math.isfinite(cagr) and abs(cagr) > 1e6:
-        cagr = math.inf if cagr > 0 else -1.0  # a few bars extrapolated to a year mean nothing
     calmar = cagr / drawdown if drawdown > 0 and math.isfinite(cagr) else math.nan
     bench = math.nan
     if benchmark is not None and len(benchmark):

@@ -1,0 +1,106 @@
+"""The live console and the exit summary of `vigil run`, driven as a user drives them."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from runtime.testing.loopback import LoopbackExchange
+from tests.conftest import HERE
+
+ROOT = HERE.parent
+UPDOWN = HERE / "three_modes_strategy.py"
+
+
+def _read_until(fd: int, buf: list[str], done: object, timeout: float) -> str:
+    """Read the pty into `buf` until ``done(text)`` or the deadline; returns the text."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = "".join(buf)
+        if callable(done) and done(text):
+            return text
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the child closed the pty (Linux: EIO)
+                break
+            if not chunk:
+                break
+            buf.append(chunk.decode("utf-8", "replace"))
+    return "".join(buf)
+
+
+def test_live_run_on_a_terminal_prints_orders_status_and_a_summary_after_ctrl_c(
+    running_market: LoopbackExchange, tmp_path: Path
+) -> None:
+    master, slave = pty.openpty()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [
+        sys.executable,
+        "-m",
+        "runtime.app._cli",
+        "run",
+        str(UPDOWN),
+        "--mode",
+        "live",
+        "--no-sandbox",
+        "--trace-root",
+        str(tmp_path),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=tmp_path, close_fds=True
+    )
+    os.close(slave)
+    buf: list[str] = []
+    try:
+        text = _read_until(
+            master,
+            buf,
+            lambda t: t.count(" FILLED ") >= 2 and t.count(" STATUS ") >= 2,
+            timeout=60,
+        )
+        assert text.count(" FILLED ") >= 2, text
+        proc.send_signal(signal.SIGINT)
+        text = _read_until(master, buf, lambda t: "vigil: stopped" in t, timeout=30)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert proc.returncode == 130, text
+    lines = text.replace("\r\n", "\n").splitlines()
+    # One line per order event, each starting with the time and the event's word.
+    sent = [ln for ln in lines if re.match(r"\d\d:\d\d:\d\d SENT +BTC/USDT:USDT (buy|sell) ", ln)]
+    acked = [ln for ln in lines if re.match(r"\d\d:\d\d:\d\d ACKED ", ln)]
+    filled = [
+        ln
+        for ln in lines
+        if re.match(r"\d\d:\d\d:\d\d FILLED +BTC/USDT:USDT (buy|sell) 0.002 @ [\d.]+ fee=", ln)
+    ]
+    status = [
+        ln
+        for ln in lines
+        if re.match(r"\d\d:\d\d:\d\d STATUS .*equity=[\d.]+ USDT pnl=.* orders=\d+ ", ln)
+    ]
+    assert len(sent) >= 2, text
+    assert len(acked) >= 2, text
+    assert len(filled) >= 2, text
+    assert len(status) >= 2, text
+    assert all("watchers=" in ln for ln in status), text
+    # After Ctrl-C: the summary with the statistics, the refusals and the trace path.
+    summary = text[text.index("stopped after") :]
+    for label in ("total return", "max drawdown", "sharpe", "trades", "fees", "refused orders"):
+        assert label in summary, summary
+    trace = re.search(r"^trace +(\S+)", summary, re.M)
+    assert trace is not None, summary
+    assert Path(trace.group(1)) == tmp_path / "binance" / "live" / "three_modes_strategy.zarr"
+    assert Path(trace.group(1)).is_dir()
+    assert "Traceback" not in text
