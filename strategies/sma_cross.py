@@ -17,7 +17,6 @@ class SmaCross(Strategy):
     timeframe = "1m"
     margin = None
     warmup = 30
-    initial_cash = 10_000.0
 
     fast = 10
     slow = 30

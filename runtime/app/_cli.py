@@ -18,6 +18,7 @@ import trio
 
 from runtime._errors import VigilError
 from runtime._progress import Progress
+from runtime.app._cli_run import add_override_args, check_time_flags, params_from_args
 from runtime.app._console import Console, add_console_args, console_for
 from runtime.app._lifecycle import start
 from runtime.app._report import report_main
@@ -69,7 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("strategy")
     run.add_argument("--mode", choices=["sim", "paper", "live"], default="sim")
     run.add_argument("--exchange", default=None)
-    run.add_argument("--sandbox", action=argparse.BooleanOptionalAction, default=True)
+    run.add_argument(
+        "--sandbox",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the exchange's test network (default: on for Live; Paper reads production data)",
+    )
     run.add_argument(
         "--data",
         action="append",
@@ -85,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--trace-root", default="traces", help="where traces are written")
     run.add_argument("--no-trace", action="store_true")
     add_console_args(run)
+    add_override_args(run)
 
     trace = sub.add_parser("trace", help="read an event trace")
     trace_sub = trace.add_subparsers(dest="trace_command", required=True, metavar="ACTION")
@@ -197,14 +204,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "paper": Paper(),
         "live": Live(),
     }
+    check_time_flags(args)
+    # Paper needs no keys: production market data unless --sandbox asks for the test network.
+    sandbox = args.sandbox if args.sandbox is not None else args.mode != "paper"
     s = strategy(
         args.strategy,
         mode=modes[args.mode],
         data=_load_data(args.data, args.since, args.until),
         exchange=args.exchange,
-        sandbox=args.sandbox,
+        sandbox=sandbox,
         initial_cash=args.cash,
         config={"trace": not args.no_trace, "trace_root": args.trace_root},
+        params=params_from_args(args),
     )
     _show_progress(s)
     _run_with_summary(s, console_for(s, args))

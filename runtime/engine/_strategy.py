@@ -32,7 +32,9 @@ class Strategy:
     margin: ClassVar[str | None] = None  # or "isolated"
     warmup: ClassVar[int] = 0
     leverage: ClassVar[float] = 1.0  # initial leverage of margin assets
-    initial_cash: ClassVar[float] = 10_000.0
+    # Sim and Paper starting cash in the cash currency; None: the default for that currency
+    # (10,000 of a dollar or euro, 0.25 BTC, 5 ETH ...: see `runtime.modes.default_cash`).
+    initial_cash: ClassVar[float | None] = None
 
     _rt: Runtime
 
@@ -138,7 +140,22 @@ def load_strategy_class(name_or_path: str | Path) -> tuple[str, type[Strategy]]:
             raise ConfigError(f"cannot load strategy file {text!r}: not a Python module")
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except SyntaxError as exc:
+            del sys.modules[module_name]
+            line = (exc.text or "").rstrip("\n")
+            caret = " " * max((exc.offset or 1) - 1, 0) + "^" if line else ""
+            raise ConfigError(
+                f"strategy file {text}, line {exc.lineno}: {exc.msg}"
+                + (f"\n    {line}\n    {caret}" if line else "")
+            ) from None
+        except Exception as exc:
+            del sys.modules[module_name]
+            where = _line_in(exc, path)
+            raise ConfigError(
+                f"strategy file {text}{where} raised {type(exc).__name__}: {exc} while loading"
+            ) from exc
         name = path.stem
     else:
         available = bundled_strategies()
@@ -160,6 +177,17 @@ def load_strategy_class(name_or_path: str | Path) -> tuple[str, type[Strategy]]:
             f"strategy {text!r} must define exactly one Strategy subclass; found {found}"
         )
     return name, classes[0]
+
+
+def _line_in(exc: BaseException, path: Path) -> str:
+    """", line N" of the deepest frame of `exc`'s traceback in the file `path`, or ""."""
+    line = ""
+    tb = exc.__traceback__
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename).resolve() == path.resolve():
+            line = f", line {tb.tb_lineno}"
+        tb = tb.tb_next
+    return line
 
 
 def bind(s: Strategy, rt: Runtime) -> None:

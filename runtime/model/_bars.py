@@ -361,8 +361,11 @@ def load_bars(data: BarsData, symbols: Sequence[str]) -> Bars:
         missing = [s for s in symbols if s not in data]
         if missing:
             raise ConfigError(
-                f"no bars for {', '.join(missing)}: the data mapping has "
-                f"{', '.join(map(str, data)) or 'no markets'}; add an entry per market"
+                f"no bars for {', '.join(missing)}: the data has "
+                f"{', '.join(map(str, data)) or 'no markets'}; give bars for every market the "
+                f"strategy trades ({', '.join(symbols)}): in Python one entry per market, "
+                "data={'BTC/USDT': 'btc.csv', ...}; on the command line --data SYMBOL=FILE per "
+                "market; or trade fewer markets (--markets)"
             )
         markets = [_normalise(_read(data[s], s), s) for s in symbols]
     else:
@@ -373,8 +376,10 @@ def load_bars(data: BarsData, symbols: Sequence[str]) -> Bars:
         elif len(symbols) > 1:
             raise ConfigError(
                 f"one frame or file of bars covers one market, {symbols[0]}, but the strategy "
-                f"trades {', '.join(symbols)}; pass a dict {{symbol: data}} or add a 'symbol' "
-                "column"
+                f"trades {', '.join(symbols)}; give one per market (in Python "
+                "data={'BTC/USDT': 'btc.csv', 'ETH/USDT': 'eth.csv'}; on the command line "
+                "--data BTC/USDT=btc.csv --data ETH/USDT=eth.csv), add a 'symbol' column, or "
+                "trade one market (--markets BTC/USDT)"
             )
         else:
             markets = [_normalise(frame, symbols[0])]

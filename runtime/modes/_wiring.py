@@ -49,8 +49,12 @@ def strategy(
     margin: str | None = None,
     initial_cash: float | Mapping[str, float] | None = None,
     config: Mapping[str, Any] | RunConfig | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> Strategy:
     """Load a strategy (bundled name or file path) and wire it to `mode`.
+
+    `params` overrides class attributes the strategy declares (`apply_params`), e.g.
+    ``{"fast": 20, "markets": ["ETH/USDT"], "timeframe": "5m"}``.
 
     In Sim, `data` is a DataFrame, a CSV or Parquet path, or a dict from market to either;
     without it Sim generates seeded bars. `initial_cash` is an amount of the cash currency or a
@@ -61,6 +65,7 @@ def strategy(
     if margin not in (None, "isolated"):
         raise ConfigError(f"margin={margin!r} is not supported; use None (spot) or 'isolated'")
     name, cls = load_strategy_class(name_or_path)
+    cls = apply_params(cls, params)
     text = str(name_or_path)
     source = str(Path(text).resolve()) if text.endswith(".py") or Path(text).exists() else text
     s = cls()
@@ -77,6 +82,61 @@ def strategy(
         config=RunConfig.from_mapping(config),
     )
     return s
+
+
+def declared_params(cls: type[Strategy]) -> dict[str, Any]:
+    """The class attributes a strategy declares, with their values: public, not methods or
+    properties, from the strategy's classes and `Strategy` itself (markets, timeframe ...)."""
+    declared: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__[:-1]):  # object last: skipped
+        for key, value in vars(klass).items():
+            hidden = key.startswith("_") or callable(value)
+            if hidden or isinstance(value, property | staticmethod | classmethod):
+                continue
+            declared[key] = value
+    return declared
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """A text value (from the command line) as the type of the declared default."""
+    if not isinstance(value, str) or isinstance(default, str) or default is None:
+        return value
+    try:
+        if isinstance(default, bool):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, list | tuple):
+            return type(default)(v.strip() for v in value.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(
+            f"parameter {name}={value!r} is not of type {type(default).__name__} like its default "
+            f"{default!r}"
+        ) from None
+    return value
+
+
+def apply_params(cls: type[Strategy], params: Mapping[str, Any] | None) -> type[Strategy]:
+    """`cls` with `params` overriding the class attributes it declares (a subclass of the same
+    name; `cls` is untouched). Text values are converted to the declared default's type. An
+    unknown name is a ConfigError listing the valid ones."""
+    if not params:
+        return cls
+    declared = declared_params(cls)
+    unknown = sorted(k for k in params if k not in declared)
+    if unknown:
+        raise ConfigError(
+            f"strategy {cls.__name__} declares no parameter {', '.join(map(repr, unknown))}; "
+            f"its parameters are {', '.join(sorted(declared))}"
+        )
+    overrides = {k: _coerce(k, v, declared[k]) for k, v in params.items()}
+    return type(cls.__name__, (cls,), {"__module__": cls.__module__, **overrides})
 
 
 def wire(
@@ -201,11 +261,34 @@ def _markets(
     return markets
 
 
+# Default Sim and Paper cash per cash currency: about 10,000 US dollars' worth, in round
+# numbers, so a strategy on ETH/BTC starts with 0.25 BTC and not 10,000 BTC (whose orders
+# would all fail the market's maximum amount).
+DEFAULT_CASH: dict[str, float] = {
+    **dict.fromkeys(("USDT", "USDC", "BUSD", "FDUSD", "TUSD", "DAI", "USD", "EUR"), 10_000.0),
+    "BTC": 0.25,
+    "ETH": 5.0,
+    "BNB": 20.0,
+    "SOL": 100.0,
+}
+
+
+def default_cash(currency: str) -> float:
+    """The starting cash when neither `strategy(initial_cash=)` nor the class sets it."""
+    if currency not in DEFAULT_CASH:
+        raise ConfigError(
+            f"no default starting cash for {currency}; defaults exist for "
+            f"{', '.join(sorted(DEFAULT_CASH))}: set initial_cash on the strategy class or pass "
+            "strategy(..., initial_cash=...) (vigil run --cash)"
+        )
+    return DEFAULT_CASH[currency]
+
+
 def _initial_cash(
-    initial_cash: float | Mapping[str, float] | None, default: float, currency: str
+    initial_cash: float | Mapping[str, float] | None, default: float | None, currency: str
 ) -> dict[str, float]:
     if initial_cash is None:
-        cash = {currency: float(default)}
+        cash = {currency: float(default if default is not None else default_cash(currency))}
     elif isinstance(initial_cash, Mapping):
         cash = {str(c): float(v) for c, v in initial_cash.items()}
     else:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from runtime.model._bars import TIMEFRAMES, timeframe_ns
+from runtime.testing.loopback._auth import _KEY_ALPHABET as KEY_ALPHABET
 from runtime.testing.loopback._server import LoopbackExchange
 
 __all__ = ["serve"]
@@ -86,6 +87,16 @@ def build(argv: Sequence[str]) -> LoopbackExchange:
     args = _parser().parse_args(list(argv))
     if (args.api_key is None) != (args.secret is None):
         raise SystemExit("vigil exchange serve: give both --api-key and --secret, or neither")
+    for flag, value in (("--api-key", args.api_key), ("--secret", args.secret)):
+        # Binance refuses any other character (-2014 on every request): refuse it now.
+        if value is not None and (not value or any(c not in KEY_ALPHABET for c in value)):
+            raise SystemExit(
+                f"vigil exchange serve: {flag} must be letters and digits only, as Binance's "
+                f"keys are (it answers -2014 'API-key format invalid' to anything else); got "
+                f"{len(value)} characters with "
+                f"{''.join(sorted({c for c in value if c not in KEY_ALPHABET}))!r}"
+                " among them; leave both flags out to have a key generated"
+            )
     spot, futures = _balances(args.balance)
     bar_ms = args.bar_ms
     if bar_ms is None and not args.manual:
@@ -110,7 +121,18 @@ def serve(argv: Sequence[str], *, until: threading.Event | None = None) -> int:
     Prints one ``NAME=value`` environment line per variable, then ``# serving; Ctrl-C stops``.
     """
     exchange = build(argv)
-    exchange.start()
+    try:
+        exchange.start()
+    except RuntimeError as exc:
+        cause = exc.__cause__
+        if not isinstance(cause, OSError):
+            raise
+        where = f"{exchange.host}:{exchange.port}"
+        raise SystemExit(
+            f"vigil exchange serve: cannot listen on {where}: {cause.strerror or cause}; "
+            "another process holds that port: pick another with --port, or --port 0 for a "
+            "free one"
+        ) from None
     try:
         for name, value in exchange.env().items():
             print(f"{name}={value}")

@@ -299,7 +299,7 @@ def test_a_symbol_column_splits_one_frame() -> None:
 def test_one_frame_without_a_symbol_column_serves_only_the_first_market() -> None:
     frame = _frame(_minutes("2024-01-01", 3), [1.0, 2.0, 3.0])
     assert load_bars(frame, ["BTC/USDT"]).symbols == ("BTC/USDT",)
-    with pytest.raises(ConfigError, match=r"covers one market, BTC/USDT.*pass a dict"):
+    with pytest.raises(ConfigError, match=r"covers one market, BTC/USDT.*one per market"):
         load_bars(frame, ["BTC/USDT", "ETH/USDT"])
 
 
