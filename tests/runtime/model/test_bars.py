@@ -385,7 +385,7 @@ def test_file_problems(tmp_path: Path) -> None:
         load_bars(tmp_path / "bars.xlsx", ["X/USDT"])
     with pytest.raises(ConfigError, match=r"bars for X/USDT are a list; pass a DataFrame"):
         load_bars(cast(Any, [1, 2, 3]), ["X/USDT"])
-    with pytest.raises(ConfigError, match=r"no bars for B/USDT: the data mapping has A/USDT"):
+    with pytest.raises(ConfigError, match=r"no bars for B/USDT: the data has A/USDT"):
         load_bars({"A/USDT": _frame(_minutes("2024-01-01", 2), [1.0, 2.0])}, ["A/USDT", "B/USDT"])
     with pytest.raises(ConfigError, match=r"no bars for X/USDT: the data is empty"):
         load_bars(_frame(_minutes("2024-01-01", 0), []), ["X/USDT"])
