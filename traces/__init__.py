@@ -19,6 +19,7 @@ from traces._reader import iter_events as iter_events
 from traces._reader import read_trace as read_trace
 from traces._reader import tail_frame as tail_frame
 from traces._reader import tail_records as tail_records
+from traces._recorder import default_trace_root as default_trace_root
 from traces._recorder import open_recorder as open_recorder
 from traces._recorder import trace_path as trace_path
 from traces._runs import RunInfo as RunInfo

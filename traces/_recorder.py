@@ -83,7 +83,23 @@ class TraceRecorder:
         return f"<TraceRecorder {self.path} {state}>"
 
 
+def default_trace_root(cwd: str | Path = ".") -> Path:
+    """``./traces``, unless that folder is a Python package (a checkout of vigil, whose
+    ``traces`` package it is): then ``./vigil-traces``, so no trace lands among the sources."""
+    root = Path(cwd) / "traces"
+    if (root / "__init__.py").exists():
+        return Path(cwd) / "vigil-traces"
+    return root
+
+
 def open_recorder(
-    root: str | Path, exchange: str, account: str, strategy: str, *, fsync: str = "never"
+    root: str | Path | None,
+    exchange: str,
+    account: str,
+    strategy: str,
+    *,
+    fsync: str = "never",
 ) -> TraceRecorder:
+    """The recorder of one strategy's trace under `root` (None: `default_trace_root()`)."""
+    root = default_trace_root() if root is None else root
     return TraceRecorder(trace_path(root, exchange, account, strategy), fsync=fsync)

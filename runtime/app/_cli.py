@@ -18,6 +18,7 @@ import trio
 
 from runtime._errors import VigilError
 from runtime._progress import Progress
+from runtime.app._cli_new import add_new_parser, new_main
 from runtime.app._cli_run import add_override_args, check_time_flags, params_from_args
 from runtime.app._console import Console, add_console_args, console_for
 from runtime.app._lifecycle import start
@@ -88,7 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--bars", type=int, default=20_000, help="generated bars without --data")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--cash", type=float, default=None, help="initial cash")
-    run.add_argument("--trace-root", default="traces", help="where traces are written")
+    run.add_argument(
+        "--trace-root",
+        default=None,
+        help="where traces are written (default ./traces; ./vigil-traces in a vigil checkout)",
+    )
     run.add_argument("--no-trace", action="store_true")
     add_console_args(run)
     add_override_args(run)
@@ -123,6 +128,8 @@ def _parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="rebuild a strategy's state from its trace")
     replay.add_argument("path")
     replay.add_argument("--run", default="-1", help="run index (-1 = last) or run id")
+
+    add_new_parser(sub)
 
     exchange = sub.add_parser("exchange", help="the loopback exchange")
     exchange_sub = exchange.add_subparsers(dest="exchange_command", required=True, metavar="ACTION")
@@ -299,6 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "trace": _cmd_trace,
         "replay": _cmd_replay,
         "report": _cmd_report,
+        "new": new_main,
     }
     try:
         return commands[args.command](args)

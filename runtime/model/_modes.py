@@ -83,7 +83,9 @@ class RunConfig:
     """Options of one strategy run. Build it from a dict with `RunConfig.from_mapping`.
 
     * ``trace``: record an event trace (Sim runs too).
-    * ``trace_root``: where traces live: ``<root>/<exchange>/<account>/<strategy>.zarr``.
+    * ``trace_root``: where traces live: ``<root>/<exchange>/<account>/<strategy>.zarr``;
+      None: ``./traces``, or ``./vigil-traces`` where ``./traces`` is a Python package (a
+      vigil checkout's own `traces`), so traces never land inside a package.
     * ``fsync``: "never", "order" (order-path events) or "always".
     * ``cash_currency``: the currency of ``s.cash``; default the first market's quote (settle).
     * ``leverage``: initial leverage of every margin asset.
@@ -92,7 +94,7 @@ class RunConfig:
     """
 
     trace: bool = True
-    trace_root: str = "traces"
+    trace_root: str | None = None
     fsync: str = "never"
     cash_currency: str | None = None
     leverage: float | None = None
