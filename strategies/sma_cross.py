@@ -20,6 +20,7 @@ class SmaCross(Strategy):
 
     fast = 10
     slow = 30
+    band = 0.0  # the fast average must cross the slow one by this fraction: fewer whipsaws
     allocation = 0.95  # share of each market's slice of cash put to work
 
     async def on_tick(self, ts: Any) -> None:
@@ -28,10 +29,10 @@ class SmaCross(Strategy):
             fast = bars.sma("close", self.fast)
             slow = bars.sma("close", self.slow)
             holding = (ai.cash - ai.cash_committed) * ai.price >= ai.cost_min
-            if fast > slow and not holding:
+            if fast > slow * (1 + self.band) and not holding:
                 budget = self.cash * self.allocation / len(self.universe)
                 amount = budget / (ai.price * (1 + ai.taker))
                 if amount * ai.price >= ai.cost_min:
                     await call(self, ai, MarketOrder[Buy], amount=amount)
-            elif fast < slow and holding:
+            elif fast < slow * (1 - self.band) and holding:
                 await call(self, ai, MarketOrder[Sell], amount=ai.cash - ai.cash_committed)

@@ -192,11 +192,19 @@ def _run_with_summary(s: Any, console: Console) -> None:
     print_summary(s, time.perf_counter() - t0, console)
 
 
+# The demo's sma_cross: hourly against 8-hourly averages with a 0.2% band, so it trades a few
+# times a day instead of whipsawing on every minute (which only pays fees on random bars).
+DEMO_PARAMS = {"fast": 120, "slow": 480, "band": 0.002, "warmup": 480}
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
+    params = " ".join(f"--param {k}={v}" for k, v in DEMO_PARAMS.items())
+    print(f"vigil demo: vigil run sma_cross --bars {args.bars} --seed {args.seed} {params}")
     s = strategy(
         "sma_cross",
         mode=Sim(bars=args.bars, seed=args.seed),
         config={"trace": not args.no_trace},
+        params=DEMO_PARAMS,
     )
     _show_progress(s)
     console = Console(s, verbose=False)
