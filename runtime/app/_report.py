@@ -19,7 +19,6 @@ raises `TraceError` saying so.
 from __future__ import annotations
 
 import argparse
-import base64
 import html
 import io
 import math
@@ -34,6 +33,7 @@ import pandas as pd
 
 from runtime._errors import ConfigError, TraceError
 from runtime.engine._replay import trace_run
+from runtime.engine._results import STAT_ROWS, annualisation, buy_and_hold, format_stats
 from runtime.engine._strategy import Strategy, runtime_of
 from runtime.model._bars import OHLCV
 
@@ -49,20 +49,9 @@ __all__ = [
     "report_main",
 ]
 
-# The statistics a report shows, in order: (key in `Report.stats`, label, format).
-STATS: tuple[tuple[str, str, Callable[[float], str]], ...] = (
-    ("total_return", "total return", lambda v: f"{v * 100:+.2f}%"),
-    ("max_drawdown", "max drawdown", lambda v: f"{v * 100:.2f}%"),
-    ("sharpe", "sharpe", lambda v: f"{v:.2f}"),
-    ("sortino", "sortino", lambda v: f"{v:.2f}"),
-    ("win_rate", "win rate", lambda v: f"{v * 100:.1f}%"),
-    ("profit_factor", "profit factor", lambda v: f"{v:.2f}"),
-    ("exposure", "exposure", lambda v: f"{v * 100:.1f}%"),
-    ("trades", "trades", lambda v: f"{int(v)}"),
-    ("fees", "fees", lambda v: f"{v:.2f}"),
-    ("start_equity", "start equity", lambda v: f"{v:.2f}"),
-    ("end_equity", "end equity", lambda v: f"{v:.2f}"),
-)
+# The statistics a report shows, in order: (key in `Report.stats`, label, format); the same
+# rows as `Results.summary`.
+STATS: tuple[tuple[str, str, Callable[[float], str]], ...] = STAT_ROWS
 
 # PNG geometry, in pixels. The height grows with the number of markets so each price panel
 # keeps a readable size; `Report.default_height` gives it.
@@ -104,6 +93,8 @@ class Report:
     * ``prices``: per market, its bars (open, high, low, close, volume) on the same index.
     * ``trades``: every fill, as `Results.trades`, plus ``action``: "entry" (the position
       grows from flat or in its direction), "exit" (it shrinks) or "reverse" (it flips).
+    * ``benchmark``: buy and hold, the start equity put into the markets in equal parts at
+      their first price, on the same index.
     """
 
     strategy: str
@@ -118,6 +109,7 @@ class Report:
     drawdown: pd.Series
     prices: Mapping[str, pd.DataFrame]
     trades: pd.DataFrame
+    benchmark: pd.Series  # buy and hold: the start equity split equally across the markets
 
     @property
     def markets(self) -> list[str]:
@@ -137,10 +129,94 @@ class Report:
         return self.trades[self.trades["symbol"] == symbol]
 
     def summary(self) -> str:
-        """The statistics as aligned text lines, under a line naming the run."""
-        lines = [self._headline()]
-        lines += [f"{label:<14} {fmt(self.stats[key]):>14}" for key, label, fmt in STATS]
+        """The statistics as aligned text lines, under a line naming the run, then round-trip
+        durations and one line per market."""
+        lines = [self._headline(), format_stats(self.stats)]
+        trips = self.round_trips()
+        if len(trips):
+            d = trips["duration"]
+            lines.append(
+                f"{'round trips':<14} {len(trips):>14}   duration mean {_span(d.mean())}, "
+                f"median {_span(d.median())}, longest {_span(d.max())}"
+            )
+        per_market = self.market_stats()
+        if len(per_market) > 1 or len(trips):
+            lines.append(per_market.to_string(float_format=lambda v: f"{v:.4g}"))
         return "\n".join(lines)
+
+    def round_trips(self) -> pd.DataFrame:
+        """Each position from the fill that opened it from flat to the fill that closed it:
+        market, side (long/short), opened, closed, duration, fills, realized PnL (fees
+        included). A position still open at the end is left out; a reversal closes one trip
+        and opens the next."""
+        rows: list[dict[str, Any]] = []
+        open_trip: dict[str, dict[str, Any]] = {}
+        held: dict[str, float] = {}
+        for r in self.trades.to_dict("records"):
+            sym = r["symbol"]
+            before = held.get(sym, 0.0)
+            after = before + (r["amount"] if r["side"] == "buy" else -r["amount"])
+            after = 0.0 if abs(after) < 1e-12 else after
+            held[sym] = after
+            trip = open_trip.get(sym)
+            if trip is None and after != 0.0:
+                trip = open_trip[sym] = {
+                    "market": sym,
+                    "side": "long" if after > 0 else "short",
+                    "opened": r["time"],
+                    "fills": 0,
+                    "realized_pnl": 0.0,
+                }
+            if trip is None:
+                continue
+            trip["fills"] += 1
+            trip["realized_pnl"] += r["realized_pnl"]
+            if after == 0.0 or (before != 0.0 and (before > 0) != (after > 0)):
+                trip["closed"] = r["time"]
+                rows.append(open_trip.pop(sym))
+                if after != 0.0:  # reversed: the rest opens the next trip
+                    open_trip[sym] = {
+                        "market": sym,
+                        "side": "long" if after > 0 else "short",
+                        "opened": r["time"],
+                        "fills": 0,
+                        "realized_pnl": 0.0,
+                    }
+        columns = ["market", "side", "opened", "closed", "duration", "fills", "realized_pnl"]
+        frame = pd.DataFrame(rows, columns=[c for c in columns if c != "duration"])
+        frame.insert(4, "duration", frame["closed"] - frame["opened"])
+        return frame[columns]
+
+    def market_stats(self) -> pd.DataFrame:
+        """One row per market: fills, round trips, realized PnL and fees (in the cash
+        currency), win rate of closing fills, mean holding time, and the market's own return
+        over the run (its buy and hold)."""
+        trips = self.round_trips()
+        rows = []
+        for sym, bars in self.prices.items():
+            fills = self.trades[self.trades["symbol"] == sym]
+            closing = fills["realized_pnl"][fills["realized_pnl"] != 0]
+            in_cash = fills["fee_currency"] == self.cash_currency
+            fees = float(fills.loc[in_cash, "fee"].sum()) + float(
+                (fills.loc[~in_cash, "fee"] * fills.loc[~in_cash, "price"]).sum()
+            )
+            closes = bars["close"].to_numpy(dtype=float)
+            own = trips[trips["market"] == sym]
+            rows.append(
+                {
+                    "market": sym,
+                    "fills": len(fills),
+                    "round_trips": len(own),
+                    "realized_pnl": float(fills["realized_pnl"].sum()),
+                    "fees": fees,
+                    "win_rate": float((closing > 0).mean()) if len(closing) else math.nan,
+                    "mean_hold": _span(own["duration"].mean()) if len(own) else "-",
+                    "market_return": float(closes[-1] / closes[0] - 1)
+                    if len(closes) and closes[0]
+                    else math.nan,
+                }
+            )
+        return pd.DataFrame(rows).set_index("market")
 
     def __repr__(self) -> str:
         return f"<Report {self.strategy} {self.run_id}>\n{self.summary()}"
@@ -176,27 +252,50 @@ class Report:
         return _write(Path(path), self.png_bytes(width, height))
 
     # HTML.
-    def html(self, width: int = 1600, height: int | None = None, max_trades: int = 200) -> str:
-        """One self-contained HTML page: the statistics table (``<table class="stats"
-        id="stats">``, one row per statistic with ``data-stat`` set to its key), the figure
-        as an embedded PNG (a data URI: the page loads nothing), and the trades table
-        (``<table class="trades" id="trades">``). With more than ``max_trades`` fills, the
-        table shows the first and last ``max_trades // 2`` and says how many it left out."""
-        if max_trades < 2:
+    def html(
+        self, width: int = 1600, height: int | None = None, max_trades: int | None = None
+    ) -> str:
+        """One self-contained interactive HTML page (plotly.js is inlined: the page loads
+        nothing): the statistics table (``<table class="stats" id="stats">``, one row per
+        statistic with ``data-stat`` set to its key) with how the ratios are annualised, the
+        per-market table (``id="markets"``), the charts (``<div id="charts">``: equity beside
+        buy and hold, drawdown, and each market's price with its entries and exits, sharing
+        one zoomable time axis), and the trades table (``<table class="trades"
+        id="trades">``), every fill unless ``max_trades`` is given: then the first and last
+        ``max_trades // 2`` and a row saying how many were left out. ``width`` is the charts'
+        width in pixels; ``height`` their height (default `default_height`)."""
+        if max_trades is not None and max_trades < 2:
             raise ConfigError(f"max_trades={max_trades} must be at least 2 (first and last)")
-        png = base64.b64encode(self.png_bytes(width, height)).decode("ascii")
+        height = self.default_height if height is None else height
         esc = html.escape
         stats_rows = "\n".join(
             f'<tr data-stat="{key}"><th>{esc(label)}</th><td>{esc(fmt(self.stats[key]))}</td></tr>'
             for key, label, fmt in STATS
+        )
+        per_market = self.market_stats()
+        markets_table = per_market.to_html(
+            table_id="markets",
+            classes="markets",
+            float_format=lambda v: f"{v:.6g}",
+            border=0,
+        )
+        trips = self.round_trips()
+        durations = (
+            f"{len(trips)} round trips; holding time mean {_span(trips['duration'].mean())}, "
+            f"median {_span(trips['duration'].median())}, longest "
+            f"{_span(trips['duration'].max())}"
+            if len(trips)
+            else "no closed round trip"
         )
         return _PAGE.format(
             title=esc(f"vigil report: {self.strategy} {self.run_id}"),
             headline=esc(self._headline()),
             cash=esc(self.cash_currency),
             stats=stats_rows,
-            alt=esc(f"equity, drawdown and prices of {', '.join(self.prices)}"),
-            png=png,
+            annualised=esc(annualisation(self.stats.get("periods_per_year", math.nan))),
+            markets=markets_table,
+            durations=esc(durations),
+            charts=_plotly_div(self, width, height),
             n_trades=len(self.trades),
             trades=_trades_table(self.trades, max_trades),
         )
@@ -206,7 +305,7 @@ class Report:
         path: str | Path,
         width: int = 1600,
         height: int | None = None,
-        max_trades: int = 200,
+        max_trades: int | None = None,
     ) -> Path:
         """Write `html(...)` to ``path`` (UTF-8); returns the path. Raises ConfigError if it
         cannot be written."""
@@ -309,6 +408,11 @@ def _assemble(
         drawdown=drawdown,
         prices=MappingProxyType(prices),
         trades=_with_actions(trades),
+        benchmark=buy_and_hold(
+            {sym: frame["close"].to_numpy(dtype=float) for sym, frame in prices.items()},
+            start,
+            equity.index,
+        ),
     )
 
 
@@ -394,12 +498,16 @@ def _render_png(report: Report, width: int, height: int) -> bytes:
 
     eq_ax: Axes = axes[0]
     ex, ey = _thin(x, report.equity.to_numpy(dtype=float), max_points)
-    eq_ax.plot(ex, ey, color="#2166ac", linewidth=1.0)
+    eq_ax.plot(ex, ey, color="#2166ac", linewidth=1.0, label="equity")
+    bx, by = _thin(x, report.benchmark.to_numpy(dtype=float), max_points)
+    eq_ax.plot(bx, by, color="#888888", linewidth=0.9, linestyle=":", label="buy and hold")
+    eq_ax.legend(loc="upper left", fontsize=8, frameon=False)
     stats = report.stats
     eq_ax.set_title(
-        f"equity ({report.cash_currency})   return {stats['total_return'] * 100:+.2f}%   "
-        f"max drawdown {stats['max_drawdown'] * 100:.2f}%   sharpe {stats['sharpe']:.2f}   "
-        f"trades {int(stats['trades'])}",
+        f"equity ({report.cash_currency})   return {stats['total_return'] * 100:+.2f}% "
+        f"(buy and hold {stats.get('buy_and_hold_return', math.nan) * 100:+.2f}%)   "
+        f"max drawdown {stats['max_drawdown'] * 100:.2f}%   "
+        f"sharpe {stats['sharpe']:.2f} (annualised)   trades {int(stats['trades'])}",
         fontsize=9,
         loc="left",
     )
@@ -447,6 +555,132 @@ def _render_png(report: Report, width: int, height: int) -> bytes:
     return buf.getvalue()
 
 
+def _span(value: Any) -> str:
+    """A duration as text: "3d 4h", "2h 15m", "45m", "30s"."""
+    if value is None or pd.isna(value):
+        return "-"
+    seconds = int(pd.Timedelta(value).total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m" + (f" {secs}s" if secs else "")
+    return f"{secs}s"
+
+
+# Points per line in the HTML charts: enough to zoom into a long run, small enough to load.
+_HTML_POINTS = 20_000
+
+
+def _plotly_div(report: Report, width: int, height: int) -> str:
+    """The interactive charts as one ``<div id="charts">`` with plotly.js inlined."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    n_markets = len(report.prices)
+    titles = [
+        f"equity ({report.cash_currency}) and buy and hold",
+        "drawdown (%)",
+        *(f"{sym}: price with entries (▲ buy, ▼ sell)" for sym in report.prices),
+    ]
+    fig = make_subplots(
+        rows=2 + n_markets,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.04 if n_markets < 4 else 0.02,
+        row_heights=[3.0, 1.2] + [2.6] * n_markets,
+        subplot_titles=titles,
+    )
+    x = _times(report.equity.index)
+
+    def line(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _thin(x, values, _HTML_POINTS)
+
+    ex, ey = line(report.equity.to_numpy(dtype=float))
+    fig.add_trace(
+        go.Scatter(x=ex, y=ey, name="equity", line={"color": "#2166ac", "width": 1.4}), 1, 1
+    )
+    bx, by = line(report.benchmark.to_numpy(dtype=float))
+    fig.add_trace(
+        go.Scatter(
+            x=bx, y=by, name="buy and hold", line={"color": "#888888", "width": 1, "dash": "dot"}
+        ),
+        1,
+        1,
+    )
+    dx, dy = line(-report.drawdown.to_numpy(dtype=float) * 100)
+    fig.add_trace(
+        go.Scatter(
+            x=dx,
+            y=dy,
+            name="drawdown %",
+            fill="tozeroy",
+            line={"color": _SELL_COLOR, "width": 0.8},
+        ),
+        2,
+        1,
+    )
+    trades = report.trades
+    for row, (sym, bars) in enumerate(report.prices.items(), start=3):
+        px, py = _thin(_times(bars.index), bars["close"].to_numpy(dtype=float), _HTML_POINTS)
+        fig.add_trace(
+            go.Scatter(x=px, y=py, name=f"{sym} close", line={"color": "#404040", "width": 1}),
+            row,
+            1,
+        )
+        fills = trades[trades["symbol"] == sym]
+        for side, symbol, color in (
+            ("buy", "triangle-up", _BUY_COLOR),
+            ("sell", "triangle-down", _SELL_COLOR),
+        ):
+            rows = fills[fills["side"] == side]
+            text = [
+                f"{side} {a:.6g} @ {p:.8g}<br>{act}, fee {f:.4g} {c}<br>pnl {pnl:+.4g}"
+                for a, p, act, f, c, pnl in zip(
+                    rows["amount"],
+                    rows["price"],
+                    rows["action"],
+                    rows["fee"],
+                    rows["fee_currency"],
+                    rows["realized_pnl"],
+                    strict=True,
+                )
+            ]
+            fig.add_trace(
+                go.Scatter(
+                    x=_times(pd.DatetimeIndex(rows["time"])),
+                    y=rows["price"].to_numpy(dtype=float),
+                    mode="markers",
+                    name=f"{sym} {side} ({len(rows)})",
+                    marker={"symbol": symbol, "color": color, "size": 9},
+                    text=text,
+                    hoverinfo="text+x",
+                ),
+                row,
+                1,
+            )
+    fig.update_layout(
+        width=width,
+        height=height,
+        template="plotly_white",
+        hovermode="closest",
+        margin={"l": 70, "r": 30, "t": 40, "b": 40},
+        legend={"orientation": "h", "y": -0.03},
+    )
+    return str(
+        fig.to_html(
+            full_html=False,
+            include_plotlyjs=True,
+            div_id="charts",
+            config={"displaylogo": False, "scrollZoom": True},
+        )
+    )
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, pd.Timestamp):
         return f"{value:%Y-%m-%d %H:%M:%S}"
@@ -455,7 +689,7 @@ def _cell(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _trades_table(trades: pd.DataFrame, max_rows: int) -> str:
+def _trades_table(trades: pd.DataFrame, max_rows: int | None) -> str:
     columns = [c for c in _TRADE_COLUMNS if c in trades.columns]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
 
@@ -467,7 +701,7 @@ def _trades_table(trades: pd.DataFrame, max_rows: int) -> str:
             for r in frame.to_dict("records")
         ]
 
-    if len(trades) > max_rows:
+    if max_rows is not None and len(trades) > max_rows:
         half = max_rows // 2
         left_out = len(trades) - 2 * half
         body = [
@@ -496,13 +730,13 @@ _PAGE = """<!DOCTYPE html>
 body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; }}
 h1 {{ font-size: 20px; }}
 h2 {{ font-size: 16px; margin-top: 28px; }}
+p.note {{ color: #555; font-size: 13px; }}
 table {{ border-collapse: collapse; font-size: 13px; }}
 th, td {{ padding: 3px 10px; border-bottom: 1px solid #ddd; text-align: right; }}
 table.stats th {{ text-align: left; font-weight: normal; color: #555; }}
 table.trades tr.buy td:nth-child(3) {{ color: #1a9850; }}
 table.trades tr.sell td:nth-child(3) {{ color: #d73027; }}
 tr.omitted td {{ text-align: center; color: #888; }}
-img.plot {{ max-width: 100%; height: auto; margin-top: 16px; }}
 </style>
 </head>
 <body>
@@ -511,7 +745,13 @@ img.plot {{ max-width: 100%; height: auto; margin-top: 16px; }}
 <table class="stats" id="stats">
 {stats}
 </table>
-<img class="plot" alt="{alt}" src="data:image/png;base64,{png}">
+<p class="note">Sharpe and Sortino: {annualised}. CAGR and Calmar need 30 days or more.</p>
+<h2>Markets</h2>
+{markets}
+<p class="note">{durations}</p>
+<h2>Charts</h2>
+<p class="note">Drag to zoom, double-click to reset; the panels share the time axis.</p>
+{charts}
 <h2>Trades ({n_trades})</h2>
 {trades}
 </body>
