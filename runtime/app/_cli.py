@@ -19,7 +19,12 @@ import trio
 from runtime._errors import VigilError
 from runtime._progress import Progress
 from runtime.app._cli_new import add_new_parser, new_main
-from runtime.app._cli_run import add_override_args, check_time_flags, params_from_args
+from runtime.app._cli_run import (
+    add_override_args,
+    check_time_flags,
+    params_from_args,
+    sandbox_for,
+)
 from runtime.app._console import Console, add_console_args, console_for
 from runtime.app._lifecycle import start
 from runtime.app._report import report_main
@@ -220,8 +225,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "live": Live(),
     }
     check_time_flags(args)
-    # Paper needs no keys: production market data unless --sandbox asks for the test network.
-    sandbox = args.sandbox if args.sandbox is not None else args.mode != "paper"
+    sandbox = sandbox_for(args.mode, args.sandbox)
     s = strategy(
         args.strategy,
         mode=modes[args.mode],

@@ -87,3 +87,9 @@ def check_time_flags(args: argparse.Namespace) -> None:
             "--since and --until select bars of --data files in a Sim run; without --data, "
             "Sim generates --bars bars (see --seed), and Paper and Live run from now"
         )
+
+
+def sandbox_for(mode: str, flag: bool | None) -> bool:
+    """--sandbox/--no-sandbox as given; unset, Live uses the test network and Paper reads
+    production market data (public, no keys needed: the prices a strategy will trade at)."""
+    return flag if flag is not None else mode != "paper"

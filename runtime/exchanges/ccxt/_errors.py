@@ -226,9 +226,21 @@ def map_ccxt_error(
             retry_after=retry_after,
         )
     if kind == "network":
+        if operation in ORDER_OPERATIONS:
+            return NetworkError(
+                f"{where}: no definite answer, the request may or may not have executed: "
+                f"{detail} [{origin}]; look an order up by its client order id before sending "
+                "it again"
+            )
+        if not operation.startswith(("fetch", "load", "watch")):  # a change: it may have landed
+            return NetworkError(
+                f"{where}: no definite answer, the request may or may not have executed: "
+                f"{detail} [{origin}]; read the state back before trying again"
+            )
+        # A read: nothing to resolve, only the connection to check.
         return NetworkError(
-            f"{where}: no definite answer, the request may or may not have executed: {detail} "
-            f"[{origin}]; look an order up by its client order id before sending it again"
+            f"{where}: the exchange did not answer: {detail} [{origin}]; check the network "
+            f"connection (and VIGIL_{exchange.upper()}_URL if set)"
         )
     if kind == "clock":
         return AuthenticationError(

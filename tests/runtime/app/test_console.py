@@ -104,3 +104,45 @@ def test_live_run_on_a_terminal_prints_orders_status_and_a_summary_after_ctrl_c(
     assert Path(trace.group(1)) == tmp_path / "binance" / "live" / "three_modes_strategy.zarr"
     assert Path(trace.group(1)).is_dir()
     assert "Traceback" not in text
+    assert "Unclosed" not in text  # the exchange's sessions are closed on the way out
+
+
+def test_quiet_paper_run_prints_only_the_summary(
+    running_market: LoopbackExchange, tmp_path: Path
+) -> None:
+    from traces import read_trace
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "runtime.app._cli", "run", str(UPDOWN), "--mode", "paper",
+           "--quiet", "--trace-root", str(tmp_path)]
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    path = tmp_path / "binance" / "paper" / "three_modes_strategy.zarr"
+    try:
+        deadline = time.monotonic() + 60
+        # The strategy orders every tick; order intents reach the file at once, and a tick's
+        # MARK with the next tick's intent: three intents mean two ticks are on record.
+        while time.monotonic() < deadline:
+            if path.is_dir():
+                try:
+                    if len(read_trace(path, kinds=["ORDER_INTENT"])) >= 3:
+                        break
+                except Exception:
+                    pass
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert " SENT " not in out
+    assert " STATUS " not in out
+    assert out.startswith("three_modes_strategy (paper, binance) stopped after"), out
+    ticks = int(re.search(r"stopped after [\d.]+ s: (\d+) ticks", out).group(1))  # type: ignore[union-attr]
+    assert ticks >= 2
+    assert re.search(r"^trades +[1-9]\d*$", out, re.M), out
+    assert f"trace          {path}" in out
+    # A clean shutdown: no unclosed aiohttp session or connector, no traceback.
+    assert "Unclosed" not in err
+    assert "Traceback" not in err

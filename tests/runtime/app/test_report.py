@@ -4,7 +4,6 @@ have the promised size, content and self-containment."""
 from __future__ import annotations
 
 import argparse
-import base64
 import re
 import struct
 from html.parser import HTMLParser
