@@ -354,7 +354,7 @@ def compute_stats(
     ``buy_and_hold_return``."""
     values = equity.to_numpy(dtype=float)
     start = float(equity.attrs.get("start", values[0] if len(values) else math.nan))
-    end = float(values[-1]) if len(values) else math.nan
+    end = float(values[-1]) if len(values) else start  # no tick yet: nothing moved
     total_return = end / start - 1 if start else math.nan
     values = np.concatenate(([start], values))
     peak = np.maximum.accumulate(values)
