@@ -34,6 +34,7 @@ from runtime.model._modes import Live, Mode, Paper, RunConfig, Sim
 from runtime.modes._live import LiveDriver, LiveSends
 from runtime.modes._paper import PaperDriver
 from runtime.modes._sim import BarFeed, SimDriver, SimulatedSends
+from runtime.risk import Risk, RiskGuard
 from traces import open_recorder
 
 log = logging.getLogger("vigil")
@@ -49,12 +50,15 @@ def strategy(
     margin: str | None = None,
     initial_cash: float | Mapping[str, float] | None = None,
     config: Mapping[str, Any] | RunConfig | None = None,
+    risk: Risk | Mapping[str, Any] | None = None,
 ) -> Strategy:
     """Load a strategy (bundled name or file path) and wire it to `mode`.
 
     In Sim, `data` is a DataFrame, a CSV or Parquet path, or a dict from market to either;
     without it Sim generates seeded bars. `initial_cash` is an amount of the cash currency or a
-    mapping from currency to amount (Sim and Paper; Live trades the account's own cash).
+    mapping from currency to amount: the account in Sim and Paper; in Live, a cap on what the
+    strategy may spend of the account's cash (DESIGN §9). `risk` (a `Risk`, or the class's
+    ``risk`` attribute) sets its limits.
     """
     if not isinstance(mode, Sim | Paper | Live):
         raise ConfigError(f"mode must be Sim(), Paper() or Live(), not {mode!r}")
@@ -75,6 +79,7 @@ def strategy(
         sandbox=sandbox,
         initial_cash=initial_cash,
         config=RunConfig.from_mapping(config),
+        risk=Risk.of(risk if risk is not None else cls.risk),
     )
     return s
 
@@ -91,6 +96,7 @@ def wire(
     sandbox: bool,
     initial_cash: float | Mapping[str, float] | None,
     config: RunConfig,
+    risk: Risk | None = None,
 ) -> Runtime:
     """Wire `s` to `mode`: the one place a strategy's runtime is assembled (module docstring).
     Nothing touches the network here; Live refuses missing credentials at once."""
@@ -124,8 +130,11 @@ def wire(
     else:
         rt.balance_scope = {c for ai in rt.universe for c in (ai.base, ai.quote)}
         rt.balance_scope.add(rt.cash_currency)
+    cap = None
     if isinstance(mode, Live):  # the account's own cash, read from the exchange at start
         _plug_live(rt, mode, exchange, margin, sandbox)
+        if initial_cash is not None:  # a cap on the strategy's spend, not the account
+            cap = _initial_cash(initial_cash, 0.0, rt.cash_currency).get(rt.cash_currency, 0.0)
     elif isinstance(mode, Sim):
         assert bars is not None
         cash = _initial_cash(initial_cash, cls.initial_cash, rt.cash_currency)
@@ -133,6 +142,13 @@ def wire(
     else:
         cash = _initial_cash(initial_cash, cls.initial_cash, rt.cash_currency)
         _plug_paper(rt, markets, cash, exchange, margin, sandbox)
+    rt.guard = RiskGuard(
+        rt,
+        risk or Risk(),
+        cap=cap,
+        # A backtest's alerts are history: they reach on_alert and the trace, not a phone.
+        webhook_url=None if isinstance(mode, Sim) else config.webhook_url,
+    )
     if config.trace:
         account = {"Sim": "sim", "Paper": "paper"}.get(type(mode).__name__)
         account = account or ("sandbox" if sandbox else "live")
