@@ -12,6 +12,7 @@ clock and the trace recorder. The modes differ only in what it plugs in:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping
@@ -79,7 +80,7 @@ def strategy(
         sandbox=sandbox,
         initial_cash=initial_cash,
         config=RunConfig.from_mapping(config),
-        risk=Risk.of(risk if risk is not None else cls.risk),
+        risk=_risk(risk, cls.risk),
     )
     return s
 
@@ -156,6 +157,21 @@ def wire(
     if isinstance(rt.exchange, SimExchange):  # Live starts its run at `start`, after its replay
         _start_simulated_account(rt, rt.exchange, float(config.leverage or cls.leverage))
     return rt
+
+
+def _risk(given: Risk | Mapping[str, Any] | None, declared: Any) -> Risk:
+    """The run's limits: `given`, or the class's ``risk``; a mapping changes only the fields
+    it names of the class's (how the CLI's --max-drawdown and friends apply)."""
+    if isinstance(given, Mapping):
+        base = Risk.of(declared)
+        valid = {f.name for f in dataclasses.fields(Risk)}
+        unknown = sorted(set(given) - valid)
+        if unknown:
+            raise ConfigError(
+                f"unknown Risk field(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
+            )
+        return dataclasses.replace(base, **dict(given))
+    return Risk.of(given if given is not None else declared)
 
 
 def normalize_symbol(symbol: str, margin: str | None) -> str:
