@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -26,7 +27,7 @@ from runtime.app._cli_run import (
     sandbox_for,
 )
 from runtime.app._console import Console, add_console_args, console_for
-from runtime.app._lifecycle import start
+from runtime.app._lifecycle import start, stop
 from runtime.app._report import report_main
 from runtime.app._summary import print_summary
 from runtime.engine import replay_from_trace, runtime_of
@@ -100,6 +101,29 @@ def _parser() -> argparse.ArgumentParser:
         help="where traces are written (default ./traces; ./vigil-traces in a vigil checkout)",
     )
     run.add_argument("--no-trace", action="store_true")
+    risk = run.add_argument_group("risk and operations")
+    risk.add_argument(
+        "--max-drawdown",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="halt once equity is this fraction below its peak, e.g. 0.1",
+    )
+    risk.add_argument(
+        "--max-daily-loss",
+        type=float,
+        default=None,
+        metavar="AMOUNT",
+        help="halt once the day's loss (cash currency, since 00:00 UTC) reaches this",
+    )
+    risk.add_argument(
+        "--on-stop",
+        choices=["cancel", "flatten", "leave"],
+        default="leave",
+        help="Live: on any way out (stop, error, Ctrl-C, SIGTERM) cancel the open orders, "
+        "flatten orders and positions, or leave them (default leave)",
+    )
+    risk.add_argument("--webhook-url", default=None, help="POST every alert there as JSON")
     add_console_args(run)
     add_override_args(run)
 
@@ -171,19 +195,39 @@ def _load_data(specs: list[str] | None, since: str | None, until: str | None) ->
     return out if isinstance(data, dict) else out["_"]
 
 
-async def _run_sim(s: Any) -> None:
-    await start(s)
+class Terminated(Exception):
+    """The run was ended by SIGTERM (and stopped cleanly, like Ctrl-C)."""
+
+
+async def _stop_on_sigterm(s: Any, stopped: list[bool]) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async for _ in signals:
+            stopped.append(True)
+            await stop(s)
+            return
+
+
+async def _run(s: Any, stopped: list[bool]) -> None:
+    """Run `s`; SIGTERM stops it as `stop(s)` does (Live's on_stop applies, run_stopped is
+    written)."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_sigterm, s, stopped)
+        await start(s)
+        nursery.cancel_scope.cancel()
 
 
 def _trio_run(s: Any) -> None:
     """Run the strategy; a Ctrl-C that surfaces inside an exception group is still Ctrl-C."""
+    stopped: list[bool] = []
     try:
-        trio.run(_run_sim, s)
+        trio.run(_run, s, stopped)
     except BaseExceptionGroup as group:
         interrupts, rest = group.split(KeyboardInterrupt)
         if interrupts is not None and rest is None:
             raise KeyboardInterrupt from None
         raise
+    if stopped:
+        raise Terminated
 
 
 def _run_with_summary(s: Any, console: Console) -> None:
@@ -191,7 +235,7 @@ def _run_with_summary(s: Any, console: Console) -> None:
     t0 = time.perf_counter()
     try:
         _trio_run(s)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated):
         print_summary(s, time.perf_counter() - t0, console, stopped=True)
         raise
     print_summary(s, time.perf_counter() - t0, console)
@@ -222,10 +266,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     modes: dict[str, Mode] = {
         "sim": Sim(bars=args.bars, seed=args.seed),
         "paper": Paper(),
-        "live": Live(),
+        "live": Live(on_stop=args.on_stop),
     }
     check_time_flags(args)
     sandbox = sandbox_for(args.mode, args.sandbox)
+    limits: dict[str, Any] = {}
+    if args.max_drawdown is not None:
+        limits["max_drawdown"] = args.max_drawdown
+    if args.max_daily_loss is not None:
+        limits["max_daily_loss"] = args.max_daily_loss
+    config: dict[str, Any] = {"trace": not args.no_trace, "trace_root": args.trace_root}
+    if args.webhook_url:
+        config["webhook_url"] = args.webhook_url
     s = strategy(
         args.strategy,
         mode=modes[args.mode],
@@ -233,7 +285,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         exchange=args.exchange,
         sandbox=sandbox,
         initial_cash=args.cash,
-        config={"trace": not args.no_trace, "trace_root": args.trace_root},
+        config=config,
+        risk=limits or None,
         params=params_from_args(args),
     )
     _show_progress(s)
@@ -326,6 +379,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Ctrl-C is how a Live or Paper run is ended: the run was recorded as stopped.
         print("vigil: stopped", file=sys.stderr)
         return 130
+    except Terminated:
+        print("vigil: stopped (SIGTERM)", file=sys.stderr)
+        return 143
     except UsageError as exc:
         print(f"vigil {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -29,8 +29,10 @@ from runtime.engine._strategy import Strategy, runtime_of
 from runtime.model import Sim
 from traces import Kind, summarise
 
-# Kinds the risk layer and alerts record (added elsewhere): shown as ALERT lines if present.
-_ALERT_KINDS = {"HALTED", "RESUMED", "ALERT", "STRATEGY_ERROR", "LIQUIDATION", "KILL"}
+# Kinds the risk layer records: each its own word (HALTED, RESUMED, STRATEGY_ERROR ...).
+_RISK_KINDS = {"HALTED", "RESUMED", "STRATEGY_ERROR", "LIQUIDATION"}
+# Alerts that repeat a line already printed for their own event.
+_ALERTS_SHOWN = {"health", "strategy_error", "halt", "resume"}
 _REFUSALS = (Kind.ORDER_CHECK_FAILED, Kind.ORDER_REFUSED)
 
 
@@ -114,9 +116,15 @@ class Console:
             self._health(payload, asset)
         elif kind is Kind.ORDER_UNKNOWN:
             self._print("UNKNOWN", asset, summarise(payload))
-        elif kind.name in _ALERT_KINDS or kind in (Kind.ERROR, Kind.HOOK_ERROR):
-            self.alerts += kind is not Kind.ERROR
-            self._print("ALERT" if kind is not Kind.ERROR else "ERROR", asset, summarise(payload))
+        elif kind.name in _RISK_KINDS:
+            self.alerts += 1
+            self._print(kind.name, asset, summarise(payload))
+        elif kind.name == "ALERT":
+            self.alerts += 1
+            if payload.get("kind") not in _ALERTS_SHOWN:
+                self._print("ALERT", asset, f"{payload.get('kind')}: {payload.get('message')}")
+        elif kind in (Kind.ERROR, Kind.HOOK_ERROR):
+            self._print("ERROR", asset, summarise(payload))
 
     def _refused(self, payload: Mapping[str, Any], asset: str | None) -> None:
         key = (str(payload.get("rule") or "refused"), asset or "-")

@@ -35,6 +35,9 @@ class Strategy:
     # Sim and Paper starting cash in the cash currency; None: the default for that currency
     # (10,000 of a dollar or euro, 0.25 BTC, 5 ETH ...: see `runtime.modes.default_cash`).
     initial_cash: ClassVar[float | None] = None
+    # A `runtime.Risk(...)` for this strategy (`strategy(..., risk=)` overrides it); None: the
+    # defaults (halt after 3 on_tick exceptions in a row, no other limit).
+    risk: ClassVar[Any] = None
 
     _rt: Runtime
 
@@ -55,6 +58,10 @@ class Strategy:
     async def on_stop(self) -> None:
         """Called once when the run ends."""
 
+    async def on_alert(self, alert: Any) -> None:
+        """Called with every `runtime.risk.Alert`: halts, breaches, watcher health changes,
+        unknown order outcomes and strategy errors. Its exceptions are logged, never raised."""
+
     # State, read-only for strategies.
     @property
     def universe(self) -> Universe:
@@ -74,6 +81,20 @@ class Strategy:
     def balances(self) -> dict[str, Balance]:
         """Every currency's balance, by currency."""
         return self._rt.state.balances
+
+    @property
+    def trading(self) -> bool:
+        """True while orders may be sent: False after a halt, until `resume(s)`."""
+        return self._rt.state.halted is None
+
+    @property
+    def budget_left(self) -> float:
+        """What the strategy may still commit, in its cash currency: in Live with
+        `initial_cash`, that cap less its net spend; otherwise its free cash."""
+        guard = self._rt.guard
+        if guard is None:
+            return self._rt.state.balance(self._rt.cash_currency).free
+        return guard.budget_left()
 
     @property
     def mode(self) -> Mode:
