@@ -146,3 +146,36 @@ def test_quiet_paper_run_prints_only_the_summary(
     # A clean shutdown: no unclosed aiohttp session or connector, no traceback.
     assert "Unclosed" not in err
     assert "Traceback" not in err
+
+
+def test_console_lines_for_refusals_errors_and_alerts() -> None:
+    import io
+
+    from runtime import Sim, strategy
+    from runtime.app._console import Console
+    from traces import Kind
+
+    s = strategy("sma_cross", mode=Sim(bars=100), config={"trace": False})
+    out = io.StringIO()
+    console = Console(s, out=out)
+    console.attach(payloads=True)
+    refusal = {"type": "MarketOrder[Buy]", "amount": 5.0, "rule": "amount_max",
+               "reason": "amount 5 above the market maximum 1 for LTC/BTC"}
+    for _ in range(3):
+        console.on_record(Kind.ORDER_CHECK_FAILED, refusal, "LTC/BTC")
+    error = {"error": "ZeroDivisionError('division by zero')", "bar": "2024-01-01T00:31:00",
+             "in_a_row": 1}
+    console.on_record(Kind.STRATEGY_ERROR, error, None)
+    console.on_record(Kind.ALERT, {"kind": "strategy_error", "message": "on_tick raised"}, None)
+    console.on_record(Kind.ALERT, {"kind": "drift", "message": "balance drifted"}, None)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 5, lines
+    assert all(re.match(r"\d\d:\d\d:\d\d [A-Z_]+ ", ln) for ln in lines)
+    assert lines[0].split()[1:3] == ["REFUSED", "LTC/BTC"]
+    assert 'rule=amount_max reason="amount 5 above the market maximum 1' in lines[0]
+    # The strategy's exception: one line, with the bar it happened on.
+    assert [ln for ln in lines if "division by zero" in ln] == [lines[3]]
+    assert "STRATEGY_ERROR" in lines[3]
+    assert "bar=2024-01-01T00:31:00" in lines[3]
+    assert lines[4].endswith("ALERT     -             drift: balance drifted")
+    assert console.refusals[("amount_max", "LTC/BTC")] == 3
