@@ -229,7 +229,8 @@ class Report:
         margin = f" {self.margin}" if self.margin else ""
         return (
             f"{self.strategy} ({self.mode}, {self.exchange}{margin}) run {self.run_id}:"
-            f" {len(self.equity):,} bars of {', '.join(self.prices)}{span}"
+            f" {len(self.equity):,} {'bars' if self.mode == 'sim' else 'ticks'} of "
+            f"{', '.join(self.prices)}{span}"
         )
 
     # PNG.
