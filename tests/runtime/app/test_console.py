@@ -135,6 +135,7 @@ def test_quiet_paper_run_prints_only_the_summary(
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.communicate()  # closes the pipes too
     assert proc.returncode == 130, err
     assert " SENT " not in out
     assert " STATUS " not in out

@@ -155,6 +155,7 @@ def run_until_started(command: str, argv: list[str], cwd: Path, env: dict[str, s
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.communicate()  # closes the pipes too
     assert proc.returncode == 130, f"{command}\n{out}\n{err}"
     assert "Traceback" not in err, err
     assert "Unclosed" not in err, err
