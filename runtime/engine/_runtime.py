@@ -429,6 +429,10 @@ class Runtime:
         event = position_event(p, ai.leverage)
         if not event.timestamp:
             event = dataclasses.replace(event, timestamp=default_ts or self.now_ms())
+        if event.side not in ("long", "short"):
+            # One-way mode reports a flat position as side "both": it closes whichever is open.
+            held = ai.short if ai.short is not None and ai.long is None else None
+            event = dataclasses.replace(event, side="short" if held is not None else "long")
         other = ai.short if event.side == "long" else ai.long
         if event.contracts > 0 and other is not None:  # one-way: the other side is flat now
             self._emit_report(

@@ -138,6 +138,8 @@ class _UserData:
         self.sent: collections.deque[dict[str, Any]] = collections.deque(maxlen=_EVENTS_KEPT)
 
     def publish(self, event: dict[str, Any]) -> None:
+        if self.server.faults.take_suppressed():
+            return  # lost on the way: only REST knows
         self.sent.append(event)
         if self.held or self.server.faults.user_data_pause_s() > 0:
             self.held.append(event)

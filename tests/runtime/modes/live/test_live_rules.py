@@ -204,12 +204,13 @@ async def test_paused_user_data_makes_call_refuse_until_healthy(
             ),
             seconds=5.0,
         )
-        assert await call(s, ai, GTCOrder[Buy], amount=0.01, price=50_000.0) is None
-        assert s._rt.last_refusal.rule == "watchers_stale"
-        await until(s, lambda: s._rt.sends.refusal(ai) is None, seconds=10.0)
-        assert isinstance(
-            await call(s, ai, GTCOrder[Buy], amount=0.01, price=50_000.0, waitfor=0.2), Pending
-        )
+        # Not healthy by the deadline: refused, nothing sent.
+        assert await call(s, ai, GTCOrder[Buy], amount=0.01, price=50_000.0, waitfor=0.2) is None
+        assert s._rt.last_refusal.rule == "watchers_unhealthy"
+        assert "orders BTC/USDT (stale)" in str(s._rt.last_refusal)
+        # A deadline past the recovery: the call waits for the watchers, then sends.
+        p = await call(s, ai, GTCOrder[Buy], amount=0.01, price=50_000.0, waitfor=10.0)
+        assert isinstance(p, Pending)
         assert await call(s, ai, CancelOrders()) is True
 
 
