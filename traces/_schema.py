@@ -58,6 +58,8 @@ class Kind(enum.IntEnum):
     HOOK_ERROR = 54
     RECONCILE = 60
     STATE = 70  # a snapshot of strategy state, written at run stop, that replay must reproduce
+    # Funding settled on a perpetual position (Sim charges stored funding at each funding time).
+    FUNDING = 45
 
 
 # The kinds whose payloads are engine events: replay applies exactly these, in seq order.
@@ -72,6 +74,7 @@ STATE_KINDS: frozenset[Kind] = frozenset(
         Kind.POSITION,
         Kind.LEVERAGE,
         Kind.RECONCILE,
+        Kind.FUNDING,
     }
 )
 

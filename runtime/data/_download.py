@@ -15,10 +15,11 @@ loses at most the rows buffered since the last commit, which the next run fetche
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -28,8 +29,8 @@ import trio
 from runtime._errors import ConfigError, NetworkError, RateLimited
 from runtime._progress import Progress
 from runtime.data._store import (
-    BAR_COLUMNS,
     BAR_CHUNK_ROWS,
+    BAR_COLUMNS,
     FUNDING,
     MarketStore,
     Series,
@@ -159,7 +160,7 @@ class _Job:
         self.fetched = 0
         self.requests = 0
 
-    async def _ask(self, what: str, fn: Callable[[], Any]) -> Any:
+    async def _ask(self, what: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         """One page, asked again after a 429/418 (the budget waits) or a network failure."""
         failures = 0
         while True:
@@ -215,8 +216,8 @@ class _Job:
             while cursor < end:
                 page = await self._ask(
                     f"fetch_ohlcv {sym} {timeframe}",
-                    lambda c=cursor: self.ex.fetch_ohlcv(
-                        sym, timeframe, c, limit, {"until": end - 1}
+                    functools.partial(
+                        self.ex.fetch_ohlcv, sym, timeframe, cursor, limit, {"until": end - 1}
                     ),
                 )
                 rows = np.array(page, dtype=np.float64).reshape(-1, 6) if page else None
@@ -275,8 +276,12 @@ class _Job:
             while cursor < end:
                 page = await self._ask(
                     f"fetch_funding_rate_history {sym}",
-                    lambda c=cursor: self.ex.fetch_funding_rate_history(
-                        sym, c, FUNDING_PAGE, {"until": end - 1}
+                    functools.partial(
+                        self.ex.fetch_funding_rate_history,
+                        sym,
+                        cursor,
+                        FUNDING_PAGE,
+                        {"until": end - 1},
                     ),
                 )
                 got = [r for r in page if cursor <= int(r["timestamp"]) < end]
@@ -342,9 +347,7 @@ class _Buffer:
     def arrays(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         if not self.times:
             return _NO_TIMES, {c: np.empty(0, np.float64) for c in self.columns}
-        return np.concatenate(self.times), {
-            c: np.concatenate(v) for c, v in self.values.items()
-        }
+        return np.concatenate(self.times), {c: np.concatenate(v) for c, v in self.values.items()}
 
 
 def _public_env(exchange: str) -> dict[str, str]:
@@ -357,6 +360,5 @@ def _unknown_market(exchange: str, symbol: str, markets: dict[str, Any]) -> str:
     close = difflib.get_close_matches(symbol, list(markets), n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     return (
-        f"{exchange} has no market {symbol!r}{hint} (perpetuals are written like "
-        "'BTC/USDT:USDT')"
+        f"{exchange} has no market {symbol!r}{hint} (perpetuals are written like 'BTC/USDT:USDT')"
     )

@@ -139,7 +139,7 @@ class Series:
     def __init__(self, path: Path, group: zarr.Group) -> None:
         self.path = path
         self.group = group
-        attrs = dict(group.attrs)
+        attrs: dict[str, Any] = dict(group.attrs)
         if attrs.get("format") != FORMAT:
             raise ConfigError(f"{path} is not a vigil market-data group (no format attribute)")
         self.attrs = attrs
@@ -244,9 +244,9 @@ class Series:
         if n:
             times = np.concatenate(self._pending_t)
             new_gaps = _gaps(self.last, times, self.step_ms)
-            for name, data in (("time", times),) + tuple(
-                (c, np.concatenate(self._pending_v[c])) for c in self.columns
-            ):
+            columns = [("time", times)]
+            columns += [(c, np.concatenate(self._pending_v[c])) for c in self.columns]
+            for name, data in columns:
                 arr = self.array(name)
                 if arr.shape[0] != hi:
                     arr.resize((hi,))

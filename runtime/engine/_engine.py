@@ -139,6 +139,21 @@ class LeverageChanged:
     timestamp: int
 
 
+@dataclass(frozen=True, slots=True)
+class FundingPaid:
+    """Funding settled on a perpetual position at a funding time: `amount` of the settle
+    currency paid (negative: received) = `contracts` (signed: long positive) × contract size ×
+    `price` × `rate`. The strategy's state keeps it as history (`State.funding`); the balance
+    moves by the exchange's report, as for fills (`settle_funding` is the ledger's side)."""
+
+    symbol: str
+    timestamp: int
+    rate: float
+    price: float
+    contracts: float
+    amount: float
+
+
 Event = (
     OrderCreated
     | OrderAcknowledged
@@ -148,6 +163,7 @@ Event = (
     | BalanceUpdated
     | PositionUpdated
     | LeverageChanged
+    | FundingPaid
 )
 EVENT_TYPES: dict[str, type] = {
     t.__name__: t
@@ -160,6 +176,7 @@ EVENT_TYPES: dict[str, type] = {
         BalanceUpdated,
         PositionUpdated,
         LeverageChanged,
+        FundingPaid,
     )
 }
 
@@ -185,6 +202,7 @@ class State:
         # must not overwrite it.
         self.balance_as_of: dict[str, int] = {}
         self.position_as_of: dict[str, int] = {}
+        self.funding: list[FundingPaid] = []  # funding settled on positions, oldest first
         self.balance_reports = 0  # reports applied so far (Live waits on them)
         self.position_reports = 0
 
@@ -453,6 +471,18 @@ def _apply_leverage(state: State, e: LeverageChanged) -> None:
     state.asset(e.symbol).leverage = e.leverage
 
 
+def _apply_funding(state: State, e: FundingPaid) -> FundingPaid:
+    state.asset(e.symbol)  # an unknown market is refused like any other event's
+    if not any(f.symbol == e.symbol and f.timestamp == e.timestamp for f in state.funding[-8:]):
+        state.funding.append(e)  # a funding time is settled once per market
+    return e
+
+
+def settle_funding(state: State, e: FundingPaid) -> None:
+    """The exchange's side of a funding payment: the settle balance pays `amount`."""
+    state.balance(state.asset(e.symbol).settle).total -= e.amount
+
+
 _APPLY: dict[type, Any] = {
     OrderCreated: _apply_created,
     OrderAcknowledged: _apply_ack,
@@ -462,6 +492,7 @@ _APPLY: dict[type, Any] = {
     BalanceUpdated: _apply_balance,
     PositionUpdated: _apply_position,
     LeverageChanged: _apply_leverage,
+    FundingPaid: _apply_funding,
 }
 
 
@@ -533,6 +564,7 @@ __all__ = [
     "EXPIRED",
     "BalanceUpdated",
     "EngineError",
+    "FundingPaid",
     "LeverageChanged",
     "OrderAcknowledged",
     "OrderCancelled",
@@ -543,4 +575,5 @@ __all__ = [
     "State",
     "apply",
     "settle_fill",
+    "settle_funding",
 ]

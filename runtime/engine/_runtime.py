@@ -20,6 +20,7 @@ from runtime._errors import ConfigError
 from runtime.engine._engine import (
     BalanceUpdated,
     Event,
+    FundingPaid,
     LeverageChanged,
     OrderAcknowledged,
     OrderCancelled,
@@ -61,6 +62,7 @@ EVENT_KINDS: dict[type, Kind] = {
     BalanceUpdated: Kind.BALANCE,
     PositionUpdated: Kind.POSITION,
     LeverageChanged: Kind.LEVERAGE,
+    FundingPaid: Kind.FUNDING,
 }
 
 
@@ -327,6 +329,8 @@ class Runtime:
                     self._emit_report(event, tag)
         elif kind == "position":
             self._on_position(payload, tag)
+        elif kind == "funding":
+            self._emit_report(FundingPaid(**payload), tag)
         elif kind == "positions":
             reported = {(p["symbol"], p.get("side")) for p in payload["positions"]}
             stamp = self.now_ms()

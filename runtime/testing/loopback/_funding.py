@@ -20,7 +20,7 @@ from runtime.testing.loopback._auth import BinanceError
 from runtime.testing.loopback._feed import BarClock
 from runtime.testing.loopback._wire import Market
 
-__all__ = ["FUNDING_INTERVAL_MS", "funding_rate", "funding_history"]
+__all__ = ["FUNDING_INTERVAL_MS", "funding_history", "funding_rate"]
 
 FUNDING_INTERVAL_MS: Final = 8 * 3_600_000
 _INTEREST: Final = 0.0001
