@@ -37,8 +37,9 @@ def load_ohlcv(
 
     Raises ConfigError naming the ``vigil data download`` command when the store has no such
     market."""
+    since_ms, until_ms = to_ms(since, "since"), to_ms(until, "until")
     series = _open(exchange, symbol, timeframe, store)
-    times, cols = series.read(to_ms(since, "since"), to_ms(until, "until"))
+    times, cols = series.read(since_ms, until_ms)
     return frame_of(times, cols, BAR_COLUMNS)
 
 

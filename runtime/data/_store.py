@@ -95,6 +95,8 @@ def to_ms(value: Any, name: str) -> int | None:
         raise ConfigError(f"{name}={value!r} is not a time; write e.g. '2024-01-01'")
     if isinstance(value, int | np.integer):
         return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)  # epoch milliseconds
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError):
@@ -314,9 +316,17 @@ class MarketStore:
     def create(
         self, exchange: str, symbol: str, name: str, *, start: int, kind: str = "ohlcv"
     ) -> Series:
-        """A new empty group covering nothing yet, from ``start``."""
+        """A new empty group covering nothing yet, from ``start``: built beside its place and
+        renamed into it, so a crash never leaves a group without its arrays or attributes."""
         path = self.group_path(exchange, symbol, name)
-        return self._create_at(path, exchange, symbol, name, start=start, kind=kind)
+        building = path.with_name(path.name + ".init")
+        if building.exists():
+            shutil.rmtree(building)
+        self._create_at(building, exchange, symbol, name, start=start, kind=kind)
+        if path.exists():  # not a group (open() found no zarr.json): debris of a crash
+            shutil.rmtree(path)
+        os.replace(building, path)
+        return Series(path, zarr.open_group(str(path), mode="r+"))
 
     def _create_at(
         self, path: Path, exchange: str, symbol: str, name: str, *, start: int, kind: str
@@ -440,6 +450,8 @@ class MarketStore:
         if not self.root.is_dir():
             return out
         for doc in sorted(self.root.glob("*/*/*/zarr.json")):
+            if "." in doc.parent.name:
+                continue  # a group being built or swapped (".init", ".new", ".old")
             try:
                 attrs = json.loads(doc.read_text()).get("attributes", {})
             except (OSError, ValueError):
