@@ -174,10 +174,9 @@ def store_bars(
             want += _iso(until_ms) if until_ms is not None else "the end"
             what.append(f"not the range {want} for {', '.join(short)}")
         cmd = _command(exchange, list(symbols), timeframe, request.since, request.until)
-        raise ConfigError(
-            f"the market-data store {db.root} has {'; and '.join(what)}; run `{cmd}`"
-            + (" --funding" if any(":" in s for s in symbols) else "")
-        )
+        if any(":" in s for s in symbols):
+            cmd += " --funding"  # perpetuals: Sim charges the stored funding
+        raise ConfigError(f"the market-data store {db.root} has {'; and '.join(what)}; run `{cmd}`")
     return frames, funding
 
 

@@ -85,7 +85,8 @@ def test_rows_past_the_commit_point_are_ignored_and_overwritten(tmp_path: Path) 
     fill(s, times[5:], int(times[-1]) + MIN)
     doc_path.write_bytes(before)  # as if the process died before publishing
     again = store.open("binance", "BTC/USDT", "1m")
-    assert again is not None and again.rows == 5
+    assert again is not None
+    assert again.rows == 5
     later = T0 + np.arange(5, 8, dtype=np.int64) * MIN  # the same times, new values
     again.append(later, {c: np.full(3, 7.0) for c in BAR_COLUMNS}, int(later[-1]) + MIN)
     again.commit()
