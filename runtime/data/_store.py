@@ -278,7 +278,7 @@ class Series:
             "last": self.last,
             "gaps": self.gaps,
         }
-        self.group.attrs.update(update)
+        self.group.update_attributes(update)  # one write of zarr.json: the commit point
         self.attrs.update(update)
 
 
@@ -346,7 +346,7 @@ class MarketStore:
                 c, shape=(0,), chunks=(rows,), dtype="float64", compressors=compressors,
                 fill_value=float("nan"),
             )  # fmt: skip
-        group.attrs.update(
+        group.update_attributes(
             {
                 "format": FORMAT,
                 "format_version": FORMAT_VERSION,
