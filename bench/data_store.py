@@ -55,7 +55,8 @@ def make_rows(n: int) -> list[list[float]]:
     frame = generate_bars(["BTC/USDT"], n, timeframe="1m", seed=1)["BTC/USDT"]
     times = frame["timestamp"].array.asi8 // 1_000_000
     cols = [frame[c].to_numpy() for c in BAR_COLUMNS]
-    return [[int(t), *vals] for t, *vals in zip(times.tolist(), *(c.tolist() for c in cols))]
+    lists = [c.tolist() for c in cols]
+    return [[int(t), *vals] for t, *vals in zip(times.tolist(), *lists, strict=True)]
 
 
 def write(root: Path, rows: list[list[float]]) -> float:
@@ -109,7 +110,8 @@ def main() -> None:
                 for name in columns
             }
             raws.append(time.perf_counter() - t0)
-        assert len(df) == n and len(got["close"]) == n
+        assert len(df) == n
+        assert len(got["close"]) == n
         np.testing.assert_array_equal(df["close"].to_numpy(), got["close"])
         np.testing.assert_array_equal(df.index.asi8 // 1_000_000, got["time"])
         read_s, raw_s = float(np.median(reads)), float(np.median(raws))
