@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from runtime.app import start as start
     from runtime.app import stop as stop
     from runtime.app import unload_ipython_extension as unload_ipython_extension
+    from runtime.data import download_ohlcv as download_ohlcv
+    from runtime.data import load_ohlcv as load_ohlcv
     from runtime.engine import Results as Results
     from runtime.engine import Strategy as Strategy
     from runtime.model import AssetInstance as AssetInstance
@@ -99,6 +101,8 @@ _EXPORTS: dict[str, str] = {
     "start": "runtime.app",
     "stop": "runtime.app",
     "unload_ipython_extension": "runtime.app",
+    "download_ohlcv": "runtime.data",
+    "load_ohlcv": "runtime.data",
 }
 
 __all__ = [
@@ -138,7 +142,9 @@ __all__ = [
     "UpdateLeverage",
     "VigilError",
     "call",
+    "download_ohlcv",
     "load_ipython_extension",
+    "load_ohlcv",
     "start",
     "stop",
     "strategy",

@@ -110,8 +110,11 @@ def test_only_what_is_missing_is_fetched_after_and_before(
     assert (series.start, series.complete_until) == (since, until)
 
 
-def test_sigkill_mid_download_then_again_equals_one_uninterrupted_run(
-    loopback: LoopbackExchange, tmp_path: Path
+@pytest.mark.parametrize(
+    ("sig", "returncode"), [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGINT, 130)]
+)
+def test_killed_or_interrupted_mid_download_then_again_equals_one_uninterrupted_run(
+    loopback: LoopbackExchange, tmp_path: Path, sig: signal.Signals, returncode: int
 ) -> None:
     since, until = span(loopback, 5_000)
     reference = tmp_path / "reference"
@@ -130,12 +133,12 @@ def test_sigkill_mid_download_then_again_equals_one_uninterrupted_run(
             time.sleep(0.02)  # polling another process's files: there is no event to wait on
             if doc.is_file():
                 rows = int(json.loads(doc.read_text())["attributes"].get("rows", 0))
-        proc.send_signal(signal.SIGKILL)
+        proc.send_signal(sig)  # SIGINT: Ctrl-C
     finally:
         proc.wait(30)
         proc.stdout.close()  # type: ignore[union-attr]
         proc.stderr.close()  # type: ignore[union-attr]
-    assert proc.returncode == -signal.SIGKILL
+    assert proc.returncode == returncode
     # What it had committed when it died (it may have committed again since the poll).
     rows = int(json.loads(doc.read_text())["attributes"]["rows"])
     assert 0 < rows < 5_000, rows  # killed mid-download, with part of it committed

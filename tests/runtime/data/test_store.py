@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import zarr
 
+import runtime
+import runtime.data
 from runtime import ConfigError
 from runtime.data import MarketStore, load_ohlcv
 from runtime.data._store import BAR_COLUMNS, Series
@@ -158,3 +160,9 @@ def test_default_root_is_under_vigil_home(tmp_path: Path, monkeypatch: pytest.Mo
     assert s.path == tmp_path / "home" / "data" / "binance" / "BTC_USDT" / "1m"
     attrs = json.loads((tmp_path / "home" / "data" / "zarr.json").read_text())
     assert attrs["node_type"] == "group"
+
+
+def test_public_names_come_from_runtime() -> None:
+    assert runtime.download_ohlcv is runtime.data.download_ohlcv
+    assert runtime.load_ohlcv is runtime.data.load_ohlcv
+    assert {"download_ohlcv", "load_ohlcv"} <= set(runtime.__all__)
