@@ -14,6 +14,7 @@ import trio
 
 from runtime import ConfigError, Sim, start, strategy
 from runtime.app._cli import main
+from runtime.app._report import report_from_trace
 from runtime.data import StoreData, download_ohlcv, load_funding, load_ohlcv
 from runtime.engine import runtime_of
 from runtime.testing.loopback import LoopbackExchange
@@ -142,6 +143,8 @@ def test_perpetual_funding_equals_the_hand_computation(
                                   trades.drop(columns="funding"))  # fmt: skip
     assert usdt(plain) - usdt(s) == pytest.approx(total, rel=1e-9)
     assert "funding" in results.summary()
+    # The report of the trace shows the same total.
+    assert report_from_trace(s.trace_path).stats["funding"] == pytest.approx(total, rel=1e-12)
     # Replay rebuilds the same state from the trace, funding included.
     replayed = replay_from_trace(s.trace_path)
     assert usdt(replayed) == usdt(s)
