@@ -308,7 +308,8 @@ class MarketStore:
     def open(self, exchange: str, symbol: str, name: str) -> Series | None:
         """The group of ``symbol``'s ``name`` (a timeframe or ``"funding"``), or None."""
         path = self.group_path(exchange, symbol, name)
-        self._finish_swap(path)
+        if not (path / "zarr.json").is_file() and path.with_name(path.name + ".old").exists():
+            self._repair(exchange, symbol, name)  # a rewrite died between its two renames
         if not (path / "zarr.json").is_file():
             return None
         return Series(path, zarr.open_group(str(path), mode="r+"))
@@ -383,7 +384,8 @@ class MarketStore:
 
     @contextlib.contextmanager
     def writing(self, exchange: str, symbol: str, name: str) -> Iterator[None]:
-        """Hold the write lock of one group (one writer at a time; a second is refused)."""
+        """Hold the write lock of one group (one writer at a time; a second is refused).
+        A rewrite that a crash interrupted is completed or undone first."""
         path = self.group_path(exchange, symbol, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         lock = path.parent / f".{path.name}{_LOCK}"
@@ -396,9 +398,16 @@ class MarketStore:
                     f"another process is writing {symbol} {name} of {exchange} in {self.root}; "
                     "wait for it to finish"
                 ) from None
+            self._finish_swap(path)
             yield
         finally:
             os.close(fd)
+
+    def _repair(self, exchange: str, symbol: str, name: str) -> None:
+        # Readers take no lock; one that finds a rewrite half done completes it, unless a
+        # writer is at work (which completes it itself).
+        with contextlib.suppress(ConfigError), self.writing(exchange, symbol, name):
+            pass
 
     def rewrite(
         self,

@@ -166,3 +166,21 @@ def test_public_names_come_from_runtime() -> None:
     assert runtime.download_ohlcv is runtime.data.download_ohlcv
     assert runtime.load_ohlcv is runtime.data.load_ohlcv
     assert {"download_ohlcv", "load_ohlcv"} <= set(runtime.__all__)
+
+
+def test_a_rewrite_cut_between_its_renames_is_completed(tmp_path: Path) -> None:
+    store = MarketStore(tmp_path)
+    s = store.create("binance", "BTC/USDT", "1m", start=T0 + 10 * MIN)
+    fill(s, T0 + np.arange(10, 20, dtype=np.int64) * MIN, T0 + 20 * MIN)
+    head = T0 + np.arange(0, 10, dtype=np.int64) * MIN
+    new = store.rewrite(s, head, bars(head), start=T0)
+    # As if the process died after moving the old group aside, before moving the new one in.
+    new.path.rename(new.path.with_name("1m.new"))
+    store._create_at(
+        new.path.with_name("1m.old"), "binance", "BTC/USDT", "1m", start=T0, kind="ohlcv"
+    )
+    again = store.open("binance", "BTC/USDT", "1m")
+    assert again is not None
+    assert again.rows == 20
+    names = sorted(p.name for p in again.path.parent.iterdir() if not p.name.startswith("."))
+    assert names == ["1m", "zarr.json"]  # the market's own group document, and nothing left
