@@ -4,8 +4,10 @@ in the middle, a 429 burst, funding, and the ``vigil data`` commands."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -244,3 +246,54 @@ def test_cli_download_prints_one_line_and_list_shows_the_store(
     assert "binance" in listing
     assert "BTC/USDT" in listing
     assert "1500" in listing
+
+
+def test_the_exchange_gaps_are_recorded_not_filled(
+    loopback: LoopbackExchange, tmp_path: Path
+) -> None:
+    since, until = span(loopback, 3_000)
+    # An outage of 1,200 minutes: longer than a page, so one page comes back empty-handed
+    # for its window and is filled from after the outage, as Binance does.
+    outage = (since + 900 * MIN, since + 2_100 * MIN)
+    loopback.call(lambda: loopback.spot_data.outages.append(outage))
+    try:
+        [r] = download_ohlcv("binance", "BTC/USDT", "1m", since, until, store=tmp_path)
+        want = klines(loopback, since, until)
+    finally:
+        loopback.call(loopback.spot_data.outages.clear)
+    assert (r.rows, r.gaps, r.complete_until) == (1_800, 1, until)
+    np.testing.assert_array_equal(stored(tmp_path), want)  # nothing invented
+    series = MarketStore(tmp_path).open("binance", "BTC/USDT", "1m")
+    assert series is not None
+    assert series.gaps == [list(outage)]
+    listing = MarketStore(tmp_path).catalog().iloc[0]
+    assert (listing["gaps"], listing["missing"]) == (1, 1_200)
+    # The gap is the exchange's: running again does not ask for it.
+    [again] = download_ohlcv("binance", "BTC/USDT", "1m", since, until, store=tmp_path)
+    assert (again.requests, again.added) == (0, 0)
+
+
+def test_a_terminal_gets_a_progress_bar_and_a_pipe_one_line(
+    loopback: LoopbackExchange, tmp_path: Path
+) -> None:
+    since, until = span(loopback, 2_000)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "runtime.app._cli", "data", "download", "binance", "BTC/USDT"]
+    cmd += ["--since", str(since), "--until", str(until), "--store", str(tmp_path)]
+    main_fd, term_fd = pty.openpty()
+    try:
+        try:
+            done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=term_fd, timeout=120)
+        finally:
+            os.close(term_fd)
+        seen = b""
+        with contextlib.suppress(OSError):  # EIO once the terminal has nothing more
+            while chunk := os.read(main_fd, 65536):
+                seen += chunk
+    finally:
+        os.close(main_fd)
+    assert done.returncode == 0
+    assert "[##############################] 100.0%  2,000/2,000 bars" in seen.decode()
+    lines = done.stdout.decode().strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("downloaded 2,000 rows in 2 requests")
