@@ -2,8 +2,9 @@
 
 Everything a strategy file or a user session needs is exported here; the packages behind it
 are `model` (plain values), `engine` (all state changes, the replica), `exchanges` (the
-interface, ccxt and the simulated exchange), `modes` (Sim, Paper, Live and `call`), `app` (the
-CLI, IPython, reports) and `testing` (the loopback exchange and the conformance suite).
+interface, ccxt and the simulated exchange), `data` (market-data download and store), `modes`
+(Sim, Paper, Live and `call`), `app` (the CLI, IPython, reports) and `testing` (the loopback
+exchange and the conformance suite).
 
 The names load on first use: the error classes are the ground floor that `traces` builds on,
 so importing them (or `traces`) must not pull in the modes, the exchanges or the CLI.

@@ -2,6 +2,7 @@
 
 vigil demo                         backtest sma_cross on generated bars and print a summary
 vigil run STRATEGY --mode sim      run a bundled strategy or a strategy file
+vigil data download|list           market data into and out of the store (``_cli_data``)
 """
 
 from __future__ import annotations
