@@ -47,6 +47,8 @@ COMMIT_EVERY_S: Final = 0.5
 # rate budget and does not count.
 RETRY_WAITS_S: Final = (0.5, 1.0, 2.0, 4.0, 8.0)
 FUNDING_PAGE: Final = 1000
+# 429/418 answers waited out for one page before giving up (each waits its Retry-After).
+MAX_RATE_LIMITED: Final = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,13 +165,21 @@ class _Job:
 
     async def _ask(self, what: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         """One page, asked again after a 429/418 (the budget waits) or a network failure."""
-        failures = 0
+        failures = limited = 0
         while True:
             self.requests += 1
             try:
                 return await fn()
-            except RateLimited:
-                continue  # the rate budget holds the next try until Retry-After has passed
+            except RateLimited as exc:
+                # The rate budget holds the next try until Retry-After has passed.
+                limited += 1
+                if limited > MAX_RATE_LIMITED:
+                    raise RateLimited(
+                        f"{self.exchange} {what}: still rate-limited after {limited} waits "
+                        f"({exc}); run the download again later to carry on from what was stored",
+                        exc.retry_after,
+                    ) from exc
+                continue
             except NetworkError as exc:
                 if failures >= len(RETRY_WAITS_S):
                     raise NetworkError(
