@@ -26,7 +26,9 @@ def test_klines_pages_follow_binance_limits(ex: LoopbackExchange, path: str, cap
     forming = ex.clock.forming_open_ms
     start = forming - 2_500 * MIN
     base = {"symbol": "BTCUSDT", "interval": "1m"}
-    status, _, body = raw(ex, "GET", path, {**base, "startTime": start, "limit": 5000}, signed=False)
+    status, _, body = raw(
+        ex, "GET", path, {**base, "startTime": start, "limit": 5000}, signed=False
+    )
     assert status == 200
     assert len(body) == cap  # the page limit, counted from startTime
     assert body[0][0] == start
