@@ -20,6 +20,7 @@ from runtime._errors import ConfigError
 from runtime.engine._engine import (
     BalanceUpdated,
     Event,
+    FundingPaid,
     Halted,
     LeverageChanged,
     OrderAcknowledged,
@@ -65,6 +66,7 @@ EVENT_KINDS: dict[type, Kind] = {
     LeverageChanged: Kind.LEVERAGE,
     Halted: Kind.HALTED,
     Resumed: Kind.RESUMED,
+    FundingPaid: Kind.FUNDING,
 }
 
 
@@ -343,6 +345,8 @@ class Runtime:
                     self._emit_report(event, tag)
         elif kind == "position":
             self._on_position(payload, tag)
+        elif kind == "funding":
+            self._emit_report(FundingPaid(**payload), tag)
         elif kind == "positions":
             reported = {(p["symbol"], p.get("side")) for p in payload["positions"]}
             stamp = self.now_ms()

@@ -17,11 +17,12 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from runtime._errors import ConfigError
+from runtime.data import FundingRates, StoreData, store_bars
 from runtime.engine._engine import BalanceUpdated, LeverageChanged, apply
 from runtime.engine._runtime import Runtime, build_runtime
 from runtime.engine._strategy import Strategy, bind, load_strategy_class
@@ -108,7 +109,14 @@ def wire(
     if not symbols:
         raise ConfigError(f"strategy {name!r} lists no markets; set markets = ['BTC/USDT']")
     bars = None
+    funding: dict[str, FundingRates] = {}
     if isinstance(mode, Sim):
+        request = StoreData.of(data)
+        if request is not None:  # data="store": bars and funding from the market-data store
+            venue = markets_exchange(exchange, margin)
+            data, funding = store_bars(
+                request, exchange, symbols, cls.timeframe, fallback_exchange=venue
+            )
         bars = _sim_bars(name, cls.timeframe, mode, data, symbols, margin)
     markets = _markets(exchange, margin, symbols, bars)
     first = markets[symbols[0]]
@@ -140,6 +148,8 @@ def wire(
         assert bars is not None
         cash = _initial_cash(initial_cash, cls.initial_cash, rt.cash_currency)
         _plug_sim(rt, mode, bars, markets, cash, exchange, margin)
+        if funding:
+            cast(SimDriver, rt.driver).set_funding(funding)
     else:
         cash = _initial_cash(initial_cash, cls.initial_cash, rt.cash_currency)
         _plug_paper(rt, markets, cash, exchange, margin, sandbox)

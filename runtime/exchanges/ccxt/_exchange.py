@@ -619,11 +619,46 @@ class CcxtExchange(trio.abc.AsyncResource):
         return result
 
     async def fetch_ohlcv(
-        self, symbol: str, timeframe: str = "1m", since: int | None = None, limit: int | None = None
+        self,
+        symbol: str,
+        timeframe: str = "1m",
+        since: int | None = None,
+        limit: int | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> list[list[float]]:
-        """Bars ``[time_ms, open, high, low, close, volume]``, oldest first."""
-        result: list[list[float]] = await self.call("fetch_ohlcv", symbol, timeframe, since, limit)
+        """Bars ``[time_ms, open, high, low, close, volume]``, oldest first (``params``:
+        ccxt's, e.g. ``{"until": ms}`` for the last bar's time)."""
+        result: list[list[float]] = await self.call(
+            "fetch_ohlcv", symbol, timeframe, since, limit, dict(params or {})
+        )
         return result
+
+    async def fetch_funding_rate_history(
+        self,
+        symbol: str,
+        since: int | None = None,
+        limit: int | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """A perpetual's past funding rates (``fundingRate``, ``timestamp``), oldest first."""
+        result: list[dict[str, Any]] = await self.call(
+            "fetch_funding_rate_history", symbol, since, limit, dict(params or {})
+        )
+        return result
+
+    def page_limit(self, method: str, symbol: str, default: int = 1000) -> int:
+        """The most rows one ``method`` request returns for ``symbol``'s market, as ccxt's
+        ``features`` declare it (``fetchOHLCV``: Binance spot 1000), else ``default``."""
+        market = self._client.markets.get(symbol) if self._client.markets else None
+        features = getattr(self._client, "features", None) or {}
+        kind = (market or {}).get("type") or "spot"
+        node = features.get(kind) or {}
+        if kind in ("swap", "future") and isinstance(node, dict):
+            sub = "inverse" if (market or {}).get("inverse") else "linear"
+            node = node.get(sub) or {}
+        entry = node.get(method) if isinstance(node, dict) else None
+        limit = entry.get("limit") if isinstance(entry, dict) else None
+        return int(limit) if isinstance(limit, int) and limit > 0 else default
 
     async def fetch_order_book(self, symbol: str, limit: int | None = None) -> dict[str, Any]:
         result: dict[str, Any] = await self.call("fetch_order_book", symbol, limit)
