@@ -2,6 +2,7 @@
 
 vigil demo                         backtest sma_cross on generated bars and print a summary
 vigil run STRATEGY --mode sim      run a bundled strategy or a strategy file
+vigil markets save|list EXCHANGE   the markets cache (runtime.app._cli_markets)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import trio
 
 from runtime._errors import VigilError
 from runtime._progress import Progress
+from runtime.app._cli_markets import add_markets_parser, cmd_markets
 from runtime.app._lifecycle import start
 from runtime.app._report import report_main
 from runtime.engine import replay_from_trace, runtime_of
@@ -117,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     exchange = sub.add_parser("exchange", help="the loopback exchange")
     exchange_sub = exchange.add_subparsers(dest="exchange_command", required=True, metavar="ACTION")
     exchange_sub.add_parser("serve", help="serve a loopback Binance on 127.0.0.1", add_help=False)
+    add_markets_parser(sub)
     return parser
 
 
@@ -286,6 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "trace": _cmd_trace,
         "replay": _cmd_replay,
         "report": _cmd_report,
+        "markets": cmd_markets,
     }
     try:
         return commands[args.command](args)

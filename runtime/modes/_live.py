@@ -39,6 +39,7 @@ from runtime.model._modes import Live
 from runtime.model._orders import Order
 from runtime.modes._clock import WallClock
 from runtime.modes._dispatch import cancel_orders
+from runtime.modes._venues import adopt_exchange_markets
 from traces._schema import Kind
 from watchers._account import BalanceWatcher, OrdersWatcher, PositionsWatcher, TradesWatcher
 from watchers._base import STALE, Watcher, WatcherConfig, retrying
@@ -140,11 +141,17 @@ class LiveDriver:
 
     # Start-up.
     async def _refresh_markets(self) -> None:
-        markets = await self.rt.exchange.load_markets()  # loaded at open: no request
-        for ai in self.rt.universe:
-            market = markets.get(ai.symbol)
-            if market is not None:
-                ai.set_market(market)
+        ex = self.rt.exchange
+        markets = await ex.load_markets()  # loaded at open: no request
+        settings = getattr(ex, "settings", None)  # a CcxtExchange's; scripted ones have none
+        if settings is None:
+            for ai in self.rt.universe:
+                if (market := markets.get(ai.symbol)) is not None:
+                    ai.set_market(market)
+            return
+        adopt_exchange_markets(
+            self.rt, markets, venue=settings.exchange_id, sandbox=settings.sandbox
+        )
 
     async def reconcile(self) -> None:
         """Sync on start: every difference with the exchange becomes a RECONCILE event."""

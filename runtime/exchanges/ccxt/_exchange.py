@@ -169,7 +169,12 @@ def _build_client(
     config["enableRateLimit"] = True  # ccxt then awaits self.throttle(cost): our budget
     config["logger"] = _ScrubbingLogger(scrubber)
     creds = settings.credentials
-    pairs = (("apiKey", creds.api_key), ("secret", creds.secret), ("password", creds.password))
+    pairs = (
+        ("apiKey", creds.api_key),
+        ("secret", creds.secret),
+        ("password", creds.password),
+        ("uid", creds.uid),
+    )
     for key, value in pairs:
         if value:
             config[key] = value
