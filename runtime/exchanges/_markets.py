@@ -33,8 +33,8 @@ __all__ = [
     "SNAPSHOT_EXCHANGES",
     "OfflineMarkets",
     "close_matches",
-    "margin_on_spot_venue",
     "load_markets",
+    "margin_on_spot_venue",
     "market_for",
     "markets_cache_path",
     "markets_exchange",
@@ -64,7 +64,11 @@ _SPOT_VENUE: Final = {
     "krakenfutures": "kraken",
     "kucoinfutures": "kucoin",
 }
-_DERIVATIVES_VENUE: Final = {"binance": "binanceusdm", "kraken": "krakenfutures", "kucoin": "kucoinfutures"}
+_DERIVATIVES_VENUE: Final = {
+    "binance": "binanceusdm",
+    "kraken": "krakenfutures",
+    "kucoin": "kucoinfutures",
+}
 #: Valid ``margin`` settings of a strategy.
 MARGIN_MODES: Final = (None, "isolated", "cross")
 # Where a margin strategy's markets live, by the exchange the strategy names.
@@ -247,9 +251,7 @@ def _quote(symbol: str) -> str:
     return symbol.split(":", 1)[0].partition("/")[2]
 
 
-def _unknown_market(
-    exchange: str, symbol: str, markets: Mapping[str, Any], origin: str
-) -> str:
+def _unknown_market(exchange: str, symbol: str, markets: Mapping[str, Any], origin: str) -> str:
     matches = close_matches(symbol, markets)
     hint = f"did you mean {', '.join(map(repr, matches))}? " if matches else ""
     text = (

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from runtime._errors import ConfigError, NetworkError
+from runtime.engine._runtime import Runtime
 from runtime.exchanges._markets import (
     SIM_EXCHANGE,
     SNAPSHOT_EXCHANGES,
@@ -39,14 +40,17 @@ from runtime.exchanges.ccxt._venue import (
     market_types,
     required_credentials,
 )
-from runtime.engine._runtime import Runtime
 from runtime.model._assets import AssetInstance
 from runtime.model._bars import Bars
 from runtime.model._modes import Mode, Sim
 
 __all__ = [
     "adopt_exchange_markets",
-    "remember_markets", "require_credentials", "strategy_markets", "venue_id"]
+    "remember_markets",
+    "require_credentials",
+    "strategy_markets",
+    "venue_id",
+]
 
 log = logging.getLogger("vigil.venues")
 
@@ -124,9 +128,7 @@ def strategy_markets(
             f"{exc}. Run `vigil markets save {venue}` when the exchange is reachable"
         ) from exc
     remember_markets(venue, markets, sandbox=sandbox)
-    return resolve_markets(
-        venue, symbols, markets, margin=margin, origin=f"the exchange {venue}"
-    )
+    return resolve_markets(venue, symbols, markets, margin=margin, origin=f"the exchange {venue}")
 
 
 def remember_markets(
