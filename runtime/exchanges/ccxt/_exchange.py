@@ -34,6 +34,14 @@ from runtime.exchanges.ccxt._config import Settings, env_name, resolve_settings
 from runtime.exchanges.ccxt._errors import RETRY_AFTER_ATTR, Scrubber, map_ccxt_error, retry_after_s
 from runtime.exchanges.ccxt._tail_filter import install_tail_filter
 from runtime.exchanges.ccxt._urls import point_ccxt_at
+from runtime.exchanges.ccxt._venues import (
+    BYBIT_OPTIONS,
+    bybit_cancel_order,
+    bybit_fetch_order,
+    bybit_fetch_positions,
+    bybit_set_leverage,
+    is_bybit,
+)
 
 __all__ = ["PRIVATE_METHODS", "STREAM_METHODS", "CcxtExchange"]
 
@@ -165,7 +173,8 @@ def _build_client(
         ccxt.async_support, settings.exchange_id
     )
     config: dict[str, Any] = dict(settings.config)
-    config["options"] = {**_DEFAULT_OPTIONS, **settings.options}
+    venue_options = BYBIT_OPTIONS if is_bybit(settings.exchange_id) else {}
+    config["options"] = {**_DEFAULT_OPTIONS, **venue_options, **settings.options}
     config["enableRateLimit"] = True  # ccxt then awaits self.throttle(cost): our budget
     config["logger"] = _ScrubbingLogger(scrubber)
     creds = settings.credentials
@@ -549,6 +558,10 @@ class CcxtExchange(trio.abc.AsyncResource):
         self, id: str | None, symbol: str, params: Mapping[str, Any] | None = None
     ) -> Order:
         """Cancel by exchange id, or with ``id=None`` and ``params={"clientOrderId": ...}``."""
+        if is_bybit(self.id):
+            return await self._venue_call(
+                "cancel_order", bybit_cancel_order, id, symbol, dict(params or {})
+            )
         result: Order = await self.call("cancel_order", id, symbol, dict(params or {}))
         return result
 
@@ -563,6 +576,10 @@ class CcxtExchange(trio.abc.AsyncResource):
         self, id: str | None, symbol: str, params: Mapping[str, Any] | None = None
     ) -> Order:
         """By exchange id, or with ``id=None`` and ``params={"clientOrderId": ...}``."""
+        if is_bybit(self.id):
+            return await self._venue_call(
+                "fetch_order", bybit_fetch_order, id, symbol, dict(params or {})
+            )
         result: Order = await self.call("fetch_order", id, symbol, dict(params or {}))
         return result
 
@@ -600,12 +617,25 @@ class CcxtExchange(trio.abc.AsyncResource):
 
     async def fetch_positions(self, symbols: list[str] | None = None) -> list[dict[str, Any]]:
         """Open positions (derivatives accounts)."""
+        if is_bybit(self.id):
+            return await self._venue_call("fetch_positions", bybit_fetch_positions, symbols)
         result: list[dict[str, Any]] = await self.call("fetch_positions", symbols)
         return result
 
     async def set_leverage(self, leverage: float, symbol: str) -> dict[str, Any]:
+        """Setting the leverage it already has succeeds (``{"changed": False, ...}``)."""
+        if is_bybit(self.id):
+            return await self._venue_call("set_leverage", bybit_set_leverage, leverage, symbol)
         result: dict[str, Any] = await self.call("set_leverage", leverage, symbol)
         return result
+
+    async def _venue_call(self, operation: str, fn: Any, *args: Any) -> Any:
+        """``fn(client, *args)`` on the bridge loop: a unified method with the venue's own
+        parameters (:mod:`._venues`), checked and mapped like :meth:`call`."""
+        self._check(operation, private=operation in PRIVATE_METHODS)
+        if not self._markets_loaded:
+            await self.load_markets()
+        return await self._run(operation, fn, self._client, *args)
 
     async def set_margin_mode(self, mode: str, symbol: str) -> dict[str, Any]:
         """Set "isolated" or "cross"; setting the current mode again succeeds
