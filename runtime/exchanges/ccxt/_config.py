@@ -170,8 +170,6 @@ def resolve_settings(
         margin=margin,
         options=options,
         config=config,
-        credentials=Credentials(
-            read("API_KEY"), read("SECRET"), read("PASSWORD"), read("UID")
-        ),
+        credentials=Credentials(read("API_KEY"), read("SECRET"), read("PASSWORD"), read("UID")),
         url=read("URL"),
     )

@@ -37,9 +37,12 @@ from runtime.exchanges.ccxt._urls import point_ccxt_at
 from runtime.exchanges.ccxt._venues import (
     BYBIT_OPTIONS,
     bybit_cancel_order,
+    bybit_create_order,
     bybit_fetch_order,
     bybit_fetch_positions,
+    bybit_orders,
     bybit_set_leverage,
+    bybit_ws_balance,
     is_bybit,
 )
 
@@ -526,7 +529,8 @@ class CcxtExchange(trio.abc.AsyncResource):
             raise ConfigError(f"{self.id} has no ccxt method {method!r}")
         if kwargs:
             fn = functools.partial(fn, **kwargs)
-        return await self._run(method, fn, *args)
+        result = await self._run(method, fn, *args)
+        return bybit_orders(method, result) if is_bybit(self.id) else result
 
     # The exchange interface.
     async def load_markets(self, reload: bool = False) -> dict[str, dict[str, Any]]:
@@ -549,6 +553,17 @@ class CcxtExchange(trio.abc.AsyncResource):
     ) -> Order:
         """Place an order; ``params`` pass through (``clientOrderId``, ``timeInForce``,
         ``postOnly``, ``reduceOnly`` ...). NetworkError means the outcome is unknown."""
+        if is_bybit(self.id):
+            return await self._venue_call(
+                "create_order",
+                bybit_create_order,
+                symbol,
+                type,
+                side,
+                amount,
+                price,
+                dict(params or {}),
+            )
         result: Order = await self.call(
             "create_order", symbol, type, side, amount, price, dict(params or {})
         )
@@ -692,10 +707,21 @@ class CcxtExchange(trio.abc.AsyncResource):
             raise ConfigError(f"{self.id} has no websocket {method} in ccxt.pro; poll instead")
         if kwargs:
             fn = functools.partial(fn, **kwargs)
+        transform: Any = _plain
+        if is_bybit(self.id) and method == "watch_balance":
+
+            def transform(value: Any) -> Any:
+                return bybit_ws_balance(_plain(value))
+
+        elif is_bybit(self.id) and method == "watch_orders":
+
+            def transform(value: Any) -> Any:
+                return bybit_orders(method, _plain(value))
+
         stream = self.bridge.stream(
             fn,
             *args,
-            transform=_plain,
+            transform=transform,
             map_error=functools.partial(self._map, operation=method),
             buffer=buffer,
         )

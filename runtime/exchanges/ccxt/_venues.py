@@ -16,9 +16,13 @@ import ccxt
 
 __all__ = [
     "BYBIT_OPTIONS",
+    "ORDER_METHODS",
     "bybit_cancel_order",
+    "bybit_create_order",
     "bybit_fetch_order",
     "bybit_fetch_positions",
+    "bybit_order",
+    "bybit_orders",
     "bybit_set_leverage",
     "is_bybit",
 ]
@@ -31,8 +35,102 @@ BYBIT_OPTIONS: Final = {
 }
 
 
+def bybit_ws_balance(balance: dict[str, Any]) -> dict[str, Any]:
+    """A ``watch_balance`` result with the totals ``fetch_balance`` reports.
+
+    ccxt reads Bybit's ``wallet`` topic as total = ``equity`` (unrealised PnL included) and
+    used = ``locked`` (spot orders only), but ``/v5/account/wallet-balance`` as total =
+    ``walletBalance`` and used = ``locked`` + ``totalPositionIM`` + ``totalOrderIM``. The stream
+    and the REST reconciliation must agree, so each coin is re-read from the message the REST
+    way (``balance["info"]`` holds the message's wallet rows).
+    """
+    for row in balance.get("info") or []:
+        for coin in row.get("coin") or [] if isinstance(row, dict) else []:
+            code = coin.get("coin")
+            entry = balance.get(code)
+            if not isinstance(entry, dict):
+                continue
+            total = _number(coin.get("walletBalance"))
+            used = sum(_number(coin.get(k)) for k in ("locked", "totalPositionIM", "totalOrderIM"))
+            free = total - used
+            entry.update({"total": total, "used": used, "free": free})
+            for key, value in (("total", total), ("used", used), ("free", free)):
+                if isinstance(balance.get(key), dict):
+                    balance[key][code] = value
+    return balance
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value) if value not in (None, "") else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+
+
 def is_bybit(exchange_id: str) -> bool:
     return exchange_id == "bybit"
+
+
+#: Unified methods whose orders :func:`bybit_orders` normalises.
+ORDER_METHODS: Final = frozenset(
+    {"fetch_order", "fetch_open_orders", "fetch_closed_orders", "create_order", "cancel_order"}
+)
+
+
+def bybit_order(order: dict[str, Any]) -> dict[str, Any]:
+    """One Bybit order as vigil reads orders: ccxt reports ``PartiallyFilledCanceled`` (an IOC
+    or a cancel after a partial fill) as "closed", which would leave the rest open locally;
+    it is "canceled" with its fills, as Binance reports it."""
+    info = order.get("info") or {}
+    if isinstance(info, dict) and info.get("orderStatus") == "PartiallyFilledCanceled":
+        order["status"] = "canceled"
+    return order
+
+
+def bybit_orders(method: str, result: Any) -> Any:
+    """:func:`bybit_order` over a unified method's result (an order or a list of them)."""
+    if method not in ORDER_METHODS and method != "watch_orders":
+        return result
+    if isinstance(result, list):
+        return [bybit_order(o) if isinstance(o, dict) else o for o in result]
+    return bybit_order(result) if isinstance(result, dict) else result
+
+
+async def bybit_create_order(
+    client: Any,
+    symbol: str,
+    type: str,
+    side: str,
+    amount: float,
+    price: float | None,
+    params: Mapping[str, Any],
+) -> dict[str, Any]:
+    """ccxt's create_order; Bybit acknowledges with the ids only, so the rest of the report is
+    the request, as placed: open and unfilled until the order stream says otherwise."""
+    order: dict[str, Any] = await client.create_order(symbol, type, side, amount, price, params)
+    if order.get("status") is None:
+        now = client.milliseconds()
+        post_only = bool(params.get("postOnly")) or params.get("timeInForce") == "PO"
+        order.update(
+            {
+                "symbol": symbol,
+                "type": type,
+                "side": side,
+                "amount": amount,
+                "price": price,
+                "status": "open",
+                "filled": 0.0,
+                "remaining": amount,
+                "timestamp": order.get("timestamp") or now,
+                "datetime": order.get("datetime") or client.iso8601(now),
+                "timeInForce": "PO" if post_only else params.get("timeInForce"),
+                "postOnly": post_only,
+                "reduceOnly": bool(params.get("reduceOnly")),
+            }
+        )
+        if order.get("clientOrderId") is None:
+            order["clientOrderId"] = params.get("clientOrderId")
+    return bybit_order(order)
 
 
 def _link_params(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -52,22 +150,24 @@ async def bybit_fetch_order(
     if id is not None:
         query.pop("orderLinkId", None)
         result: dict[str, Any] = await client.fetch_order(id, symbol, query)
-        return result
+        return bybit_order(result)
     if "orderLinkId" not in query:
         raise ccxt.ArgumentsRequired("bybit fetch_order needs an id or a clientOrderId")
     for fetch in (client.fetch_open_orders, client.fetch_canceled_and_closed_orders):
         found = await fetch(symbol, None, None, query)
         if found:
             order: dict[str, Any] = found[0]
-            return order
+            return bybit_order(order)
     raise ccxt.OrderNotFound(f"bybit order with orderLinkId {query['orderLinkId']} was not found")
 
 
 async def bybit_cancel_order(
     client: Any, id: str | None, symbol: str, params: Mapping[str, Any]
 ) -> dict[str, Any]:
-    result: dict[str, Any] = await client.cancel_order(id, symbol, _link_params(params))
-    return result
+    """Cancel, then read the order back: Bybit acknowledges a cancel with the ids only, and
+    the caller needs its final state (fills included)."""
+    ack: dict[str, Any] = await client.cancel_order(id, symbol, _link_params(params))
+    return await bybit_fetch_order(client, ack.get("id") or id, symbol, {})
 
 
 async def bybit_set_leverage(client: Any, leverage: float, symbol: str) -> dict[str, Any]:

@@ -46,7 +46,8 @@ Emit = Callable[[str, list[dict[str, Any]]], None]  # (topic, data rows)
 
 _LINK_ID: Final = re.compile(r"^[A-Za-z0-9_\-.:/]{1,36}$")
 _DECIMAL: Final = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,20})?$")
-_CATEGORIES: Final = ("spot", "linear")
+_CATEGORIES: Final = ("spot", "linear", "inverse", "option")
+_LISTED: Final = ("spot", "linear")  # the categories with instruments here
 #: v5 kline intervals and their ccxt timeframes.
 INTERVALS: Final = {
     "1": "1m",
@@ -141,7 +142,7 @@ def integer(params: Mapping[str, Any], name: str, default: int | None = None) ->
 def category(params: Mapping[str, Any]) -> str:
     value = param(params, "category")
     if value not in _CATEGORIES:
-        raise BybitError(10001, f"params error: category {value} is not supported (spot, linear)")
+        raise BybitError(10001, f"params error: category {value} invalid")
     assert value is not None
     return value
 
@@ -232,10 +233,13 @@ class BybitAccount:
     def data(self, cat: str) -> MarketData:
         return self.spot_data if cat == "spot" else self.linear_data
 
+    def _in(self, ai: AssetInstance, cat: str) -> bool:
+        return cat in _LISTED and ai.contract == (cat == "linear")
+
     def market(self, params: Mapping[str, Any], cat: str | None = None) -> Market:
         cat = cat or category(params)
         symbol = param(params, "symbol")
-        m = self.data(cat).markets.get(symbol or "")
+        m = self.data(cat).markets.get(symbol or "") if cat in _LISTED else None
         if m is None:
             raise BybitError(10001, "params error: symbol invalid")
         return m
@@ -336,11 +340,10 @@ class BybitAccount:
         return {"list": done, "success": "1"}
 
     def _orders(self, cat: str, m: Market | None, *, open_only: bool) -> list[Order]:
-        linear = cat == "linear"
         return [
             o
             for o in self.sim.ledger.orders.values()
-            if self.sim.ledger.assets[o.symbol].contract == linear
+            if self._in(self.sim.ledger.assets[o.symbol], cat)
             and (m is None or o.symbol == m.symbol)
             and (not open_only or o.status == OPEN)
         ]
@@ -452,7 +455,7 @@ class BybitAccount:
         trades = [
             t
             for ai in self.sim.ledger.assets.values()
-            if ai.contract == (cat == "linear") and (m is None or ai.symbol == m.symbol)
+            if self._in(ai, cat) and (m is None or ai.symbol == m.symbol)
             for t in ai.trades
             if not order_id or t.order.id == order_id
         ]
@@ -576,14 +579,18 @@ class BybitAccount:
 
     def positions(self, params: Mapping[str, Any]) -> dict[str, Any]:
         cat = category(params)
-        if cat != "linear":
+        if cat not in ("linear", "inverse"):
             raise BybitError(10001, "params error: category only support linear or inverse")
         m = self.market(params, cat) if params.get("symbol") else None
-        if m is None and not params.get("settleCoin") and not params.get("baseCoin"):
+        if (
+            cat == "linear"
+            and m is None
+            and not (params.get("settleCoin") or params.get("baseCoin"))
+        ):
             raise BybitError(10001, "params error: symbol, settleCoin or baseCoin is required")
         rows = []
         for ai in self.sim.ledger.assets.values():
-            if not ai.contract or (m is not None and ai.symbol != m.symbol):
+            if not self._in(ai, cat) or (m is not None and ai.symbol != m.symbol):
                 continue
             if m is None and ai.long is None and ai.short is None:
                 continue  # without a symbol, Bybit lists open positions only
@@ -727,7 +734,7 @@ class BybitAccount:
     # Public REST.
     def kline(self, params: Mapping[str, Any]) -> dict[str, Any]:
         cat = param(params, "category", required=False) or "linear"
-        if cat not in _CATEGORIES:
+        if cat not in _LISTED:
             raise BybitError(10001, f"params error: category {cat} is not supported")
         m = self.market(params, cat)
         interval = param(params, "interval")
