@@ -317,6 +317,8 @@ class LiveSends:
         self.rt = driver.rt
         # client id -> the asset's holding when it was sent (see wait_account)
         self.holding_at_send: dict[str, float] = {}
+        # client id -> balance reports applied when it was sent (see wait_account)
+        self.balance_reports_at_send: dict[str, int] = {}
         self._sending = 0.0
 
     def unavailable(self) -> str | None:
@@ -375,6 +377,7 @@ class LiveSends:
 
     def sent(self, client_id: str) -> None:
         self.holding_at_send[client_id] = self._sending
+        self.balance_reports_at_send[client_id] = self.rt.state.balance_reports
 
     def expect_news(self, ai: AssetInstance, expected: bool = True) -> None:
         """An order is about to be sent on `ai` (True), or was refused (False): its orders
@@ -416,6 +419,13 @@ class LiveSends:
                 if reported_since() and trio.current_time() >= grace:
                     break
                 with trio.move_on_at(grace if trio.current_time() < grace else math.inf):
+                    await rt.account_changed.wait()
+            if ai.contract and order.filled:
+                # A venue may report the wallet apart from the position (Bybit's wallet and
+                # position topics; Binance's ACCOUNT_UPDATE carries both): the fill's fee and
+                # realised PnL are in the wallet report, so wait for one since the send too.
+                balances_before = self.balance_reports_at_send.get(order.client_id, 0)
+                while rt.state.balance_reports <= balances_before:
                     await rt.account_changed.wait()
 
     def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None:

@@ -504,6 +504,7 @@ class BybitLoopbackExchange:
         add("GET", "/v5/execution/list", SIGNED, a.executions)
         add("GET", "/v5/position/list", SIGNED, a.positions)
         add("POST", "/v5/position/set-leverage", SIGNED, a.set_leverage)
+        add("POST", "/v5/account/set-margin-mode", SIGNED, self._set_margin_mode)
         return r
 
     def _time(self) -> dict[str, Any]:
@@ -551,6 +552,16 @@ class BybitLoopbackExchange:
             "rsaPublicKey": "",
             "isMaster": True,
         }
+
+    def _set_margin_mode(self, p: Mapping[str, Any]) -> dict[str, Any]:
+        mode = p.get("setMarginMode")
+        if mode == "ISOLATED_MARGIN":
+            return {"reasons": []}
+        if mode in ("REGULAR_MARGIN", "PORTFOLIO_MARGIN"):
+            raise BybitError(
+                10001, f"params error: the loopback account keeps ISOLATED_MARGIN only, not {mode}"
+            )
+        raise BybitError(10001, "params error: setMarginMode invalid")
 
     def _account_info(self) -> dict[str, Any]:
         return {
