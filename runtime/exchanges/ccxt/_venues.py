@@ -105,31 +105,38 @@ async def bybit_create_order(
     price: float | None,
     params: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """ccxt's create_order; Bybit acknowledges with the ids only, so the rest of the report is
-    the request, as placed: open and unfilled until the order stream says otherwise."""
+    """ccxt's create_order, then the order read back: Bybit acknowledges with the ids only,
+    and the caller needs what Binance's reply holds (status, fills). When the read-back fails
+    the order is placed all the same: the acknowledgement is completed from the request (open,
+    unfilled), and the order stream tells the rest."""
     order: dict[str, Any] = await client.create_order(symbol, type, side, amount, price, params)
-    if order.get("status") is None:
-        now = client.milliseconds()
-        post_only = bool(params.get("postOnly")) or params.get("timeInForce") == "PO"
-        order.update(
-            {
-                "symbol": symbol,
-                "type": type,
-                "side": side,
-                "amount": amount,
-                "price": price,
-                "status": "open",
-                "filled": 0.0,
-                "remaining": amount,
-                "timestamp": order.get("timestamp") or now,
-                "datetime": order.get("datetime") or client.iso8601(now),
-                "timeInForce": "PO" if post_only else params.get("timeInForce"),
-                "postOnly": post_only,
-                "reduceOnly": bool(params.get("reduceOnly")),
-            }
-        )
-        if order.get("clientOrderId") is None:
-            order["clientOrderId"] = params.get("clientOrderId")
+    if order.get("status") is not None:
+        return bybit_order(order)
+    try:
+        return await bybit_fetch_order(client, order.get("id"), symbol, {})
+    except (ccxt.NetworkError, ccxt.ExchangeError):
+        pass
+    now = client.milliseconds()
+    post_only = bool(params.get("postOnly")) or params.get("timeInForce") == "PO"
+    order.update(
+        {
+            "symbol": symbol,
+            "type": type,
+            "side": side,
+            "amount": amount,
+            "price": price,
+            "status": "open",
+            "filled": 0.0,
+            "remaining": amount,
+            "timestamp": order.get("timestamp") or now,
+            "datetime": order.get("datetime") or client.iso8601(now),
+            "timeInForce": "PO" if post_only else params.get("timeInForce"),
+            "postOnly": post_only,
+            "reduceOnly": bool(params.get("reduceOnly")),
+        }
+    )
+    if order.get("clientOrderId") is None:
+        order["clientOrderId"] = params.get("clientOrderId")
     return bybit_order(order)
 
 

@@ -166,12 +166,32 @@ def rejection(exc: OrderRejected | ConfigError, *, spot: bool) -> BybitError:
     if text.startswith("Leverage"):
         return BybitError(10001, "params error: leverage invalid")
     if text.startswith("Filter failure"):
-        if "NOTIONAL" in text or "MIN_NOTIONAL" in text:
-            return BybitError(170140 if spot else 110094, "Order value exceeded lower limit.")
-        if "PRICE" in text:
-            return BybitError(170134 if spot else 110003, "Order price has too many decimals.")
-        return BybitError(170137 if spot else 110003, "Order quantity has too many decimals.")
+        return _filter_error(text, spot=spot)
     return BybitError(170130 if spot else 10001, text)
+
+
+def _filter_error(text: str, *, spot: bool) -> BybitError:
+    """An engine filter failure in Bybit's words (spot codes 1701xx, linear 10001/110094)."""
+    if "NOTIONAL" in text:
+        if spot:
+            return BybitError(170140, "Order value exceeded lower limit.")
+        return BybitError(110094, "Order does not meet minimum order value.")
+    if "PRICE_FILTER" in text:
+        if spot:
+            return BybitError(170134, "Order price decimal too long.")
+        return BybitError(10001, "params error: Price invalid")
+    if "outside" in text:
+        low = re.search(r"amount ([0-9.e+-]+) outside \[([0-9.e+-]+),", text)
+        too_small = low is not None and float(low[1]) < float(low[2])
+        if spot:
+            if too_small:
+                return BybitError(170136, "Order quantity lower than the minimum.")
+            return BybitError(170135, "Order quantity too large.")
+        side = "minimum" if too_small else "maximum"
+        return BybitError(10001, f"The number of contracts exceeds {side} limit allowed")
+    if spot:
+        return BybitError(170137, "Order volume decimal too long.")
+    return BybitError(10001, "params error: Qty invalid")
 
 
 def run_engine(coro: Any, *, spot: bool) -> Any:
