@@ -731,12 +731,14 @@ class BybitAccount:
         ai = self.sim.ledger.assets[order.symbol]
         if kind == "trade":
             last = order.fills[-1]
+            # The fill is applied: the wallet's move net of the fee is a contract's realised
+            # PnL (a spot fill moves the wallet too, so the mark follows every fill).
+            wallet = self.sim.ledger.balance("USDT").total
             if ai.contract:
-                wallet = self.sim.ledger.balance("USDT").total
                 realized = wallet - self._wallet_seen + last.fee
-                self._wallet_seen = wallet
                 self._realized[last.id] = realized
                 self._cum_realized[ai.symbol] = self._cum_realized.get(ai.symbol, 0.0) + realized
+            self._wallet_seen = wallet
             self._pending[order.client_id] = last
             return
         fill: Trade | None = self._pending.pop(order.client_id, None)
