@@ -1,7 +1,8 @@
 """``vigil exchange serve``: run the loopback exchange until Ctrl-C.
 
 Prints the environment a strategy needs (``VIGIL_BINANCE_URL``, ``..._API_KEY``, ``..._SECRET``
-and the same for ``BINANCEUSDM``; with ``--venue bybit``, ``VIGIL_BYBIT_*``) on stdout, one ``NAME=value`` line each, so
+and the same for ``BINANCEUSDM``; with ``--venue bybit``, ``VIGIL_BYBIT_*``) on stdout, one
+``NAME=value`` line each, so
 ``eval "$(vigil exchange serve ... | head -6)"``-style use works. Those lines carry the secret on
 purpose; the server's log never does.
 """

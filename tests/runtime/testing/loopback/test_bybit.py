@@ -43,6 +43,11 @@ POSITION_SKIPS: dict[str, Any] = {"marginMode": True}
 OPTIONS = {"options": {"fetchMarkets": {"types": ["spot", "linear"]}}}
 
 
+def private_topics(ex: BybitLoopbackExchange) -> int:
+    """How many private topics the authenticated connections subscribe to, together."""
+    return ex.call(lambda: sum(len(c.topics) for c in ex._private))
+
+
 def exchange_now(ex: BybitLoopbackExchange) -> int:
     """The venue's clock, what the validators compare timestamps with. It runs ahead of the
     wall clock when a test closes bars by hand (each ``advance`` is a whole bar)."""
@@ -217,9 +222,9 @@ def test_streams_pass_the_validators(bybit: BybitLoopbackExchange) -> None:
                 "positions": asyncio.ensure_future(b.watch_positions()),
                 "public": asyncio.ensure_future(b.watch_trades(BTC)),
             }
-            while bybit.user_data_listeners() < 1:  # subscribed and authenticated
+            # Every topic subscribed (the server's view) before the order is sent.
+            while private_topics(bybit) < 4 or bybit.stream_listeners("publicTrade.BTCUSDT") < 1:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
-            await asyncio.sleep(0.2)
             await b.create_order(BTC_PERP, "market", "buy", 0.01, None, {"clientOrderId": "w1"})
             await asyncio.get_running_loop().run_in_executor(None, bybit.advance, 1)
             got = {k: await asyncio.wait_for(v, 5) for k, v in watches.items()}
@@ -265,7 +270,7 @@ def test_a_wrong_signature_is_bybits_auth_error_and_vigils_authentication_error(
     async def vigil() -> None:
         env = {**bybit.env(), "VIGIL_BYBIT_SECRET": "not-the-secret"}
         # ccxt's bybit signs its first request while loading markets (the currencies).
-        with pytest.raises(AuthenticationError, match="bybit load_markets.*10004") as e:
+        with pytest.raises(AuthenticationError, match=r"bybit load_markets.*10004") as e:
             async with CcxtExchange.open("bybit", sandbox=False, env=env, rate_limit=FAST):
                 pass
         assert "not-the-secret" not in str(e.value)
