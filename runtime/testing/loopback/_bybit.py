@@ -48,8 +48,11 @@ _LINK_ID: Final = re.compile(r"^[A-Za-z0-9_\-.:/]{1,36}$")
 _DECIMAL: Final = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,20})?$")
 _CATEGORIES: Final = ("spot", "linear", "inverse", "option")
 _LISTED: Final = ("spot", "linear")  # the categories with instruments here
-#: v5 kline intervals and their ccxt timeframes.
+#: v5 kline intervals and their ccxt timeframes. "1s" is the loopback's own addition (Bybit's
+#: shortest kline is 1 minute): it lets a test tick a strategy every second, as the Binance
+#: dialect's 1-second klines do.
 INTERVALS: Final = {
+    "1s": "1s",
     "1": "1m",
     "3": "3m",
     "5": "5m",
