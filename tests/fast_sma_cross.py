@@ -7,7 +7,6 @@ from strategies.sma_cross import SmaCross
 
 
 class FastSmaCross(SmaCross):
-    markets = ["BTC/USDT", "ETH/USDT"]
     timeframe = "1s"
     warmup = 6
     fast = 2

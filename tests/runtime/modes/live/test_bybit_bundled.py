@@ -40,7 +40,7 @@ async def run_until_traded(s: Strategy, trades: int, seconds: float, live: bool)
             # The last fill's wallet report may still be on its way (Bybit sends the wallet
             # apart from the order and the execution): let the account reports settle.
             with trio.move_on_after(5.0):
-                while not await balances_agree(s):
+                while not await balances_agree(s):  # noqa: ASYNC110 (the venue is polled)
                     await trio.sleep(0.2)
         await stop(s)
 
