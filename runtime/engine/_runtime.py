@@ -412,6 +412,14 @@ class Runtime:
         if not event.timestamp:
             event = dataclasses.replace(event, timestamp=default_ts or self.now_ms())
         other = ai.short if event.side == "long" else ai.long
+        if not p.get("side") and event.contracts == 0 and ai.short is not None:
+            # A flat report that names no side (Bybit's side ""): the short is flat too.
+            self._emit_report(
+                PositionUpdated(
+                    event.symbol, "short", 0.0, 0.0, ai.short.leverage, 0.0, event.timestamp
+                ),
+                tag,
+            )
         if event.contracts > 0 and other is not None:  # one-way: the other side is flat now
             self._emit_report(
                 PositionUpdated(
