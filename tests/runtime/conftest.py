@@ -22,12 +22,36 @@ class Dialect:
     ex: Any  # LoopbackExchange or BybitLoopbackExchange
     perp_taker: float  # the perpetuals' taker fee
 
+    def path(self, what: str) -> dict[str, str]:
+        """``path=`` and ``method=`` of a REST endpoint, for the fault knobs: "my_trades",
+        "order_get", "order_cancel", "open_orders" or "account"."""
+        path, method = _PATHS[self.id][what]
+        return {"path": path, "method": method}
+
     def wallet_usdt(self, balance: dict[str, Any]) -> float:
         """The realised USDT wallet of a derivatives account's ccxt balance."""
         if self.id == "binance":  # ccxt's USDⓈ-M total includes PnL; the wallet is in info
             assets = balance["info"]["assets"]
             return next(float(a["walletBalance"]) for a in assets if a["asset"] == "USDT")
         return float(balance["USDT"]["total"])  # Bybit's walletBalance
+
+
+_PATHS = {
+    "binance": {
+        "my_trades": ("/api/v3/myTrades", "GET"),
+        "order_get": ("/api/v3/order", "GET"),
+        "order_cancel": ("/api/v3/order", "DELETE"),
+        "open_orders": ("/api/v3/openOrders", "GET"),
+        "account": ("/api/v3/account", "GET"),
+    },
+    "bybit": {
+        "my_trades": ("/v5/execution/list", "GET"),
+        "order_get": ("/v5/order/realtime", "GET"),
+        "order_cancel": ("/v5/order/cancel", "POST"),
+        "open_orders": ("/v5/order/realtime", "GET"),
+        "account": ("/v5/account/wallet-balance", "GET"),
+    },
+}
 
 
 def _dialect(name: str, **kwargs: Any) -> LoopbackExchange | BybitLoopbackExchange:

@@ -36,14 +36,17 @@ from runtime.exchanges.ccxt._tail_filter import install_tail_filter
 from runtime.exchanges.ccxt._urls import point_ccxt_at
 from runtime.exchanges.ccxt._venues import (
     BYBIT_OPTIONS,
+    BYBIT_TOPICS,
     bybit_cancel_order,
     bybit_create_order,
     bybit_fetch_order,
     bybit_fetch_positions,
     bybit_orders,
     bybit_set_leverage,
+    bybit_subscribed,
     bybit_ws_balance,
     is_bybit,
+    track_bybit_acks,
 )
 
 __all__ = ["PRIVATE_METHODS", "STREAM_METHODS", "CcxtExchange"]
@@ -192,6 +195,8 @@ def _build_client(
             config[key] = value
     client = cls(config)
     install_tail_filter(client)
+    if is_bybit(settings.exchange_id) and hasattr(client, "handle_subscription_status"):
+        track_bybit_acks(client)
     if settings.sandbox:
         try:
             client.set_sandbox_mode(True)
@@ -727,6 +732,20 @@ class CcxtExchange(trio.abc.AsyncResource):
         )
         self._streams.add(stream)
         return stream
+
+    async def subscribed(self, method: str, timeout_s: float = 5.0) -> None:
+        """Until a private stream just opened with ``method`` has sent its subscription, so an
+        event from now on reaches it (Bybit subscribes ``order``/``execution`` per call; other
+        venues' account streams are subscribed as a whole: no wait). Gives up after
+        ``timeout_s``: the watcher's gap fills cover what a late subscription misses."""
+        topic = BYBIT_TOPICS.get(method) if is_bybit(self.id) else None
+        if topic is None:
+            await trio.lowlevel.checkpoint()
+            return
+        with trio.move_on_after(timeout_s):
+            # ccxt signals nothing on an acknowledgement: poll the record track_bybit_acks keeps.
+            while not await self.bridge.run(bybit_subscribed, self._client, topic):  # noqa: ASYNC110
+                await trio.sleep(0.005)
 
     def watch_orders(
         self, symbol: str | None = None, *, buffer: int = _DEFAULT_BUFFER

@@ -16,6 +16,7 @@ import ccxt
 
 __all__ = [
     "BYBIT_OPTIONS",
+    "BYBIT_TOPICS",
     "ORDER_METHODS",
     "bybit_cancel_order",
     "bybit_create_order",
@@ -24,6 +25,7 @@ __all__ = [
     "bybit_order",
     "bybit_orders",
     "bybit_set_leverage",
+    "bybit_subscribed",
     "is_bybit",
 ]
 
@@ -65,6 +67,49 @@ def _number(value: Any) -> float:
         return float(value) if value not in (None, "") else 0.0
     except (TypeError, ValueError):
         return 0.0
+
+
+#: The private topic ccxt's bybit subscribes for a ``watch_*`` method.
+BYBIT_TOPICS: Final = {
+    "watch_orders": "order",
+    "watch_my_trades": "execution",
+    "watch_balance": "wallet",
+    "watch_positions": "position",
+}
+
+
+_ACKED = "_vigil_acked_subscriptions"
+
+
+def track_bybit_acks(client: Any) -> None:
+    """Record the ``req_id`` of every subscription Bybit acknowledges on ``client`` (a
+    ccxt.pro bybit): ccxt drops the acknowledgement, and :func:`bybit_subscribed` needs it."""
+    acked: set[str] = set()
+    setattr(client, _ACKED, acked)
+    handle = client.handle_subscription_status
+
+    def handle_subscription_status(connection: Any, message: Any) -> Any:
+        if isinstance(message, dict) and message.get("success") and message.get("req_id"):
+            acked.add(str(message["req_id"]))
+        return handle(connection, message)
+
+    client.handle_subscription_status = handle_subscription_status
+
+
+async def bybit_subscribed(client: Any, topic: str) -> bool:
+    """Whether Bybit has acknowledged a subscription to ``topic`` on one of ccxt's websocket
+    connections (ccxt records each subscription, with its topics and ``id``, as it queues it;
+    the frame may wait behind its websocket throttle)."""
+    acked = getattr(client, _ACKED, None)
+    for connection in list(getattr(client, "clients", {}).values()):
+        for subscription in list(getattr(connection, "subscriptions", {}).values()):
+            if (
+                isinstance(subscription, dict)
+                and topic in (subscription.get("topics") or ())
+                and (acked is None or str(subscription.get("id")) in acked)
+            ):
+                return True
+    return False
 
 
 def is_bybit(exchange_id: str) -> bool:

@@ -42,10 +42,12 @@ FAST = Live(watchers=WatcherConfig(stall_timeout_s=1.0, backoff_initial_s=0.05, 
 
 @asynccontextmanager
 async def running(
-    path: Path, root: Path, dialect: Dialect, mode: Live = FAST
+    path: Path, root: Path, dialect: Dialect | None = None, mode: Live = FAST
 ) -> AsyncIterator[Strategy]:
+    """A Live run of `path` on `dialect`'s venue (the strategy's own exchange when None)."""
+    exchange = dialect.id if dialect is not None else None
     s = strategy(
-        path, mode=mode, exchange=dialect.id, sandbox=False, config={"trace_root": str(root)}
+        path, mode=mode, exchange=exchange, sandbox=False, config={"trace_root": str(root)}
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(start, s)
@@ -62,9 +64,9 @@ async def until(s: Strategy, condition: Any, seconds: float = 10.0) -> None:
                 await s._rt.account_changed.wait()
 
 
-async def on_exchange(dialect: Dialect, margin: bool, symbol: str) -> dict[str, Any]:
+async def on_exchange(dialect: Dialect | None, margin: bool, symbol: str) -> dict[str, Any]:
     async with CcxtExchange.open(
-        dialect.id, sandbox=False, margin="isolated" if margin else None
+        dialect.id if dialect else "binance", sandbox=False, margin="isolated" if margin else None
     ) as ex:
         out: dict[str, Any] = {
             "balance": await ex.fetch_balance(),
@@ -137,9 +139,7 @@ async def test_return_rules(dialect: Dialect, tmp_path: Path) -> None:
         assert await call(s, ai, CancelOrders()) is True
 
 
-async def test_dropped_response_is_found_by_client_id(
-    dialect: Dialect, tmp_path: Path
-) -> None:
+async def test_dropped_response_is_found_by_client_id(dialect: Dialect, tmp_path: Path) -> None:
     async with running(MANUAL, tmp_path, dialect) as s:
         ai = s.universe[BTC]
         dialect.ex.faults.drop_next_order_response()
@@ -219,9 +219,7 @@ async def test_paused_user_data_makes_call_refuse_until_healthy(
         assert await call(s, ai, CancelOrders()) is True
 
 
-async def test_restart_adopts_orders_and_position(
-    dialect: Dialect, tmp_path: Path
-) -> None:
+async def test_restart_adopts_orders_and_position(dialect: Dialect, tmp_path: Path) -> None:
     async with running(MARGIN, tmp_path, dialect) as s:
         ai = s.universe[BTC]
         assert isinstance(await call(s, ai, MarketOrder[Sell], amount=0.1), Trade)
@@ -252,9 +250,7 @@ async def test_restart_adopts_orders_and_position(
         assert ok is True, (bi.orders, again._rt.last_refusal)
 
 
-async def test_leverage_and_position_close_on_futures(
-    dialect: Dialect, tmp_path: Path
-) -> None:
+async def test_leverage_and_position_close_on_futures(dialect: Dialect, tmp_path: Path) -> None:
     from runtime import PositionClose, UpdateLeverage
 
     async with running(MARGIN, tmp_path, dialect) as s:
