@@ -47,7 +47,7 @@ def _shipped(exchange: str) -> dict[str, Any]:
 # --- the snapshot is what real ccxt makes of our exchangeInfo ---------------------------------
 
 
-@pytest.mark.parametrize("exchange", ["binance", "binanceusdm"])
+@pytest.mark.parametrize("exchange", ["binance", "binanceusdm", "bybit"])
 def test_snapshot_matches_a_fresh_ccxt_regeneration(exchange: str) -> None:
     fresh = snapshot.build_snapshot(exchange)
     shipped = _shipped(exchange)
@@ -59,7 +59,7 @@ def test_snapshot_matches_a_fresh_ccxt_regeneration(exchange: str) -> None:
 
 
 def test_snapshot_files_are_rendered_canonically() -> None:
-    for exchange in ("binance", "binanceusdm"):
+    for exchange in ("binance", "binanceusdm", "bybit"):
         path = resources.files("runtime.exchanges").joinpath("markets", f"{exchange}.json")
         text = path.read_text(encoding="utf-8")
         assert text == snapshot.render(json.loads(text))

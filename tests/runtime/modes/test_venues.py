@@ -64,6 +64,15 @@ def test_a_margin_strategy_on_a_spot_only_venue_is_refused_naming_the_derivative
     assert "exchange='krakenfutures'" in str(e.value)
 
 
+def test_sim_on_bybit_uses_the_bundled_bybit_snapshot() -> None:
+    spot = strategy(SMA, mode=Sim(bars=60), exchange="bybit")
+    assert spot.universe["BTC/USDT"].market == load_markets("bybit")["BTC/USDT"]
+    assert spot.universe["BTC/USDT"].amount_step == 1e-06  # Bybit's basePrecision
+    perp = strategy("margin_trend", mode=Sim(bars=80), exchange="bybit")
+    assert perp.universe["BTC/USDT:USDT"].market == load_markets("bybit")["BTC/USDT:USDT"]
+    assert perp.universe["BTC/USDT:USDT"].taker == 0.0006  # ccxt's bybit linear default
+
+
 def test_sim_on_an_exchange_without_cache_or_snapshot_says_to_save_its_markets() -> None:
     with pytest.raises(ConfigError, match=r"run `vigil markets save okx`"):
         strategy(SMA, mode=Sim(), exchange="okx")
