@@ -14,7 +14,7 @@ from typing import Any
 
 from runtime._errors import ConfigError
 from runtime.exchanges._markets import offline_markets, save_markets_cache
-from runtime.exchanges.ccxt._venue import CCXT_VERSION, fetch_markets
+from runtime.exchanges.ccxt._catalog import CCXT_VERSION, fetch_markets
 
 __all__ = ["add_markets_parser", "cmd_markets"]
 

@@ -34,7 +34,7 @@ from runtime.exchanges._markets import (
     synthetic_market,
 )
 from runtime.exchanges.ccxt._config import resolve_settings
-from runtime.exchanges.ccxt._venue import (
+from runtime.exchanges.ccxt._catalog import (
     CCXT_VERSION,
     fetch_markets,
     market_types,

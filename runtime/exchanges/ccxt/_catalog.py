@@ -18,6 +18,7 @@ from runtime._errors import ConfigError, ExchangeError
 from runtime.exchanges.ccxt._config import env_name, resolve_settings
 from runtime.exchanges.ccxt._errors import map_ccxt_error
 from runtime.exchanges.ccxt._urls import point_ccxt_at
+from runtime.exchanges.ccxt._venues import BYBIT_OPTIONS, is_bybit
 
 __all__ = [
     "CCXT_VERSION",
@@ -85,7 +86,8 @@ def fetch_markets(
         env=os.environ if env is None else env,
     )
     cls = getattr(ccxt, settings.exchange_id)
-    client = cls({"timeout": timeout_ms})
+    options = dict(BYBIT_OPTIONS) if is_bybit(settings.exchange_id) else {}
+    client = cls({"timeout": timeout_ms, "options": options})
     try:
         if sandbox:
             try:
