@@ -33,13 +33,13 @@ from runtime.exchanges._markets import (
     spot_on_derivatives_venue,
     synthetic_market,
 )
-from runtime.exchanges.ccxt._config import resolve_settings
 from runtime.exchanges.ccxt._catalog import (
     CCXT_VERSION,
     fetch_markets,
     market_types,
     required_credentials,
 )
+from runtime.exchanges.ccxt._config import resolve_settings
 from runtime.model._assets import AssetInstance
 from runtime.model._bars import Bars
 from runtime.model._modes import Mode, Sim
