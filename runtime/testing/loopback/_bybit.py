@@ -750,9 +750,11 @@ class BybitAccount:
             self.emit("execution", [self.execution_body(fill, stream=True)])
         self.emit("order", [{"category": category_name, **self.order_body(order)}])
         if fill is not None:
+            # The wallet first: a client that waits for the position then finds the fee and
+            # realised PnL applied too (Bybit does not promise an order between topics).
+            self.emit("wallet", [self.wallet_row()])
             if ai.contract:
                 self.emit("position", [self._position_row(ai, stream=True)])
-            self.emit("wallet", [self.wallet_row()])
         elif order.status == OPEN and not order.filled:
             self.emit("wallet", [self.wallet_row()])  # the order locked funds
 
