@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from runtime import Live, Paper, Strategy, start, stop, strategy
+from runtime.exchanges._markets import markets_cache_path
 from runtime.exchanges.ccxt import CcxtExchange
 from runtime.testing.loopback import BybitLoopbackExchange
 from tests.conftest import HERE
@@ -70,8 +71,10 @@ async def test_live_on_bybit_ends_equal_to_the_exchange(
         path, mode=Live(), exchange="bybit", sandbox=False, config={"trace_root": str(tmp_path)}
     )
     margin = s._rt.margin is not None
+    assert not markets_cache_path("bybit").exists()  # strategy(...) read the bundled snapshot
     await run_until_traded(s, 2, 25.0, live=True)
     assert sum(len(ai.trades) for ai in s.universe) >= 1, "the strategy never traded"
+    assert markets_cache_path("bybit").is_file()  # the start saved the venue's own markets
     venue = await venue_state(list(s.universe.keys()), margin)
     assert venue["open"] == []  # Live cancels its orders when it stops
     assert s.cash_committed == pytest.approx(0.0, abs=1e-9) or margin
