@@ -104,9 +104,7 @@ def wire(
     bars = None
     if isinstance(mode, Sim):
         bars = _sim_bars(name, cls.timeframe, mode, data, symbols, margin)
-    markets = strategy_markets(
-        exchange, margin, symbols, mode=mode, bars=bars, sandbox=sandbox
-    )
+    markets = strategy_markets(exchange, margin, symbols, mode=mode, bars=bars, sandbox=sandbox)
     first = markets[symbols[0]]
     rt = build_runtime(
         name=name,

@@ -14,9 +14,7 @@ from tests.runtime.conftest import Dialect
 from tests.runtime.testing.loopback.support import BTC
 
 
-async def test_stream_reconnect_loses_no_bar(
-    running_dialect: Dialect, tmp_path: Path
-) -> None:
+async def test_stream_reconnect_loses_no_bar(running_dialect: Dialect, tmp_path: Path) -> None:
     s = strategy(
         HERE / "three_modes_strategy.py",
         mode=Paper(),
