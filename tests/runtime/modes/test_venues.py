@@ -16,6 +16,7 @@ from runtime.exchanges import _markets
 from runtime.exchanges._markets import load_markets, markets_cache_path, save_markets_cache
 from runtime.testing.loopback import LoopbackExchange
 from tests.conftest import MANUAL
+from tests.runtime.testing.loopback.support import make_bybit
 
 SMA = "sma_cross"
 
@@ -166,3 +167,19 @@ def test_vigil_markets_save_and_list(
     assert [line.split()[0] for line in out.splitlines()[2:]] == ["ADA/BTC", "ETH/BTC", "LTC/BTC"]
     assert vigil(["markets", "list", "okx"]) == 1
     assert "run `vigil markets save okx`" in capsys.readouterr().err
+
+
+def test_vigil_markets_save_bybit_from_the_bybit_loopback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with make_bybit() as bybit:
+        for name, value in bybit.env().items():
+            monkeypatch.setenv(name, value)
+        assert vigil(["markets", "save", "bybit"]) == 0
+    assert "saved 10 bybit markets (5 spot, 5 swap)" in capsys.readouterr().out
+    cached = json.loads(markets_cache_path("bybit").read_text(encoding="utf-8"))["markets"]
+    assert cached == load_markets("bybit")  # what the bundled snapshot holds, from real ccxt
+    assert vigil(["markets", "list", "bybit", "--type", "swap"]) == 0
+    out = capsys.readouterr().out
+    assert "bybit: 5 of 10 markets, from the markets cache" in out
+    assert "BTC/USDT:USDT" in out
