@@ -3,6 +3,7 @@
 vigil demo                         backtest sma_cross on generated bars and print a summary
 vigil run STRATEGY --mode sim      run a bundled strategy or a strategy file
 vigil data download|list           market data into and out of the store (``_cli_data``)
+vigil markets save|list EXCHANGE   the markets cache (runtime.app._cli_markets)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import trio
 from runtime._errors import VigilError
 from runtime._progress import Progress
 from runtime.app._cli_data import add_data_parser, cmd_data
+from runtime.app._cli_markets import add_markets_parser, cmd_markets
 from runtime.app._lifecycle import start, stop
 from runtime.app._report import report_main
 from runtime.data import StoreData
@@ -147,6 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     exchange = sub.add_parser("exchange", help="the loopback exchange")
     exchange_sub = exchange.add_subparsers(dest="exchange_command", required=True, metavar="ACTION")
     exchange_sub.add_parser("serve", help="serve a loopback Binance on 127.0.0.1", add_help=False)
+    add_markets_parser(sub)
     return parser
 
 
@@ -348,6 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "replay": _cmd_replay,
         "report": _cmd_report,
         "data": cmd_data,
+        "markets": cmd_markets,
     }
     try:
         return commands[args.command](args)

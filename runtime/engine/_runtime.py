@@ -433,10 +433,19 @@ class Runtime:
         event = position_event(p, ai.leverage)
         if not event.timestamp:
             event = dataclasses.replace(event, timestamp=default_ts or self.now_ms())
-        if event.side not in ("long", "short"):
-            # One-way mode reports a flat position as side "both": it closes whichever is open.
-            held = ai.short if ai.short is not None and ai.long is None else None
-            event = dataclasses.replace(event, side="short" if held is not None else "long")
+        if p.get("side") not in ("long", "short") and event.contracts == 0:
+            # A flat one-way report that names no side (Binance's "both", Bybit's ""): every
+            # open side is flat.
+            held = [pos for pos in (ai.long, ai.short) if pos is not None]
+            for pos in held:
+                self._emit_report(
+                    PositionUpdated(
+                        event.symbol, pos.side, 0.0, 0.0, pos.leverage, 0.0, event.timestamp
+                    ),
+                    tag,
+                )
+            if held:
+                return
         other = ai.short if event.side == "long" else ai.long
         if event.contracts > 0 and other is not None:  # one-way: the other side is flat now
             self._emit_report(
