@@ -227,6 +227,9 @@ def _print_report(s: Any, elapsed: float) -> None:
         f"({bars / max(elapsed, 1e-9):,.0f} bars/s)"
     )
     print(results.summary())
+    halted = runtime_of(s).state.halted
+    if halted is not None:
+        print(f"halted         {halted}")
     if s.trace_path is not None:
         print(f"trace          {s.trace_path}")
 
