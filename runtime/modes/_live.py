@@ -155,16 +155,24 @@ class LiveDriver:
             self.rt, markets, venue=settings.exchange_id, sandbox=settings.sandbox
         )
 
+    async def _reconcile_account(self) -> None:
+        """Balances, and positions for margin, from REST, applied under RECONCILE."""
+        rt = self.rt
+        ex = rt.exchange
+        rt.on_exchange("balance", await retrying(ex.fetch_balance), tag=Kind.RECONCILE)
+        if rt.margin:
+            symbols = list(rt.universe.keys())
+            positions = await retrying(lambda: ex.fetch_positions(symbols))
+            rt.on_exchange(
+                "positions", {"symbols": symbols, "positions": positions}, tag=Kind.RECONCILE
+            )
+
     async def reconcile(self) -> None:
         """Sync on start: every difference with the exchange becomes a RECONCILE event."""
         rt = self.rt
         ex = rt.exchange
         tag = Kind.RECONCILE
-        rt.on_exchange("balance", await retrying(ex.fetch_balance), tag=tag)
-        symbols = list(rt.universe.keys())
-        if rt.margin:
-            positions = await retrying(lambda: ex.fetch_positions(symbols))
-            rt.on_exchange("positions", {"symbols": symbols, "positions": positions}, tag=tag)
+        await self._reconcile_account()
         for ai in rt.universe:
 
             async def open_orders(sym: str = ai.symbol) -> Any:
@@ -340,11 +348,7 @@ class LiveDriver:
         rt = self.rt
         ex = rt.exchange
         tag = Kind.RECONCILE
-        rt.on_exchange("balance", await retrying(ex.fetch_balance), tag=tag)
-        symbols = list(rt.universe.keys())
-        if rt.margin:
-            positions = await retrying(lambda: ex.fetch_positions(symbols))
-            rt.on_exchange("positions", {"symbols": symbols, "positions": positions}, tag=tag)
+        await self._reconcile_account()
         for ai in rt.universe:
 
             async def open_orders(sym: str = ai.symbol) -> Any:
