@@ -51,6 +51,8 @@ if TYPE_CHECKING:
     from runtime.model import RunConfig as RunConfig
     from runtime.model import Sell as Sell
     from runtime.model import Sim as Sim
+    from runtime.model import StopOrder as StopOrder
+    from runtime.model import TakeProfitOrder as TakeProfitOrder
     from runtime.model import Trade as Trade
     from runtime.model import UpdateLeverage as UpdateLeverage
     from runtime.modes import Pending as Pending
@@ -72,6 +74,8 @@ _EXPORTS: dict[str, str] = {
     "Position": "runtime.model",
     "PositionClose": "runtime.model",
     "PostOnlyOrder": "runtime.model",
+    "StopOrder": "runtime.model",
+    "TakeProfitOrder": "runtime.model",
     "RunConfig": "runtime.model",
     "Sell": "runtime.model",
     "Sim": "runtime.model",
@@ -132,7 +136,9 @@ __all__ = [
     "Sell",
     "Session",
     "Sim",
+    "StopOrder",
     "Strategy",
+    "TakeProfitOrder",
     "TraceError",
     "Trade",
     "UpdateLeverage",

@@ -170,6 +170,10 @@ class Runtime:
         # Inside `durable_together`: the newest record that asked to be durable (-1: none yet).
         self._durable_batch: int | None = None
         self._hooks: list[tuple[AssetInstance, Trade]] = []
+        # Called for each new fill before `on_trade`: the brackets' one-cancels-other
+        # (runtime.modes._brackets), once the strategy has a bracket.
+        self.after_fill: Callable[[Trade], Awaitable[None]] | None = None
+        self.brackets: Any = None  # runtime.modes._brackets.Brackets, made on first use
         self._client_seq = 0
         # Short, stable tag: client ids stay within Binance's 36 characters for any name.
         self._tag = format(zlib.crc32(name.encode()) & 0xFFFFFF, "06x")
@@ -487,6 +491,8 @@ class Runtime:
         s = self.strategy
         while self._hooks:
             ai, trade = self._hooks.pop(0)
+            if self.after_fill is not None:
+                await self.after_fill(trade)
             if s is not None:
                 await self.call_hook("on_trade", s.on_trade, ai, trade)
 

@@ -43,6 +43,14 @@ from runtime.model._orders import (
     Trade,
     UpdateLeverage,
 )
+from runtime.modes._brackets import (
+    TRIGGER_PARAMS,
+    Bracket,
+    Brackets,
+    check_protective,
+    check_trigger,
+    read_brackets,
+)
 from traces._schema import Kind
 
 if TYPE_CHECKING:
@@ -125,7 +133,7 @@ def sendable_numbers(
         return _refuse(
             "amount_positive", f"amount {amount!r} must be a finite positive number for {sym}"
         )
-    if order_type.ccxt_type == "market":
+    if order_type.ccxt_type == "market" and not (order_type.trigger and price is not None):
         if price is not None:
             return _refuse(
                 "market_price", f"a market order takes no price (got {price!r}) for {sym}"
@@ -147,8 +155,11 @@ def check_order(
     amount: Any,
     price: Any,
     reduce_only: bool,
+    reference: float | None = None,
 ) -> tuple[float, float | None] | OrderCheckFailed:
-    """The local checks of DESIGN §3.2: the rounded (amount, price), or the refusal."""
+    """The local checks of DESIGN §3.2: the rounded (amount, price), or the refusal.
+    `reference` values an order without a price (a stop-market's trigger) instead of the
+    last price."""
     sym = ai.symbol
     sendable = sendable_numbers(ai, order_type, amount, price)
     if isinstance(sendable, OrderCheckFailed):
@@ -190,7 +201,7 @@ def check_order(
             "amount_max",
             f"amount {_n(rounded)} above the market maximum {_n(ai.amount_max)} for {sym}",
         )
-    basis = rounded_price if rounded_price is not None else ai.price
+    basis = rounded_price if rounded_price is not None else (reference or ai.price)
     if not math.isfinite(basis) or basis <= 0:
         return _refuse("no_price", f"no market price known yet for {sym}; wait for data")
     value = rounded * basis * ai.contract_size
@@ -276,19 +287,43 @@ async def call(
             f"UpdateLeverage(x) or PositionClose(); got {what!r}"
         )
     reduce_only = bool(params.pop("reduce_only", False))
+    protective = check_protective(
+        ai,
+        what,
+        params.pop("trigger_price", None),
+        params.pop("stop_loss", None),
+        params.pop("take_profit", None),
+        directions=not skipchecks,
+    )
     checked: tuple[float, float | None] | OrderCheckFailed
     if reduce_only and not ai.contract:
         checked = _refuse(
             "reduce_only", f"reduce_only is for derivatives; {ai.symbol} is a spot market"
         )
+    elif isinstance(protective, OrderCheckFailed):
+        checked = protective
     elif skipchecks:
         checked = sendable_numbers(ai, what, amount, price)
     else:
-        checked = check_order(rt, ai, what, amount, price, reduce_only)
+        checked = check_order(rt, ai, what, amount, price, reduce_only, protective[0])
     if isinstance(checked, OrderCheckFailed):
         await _refused(rt, ai, what, amount, price, checked, Kind.ORDER_CHECK_FAILED)
         return None
-    return await _place(rt, ai, what, checked[0], checked[1], deadline, synced, reduce_only, params)
+    assert not isinstance(protective, OrderCheckFailed)
+    trigger_price, bracket = protective
+    return await _place(
+        rt,
+        ai,
+        what,
+        checked[0],
+        checked[1],
+        deadline,
+        synced,
+        reduce_only,
+        params,
+        trigger_price=trigger_price,
+        bracket=bracket,
+    )
 
 
 async def _refused(
@@ -329,13 +364,21 @@ async def _place(
     synced: bool,
     reduce_only: bool,
     params: dict[str, Any],
+    *,
+    trigger_price: float | None = None,
+    bracket: tuple[float | None, float | None] | None = None,
+    client_id: str | None = None,
+    wait: bool = True,
 ) -> Trade | Pending | None:
+    """Send an order whose checks passed, and (unless not `wait`) wait for it. A protective
+    order has its `trigger_price`; an entry its `bracket` (stop-loss, take-profit); a bracket
+    leg comes with its derived `client_id`."""
     sends = rt.sends
     assert sends is not None  # `call` refused a runtime without one
     basis = price if price is not None else ai.price
     held = (
         0.0
-        if reduce_only or not math.isfinite(basis)
+        if reduce_only or trigger_price is not None or not math.isfinite(basis)
         else commitment(ai, order_type.side, amount, basis)
     )
     with rt.reserving(commit_currency(ai, order_type.side), held):
@@ -348,12 +391,29 @@ async def _place(
         except ExchangeError as exc:  # before the send: None with the reason (DESIGN §3.7)
             await _refused(rt, ai, order_type, amount, price, exc, Kind.ORDER_CHECK_FAILED)
             return None
-        client_id = rt.next_client_id(ai)
+        client_id = client_id or rt.next_client_id(ai)
         sends.sent(client_id)
+        ccxt_type = order_type.ccxt_type
         ccxt_params = dict(params)
         ccxt_params["clientOrderId"] = client_id
         if order_type.time_in_force and not order_type.post_only:
             ccxt_params["timeInForce"] = order_type.time_in_force
+        if order_type.trigger is not None and trigger_price is not None:
+            ccxt_params[TRIGGER_PARAMS[order_type.trigger]] = trigger_price
+            if price is not None:  # a stop-limit (take-profit-limit)
+                ccxt_type = "limit"
+                ccxt_params["timeInForce"] = "GTC"
+        if bracket is not None:
+            brackets_of(rt).record(
+                Bracket(
+                    client_id,
+                    ai.symbol,
+                    "sell" if order_type.side == "buy" else "buy",
+                    bracket[0],
+                    bracket[1],
+                    ai.contract,
+                )
+            )
         if order_type.post_only:
             ccxt_params["postOnly"] = True
         if reduce_only:
@@ -363,11 +423,12 @@ async def _place(
             {
                 "client_id": client_id,
                 "symbol": ai.symbol,
-                "type": order_type.ccxt_type,
+                "type": ccxt_type,
                 "order_type": order_type.__name__,
                 "side": order_type.side,
                 "amount": amount,
                 "price": price,
+                "trigger_price": trigger_price,
                 "params": ccxt_params,
             },
             asset=ai.symbol,
@@ -376,7 +437,7 @@ async def _place(
 
         async def create() -> Any:
             return await rt.exchange.create_order(
-                ai.symbol, order_type.ccxt_type, order_type.side, amount, price, ccxt_params
+                ai.symbol, ccxt_type, order_type.side, amount, price, ccxt_params
             )
 
         sends.expect_news(ai)
@@ -398,7 +459,9 @@ async def _place(
             report = await _lookup(rt, sends, ai, client_id, deadline)
             if report is None:
                 rt.emit(
-                    _created_from_intent(ai, order_type, client_id, amount, price, {}, rt),
+                    _created_from_intent(
+                        ai, order_type, client_id, amount, price, {}, rt, trigger_price
+                    ),
                     durable=True,
                 )
                 sends.spawn(lambda: sends.resolve_unknown(ai, client_id))
@@ -407,8 +470,14 @@ async def _place(
         _apply_response_fills(rt, report)
     order = rt.state.orders.get(client_id)
     if order is None:  # the exchange answered but the order never reached our state
-        rt.emit(_created_from_intent(ai, order_type, client_id, amount, price, report, rt))
+        rt.emit(
+            _created_from_intent(
+                ai, order_type, client_id, amount, price, report, rt, trigger_price
+            )
+        )
         order = rt.state.orders[client_id]
+    if not wait:  # a bracket leg: placed from a fill's follow-up, nothing waits on it
+        return order.fills[-1] if order.fills else (Pending(rt, order) if order.is_open else None)
     if order_type.immediate:
         # Market, IOC and FOK orders end at once: wait for the close so every fill is known.
         while order.is_open and await rt.driver.wait_order(order, deadline):
@@ -433,6 +502,61 @@ async def _place(
     if order.is_open:
         return Pending(rt, order)
     return None
+
+
+def brackets_of(rt: Runtime) -> Brackets:
+    """The strategy's brackets (`runtime.modes._brackets`), made on first use; from then on
+    every fill passes through them before `on_trade`."""
+    if rt.brackets is None:
+
+        async def place(
+            ai: AssetInstance,
+            order_type: Any,
+            amount: float,
+            trigger_price: float,
+            reduce_only: bool,
+            client_id: str,
+        ) -> Any:
+            side, trigger = order_type.side, order_type.trigger
+            checked = check_trigger(ai, side, trigger, trigger_price)
+            if isinstance(checked, OrderCheckFailed):
+                await _refused(
+                    rt, ai, order_type, amount, None, checked, Kind.ORDER_CHECK_FAILED, client_id
+                )
+                return None
+            return await _place(
+                rt,
+                ai,
+                order_type,
+                amount,
+                None,
+                rt.now_ms(),
+                False,
+                reduce_only,
+                {},
+                trigger_price=checked,
+                client_id=client_id,
+                wait=False,
+            )
+
+        async def cancel(orders: list[Order]) -> bool:
+            return await cancel_orders(rt, orders)
+
+        brackets = rt.brackets = Brackets(rt, place, cancel)
+        rt.after_fill = brackets.after_fill
+    return rt.brackets
+
+
+async def resume_brackets(rt: Runtime, path: Any) -> None:
+    """After a restart's sync: rebuild the brackets from the trace at `path` and place what a
+    crash left unplaced (`Brackets.sweep`)."""
+    found = read_brackets(path) if path is not None else []
+    if not found:
+        return
+    brackets = brackets_of(rt)
+    for bracket in found:
+        brackets.add(bracket)
+    await brackets.sweep()
 
 
 def _apply_response_fills(rt: Runtime, report: dict[str, Any]) -> None:
@@ -476,6 +600,7 @@ def _created_from_intent(
     price: float | None,
     report: dict[str, Any],
     rt: Runtime,
+    trigger_price: float | None = None,
 ) -> OrderCreated:
     return OrderCreated(
         symbol=ai.symbol,
@@ -487,6 +612,7 @@ def _created_from_intent(
         timestamp=int(report.get("timestamp") or rt.now_ms()),
         id=None if report.get("id") is None else str(report["id"]),
         reference_price=ai.price,
+        trigger_price=trigger_price,
     )
 
 

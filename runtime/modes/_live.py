@@ -36,9 +36,9 @@ from runtime.engine._replica import restore
 from runtime.exchanges._interface import StreamingExchange
 from runtime.model._assets import AssetInstance
 from runtime.model._modes import Live
-from runtime.model._orders import Order
+from runtime.model._orders import Order, client_seq_of
 from runtime.modes._clock import WallClock
-from runtime.modes._dispatch import cancel_orders
+from runtime.modes._dispatch import cancel_orders, resume_brackets
 from traces._schema import Kind
 from watchers._account import BalanceWatcher, OrdersWatcher, PositionsWatcher, TradesWatcher
 from watchers._base import STALE, Watcher, WatcherConfig, retrying
@@ -177,9 +177,9 @@ class LiveDriver:
                 rt.on_exchange("order", report, tag=tag)
                 # Client ids continue past ours on the exchange, trace or not: a reused id is
                 # refused as a duplicate.
-                tail = str(report.get("clientOrderId") or "").rsplit("-", 1)[-1]
-                if rt.own_client_id(report.get("clientOrderId")) and tail.isdigit():
-                    rt.continue_client_ids(int(tail))
+                seq_of = client_seq_of(str(report.get("clientOrderId") or ""))
+                if rt.own_client_id(report.get("clientOrderId")) and seq_of is not None:
+                    rt.continue_client_ids(seq_of)
             # Locally open orders the exchange no longer lists ended while we were away.
             listed = {o.get("clientOrderId") for o in opened}
             for order in list(ai.open_orders.values()):
@@ -276,10 +276,10 @@ class LiveDriver:
                         if ai.open_orders:
                             await nursery.start(self._run_asset_watchers, ai)
                         await self.clock.fetch_bars(ai, limit=max(rt.strategy_warmup, 1) + 1)
-                        ticker = TickerWatcher(
-                            ex, self.watcher_config, ai.symbol, self.on_watcher
-                        )
+                        ticker = TickerWatcher(ex, self.watcher_config, ai.symbol, self.on_watcher)
                         await nursery.start(ticker.run, send.clone())
+                    # Brackets a crash left half done (DESIGN §10), once the watchers are up.
+                    await resume_brackets(rt, path)
                     task_status.started()
                     await rt.call_hook("on_start", s.on_start)
                     await self.clock.tick_loop(s)
