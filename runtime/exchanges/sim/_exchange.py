@@ -291,6 +291,8 @@ class SimExchange:
             within = at >= order.price if order.side == "sell" else at <= order.price
             if not within:
                 self._resting.setdefault(ai.symbol, []).append(order)
+                self._meta[order.client_id]["updated"] = now
+                self._emit("order", self.order_dict(order))  # now working, as a limit order
                 return
             price = max(price, order.price) if order.side == "sell" else min(price, order.price)
         self._fill(ai, order, order.amount, price, taker=True, now=now)
@@ -504,6 +506,10 @@ class SimExchange:
             self._meta[client_id] = {"timeInForce": "GTC", "postOnly": False, "updated": 0}
             self._emit("order", self.order_dict(order))
             self._fill(ai, order, pos.contracts, ai.round_price(liq), True, bar.time_ms)
+
+    def is_working(self, order: Order) -> bool:
+        """False for a protective order still waiting for its trigger (Binance's isWorking)."""
+        return order.trigger_price is None or bool(self._meta[order.client_id].get("triggered"))
 
     # Internals.
     def _asset(self, symbol: str) -> AssetInstance:

@@ -18,6 +18,7 @@ from runtime.testing.loopback._auth import BinanceError
 from runtime.testing.loopback._feed import BarClock
 from runtime.testing.loopback._market import MarketData
 from runtime.testing.loopback._wire import (
+    SPOT_TRIGGER_PARAMS,
     order_status,
     order_type,
     spot_new_order,
@@ -79,8 +80,7 @@ class SpotAccount(Account):
         m = self.market(params)
         side = enum_param(params, "side", ("BUY", "SELL")).lower()
         kind = required_param(params, "type")
-        if kind not in ("LIMIT", "MARKET", "LIMIT_MAKER"):
-            # Stop and take-profit types exist on Binance; the engine does not trigger orders.
+        if kind not in ("LIMIT", "MARKET", "LIMIT_MAKER", *SPOT_TRIGGER_PARAMS):
             raise BinanceError(-1116, "Invalid orderType.")
         resp_type = params.get("newOrderRespType") or "FULL"  # Binance's default for these types
         if resp_type not in ("ACK", "RESULT", "FULL"):
@@ -88,7 +88,16 @@ class SpotAccount(Account):
         client_id = self._client_id(params)
         extra: dict[str, Any] = {"clientOrderId": client_id}
         price: float | None = None
-        if kind == "MARKET":
+        if kind in SPOT_TRIGGER_PARAMS:
+            trigger_param, limit = SPOT_TRIGGER_PARAMS[kind]
+            extra[trigger_param] = decimal_param(params, "stopPrice")
+            qty = decimal_param(params, "quantity")
+            engine_kind = "market"
+            if limit:
+                price = decimal_param(params, "price")
+                engine_kind = "limit"
+                extra["timeInForce"] = enum_param(params, "timeInForce", ("GTC", "IOC", "FOK"))
+        elif kind == "MARKET":
             qty = decimal_param(params, "quantity", required=False)
             if qty is None:
                 quote = decimal_param(params, "quoteOrderQty", required=False)
@@ -111,25 +120,34 @@ class SpotAccount(Account):
                 extra["timeInForce"] = enum_param(params, "timeInForce", ("GTC", "IOC", "FOK"))
         assert qty is not None
         order = self._submit(m, engine_kind, side, qty, price, extra)
-        return spot_new_order(m, order, self.updated_ms(order), resp_type)
+        return spot_new_order(
+            m, order, self.updated_ms(order), resp_type, working=self.sim.is_working(order)
+        )
 
     def get_order(self, params: Mapping[str, str]) -> dict[str, Any]:
         m = self.market(params)
         order = self.order(m, params)
-        return spot_order(m, order, self.updated_ms(order))
+        return spot_order(m, order, self.updated_ms(order), self.sim.is_working(order))
 
     def cancel_order(self, params: Mapping[str, str]) -> dict[str, Any]:
         m = self.market(params)
         order = self.order(m, params, cancel=True)
         self._cancel(order, params.get("newClientOrderId"))
         return spot_new_order(
-            m, order, self.updated_ms(order), "RESULT", self._canceled_by[order.client_id]
+            m,
+            order,
+            self.updated_ms(order),
+            "RESULT",
+            self._canceled_by[order.client_id],
+            self.sim.is_working(order),
         )
 
     def open_orders(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
         m = self.market(params) if params.get("symbol") else None
         return [
-            spot_order(self.data.markets[self._id(o)], o, self.updated_ms(o))
+            spot_order(
+                self.data.markets[self._id(o)], o, self.updated_ms(o), self.sim.is_working(o)
+            )
             for o in self.orders_of(m, open_only=True)
         ]
 
@@ -150,7 +168,10 @@ class SpotAccount(Account):
 
     def all_orders(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
         m = self.market(params)
-        return [spot_order(m, o, self.updated_ms(o)) for o in self.order_history(m, params)]
+        return [
+            spot_order(m, o, self.updated_ms(o), self.sim.is_working(o))
+            for o in self.order_history(m, params)
+        ]
 
     def my_trades(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
         m = self.market(params)
@@ -183,7 +204,7 @@ class SpotAccount(Account):
             "f": time_in_force(order, futures=False),
             "q": m.qty(order.amount),
             "p": m.price(order.price),
-            "P": m.price(0.0),
+            "P": m.price(order.trigger_price or 0.0),
             "F": m.qty(0.0),
             "g": -1,
             "C": order.client_id if canceled_by else "",
@@ -199,7 +220,7 @@ class SpotAccount(Account):
             "T": fill.timestamp if fill else (now if x != "NEW" else order.timestamp),
             "t": int(fill.id) if fill else -1,
             "I": int(order.id or 0) * 2 + 1,
-            "w": order.status == OPEN,
+            "w": order.status == OPEN and self.sim.is_working(order),
             "m": bool(fill and not fill.taker),
             "M": False,
             "O": order.timestamp,

@@ -120,7 +120,39 @@ def time_in_force(order: Order, *, futures: bool) -> str:
     return str(tif)
 
 
+# Binance's names for protective orders: (trigger kind, with a limit price) -> type.
+_SPOT_TRIGGER_TYPES: Final = {
+    ("StopOrder", False): "STOP_LOSS",
+    ("StopOrder", True): "STOP_LOSS_LIMIT",
+    ("TakeProfitOrder", False): "TAKE_PROFIT",
+    ("TakeProfitOrder", True): "TAKE_PROFIT_LIMIT",
+}
+_FUTURES_TRIGGER_TYPES: Final = {
+    ("StopOrder", False): "STOP_MARKET",
+    ("StopOrder", True): "STOP",
+    ("TakeProfitOrder", False): "TAKE_PROFIT_MARKET",
+    ("TakeProfitOrder", True): "TAKE_PROFIT",
+}
+#: Binance order type -> (ccxt unified trigger param, whether it takes a limit price).
+SPOT_TRIGGER_PARAMS: Final = {
+    "STOP_LOSS": ("stopLossPrice", False),
+    "STOP_LOSS_LIMIT": ("stopLossPrice", True),
+    "TAKE_PROFIT": ("takeProfitPrice", False),
+    "TAKE_PROFIT_LIMIT": ("takeProfitPrice", True),
+}
+FUTURES_TRIGGER_PARAMS: Final = {
+    "STOP_MARKET": ("stopLossPrice", False),
+    "STOP": ("stopLossPrice", True),
+    "TAKE_PROFIT_MARKET": ("takeProfitPrice", False),
+    "TAKE_PROFIT": ("takeProfitPrice", True),
+}
+
+
 def order_type(order: Order, *, futures: bool) -> str:
+    if order.trigger_price is not None:
+        base = order.type.__name__.split("[", 1)[0]
+        types = _FUTURES_TRIGGER_TYPES if futures else _SPOT_TRIGGER_TYPES
+        return types[(base, order.price is not None)]
     if order.price is None:
         return "MARKET"
     if getattr(order.type, "post_only", False) and not futures:
@@ -132,8 +164,9 @@ def cost(order: Order) -> float:
     return sum(t.value for t in order.fills)
 
 
-def spot_order(m: Market, order: Order, updated_ms: int) -> dict[str, Any]:
-    """The order as ``GET /api/v3/order`` (and ``openOrders``, ``allOrders``) returns it."""
+def spot_order(m: Market, order: Order, updated_ms: int, working: bool = True) -> dict[str, Any]:
+    """The order as ``GET /api/v3/order`` (and ``openOrders``, ``allOrders``) returns it;
+    `working` is False for a protective order still waiting for its trigger."""
     return {
         "symbol": m.id,
         "orderId": int(order.id or 0),
@@ -147,11 +180,11 @@ def spot_order(m: Market, order: Order, updated_ms: int) -> dict[str, Any]:
         "timeInForce": time_in_force(order, futures=False),
         "type": order_type(order, futures=False),
         "side": order.side.upper(),
-        "stopPrice": m.price(0.0),
+        "stopPrice": m.price(order.trigger_price or 0.0),
         "icebergQty": m.qty(0.0),
         "time": order.timestamp,
         "updateTime": updated_ms,
-        "isWorking": True,
+        "isWorking": working,
         "workingTime": order.timestamp,
         "origQuoteOrderQty": m.quote_qty(0.0),
         "selfTradePreventionMode": "EXPIRE_MAKER",
@@ -173,14 +206,19 @@ _RESULT_KEYS: Final = (
 
 
 def spot_new_order(
-    m: Market, order: Order, updated_ms: int, resp_type: str, cancel_client_id: str | None = None
+    m: Market,
+    order: Order,
+    updated_ms: int,
+    resp_type: str,
+    cancel_client_id: str | None = None,
+    working: bool = True,
 ) -> dict[str, Any]:
     """The reply of ``POST /api/v3/order`` for ``newOrderRespType`` ACK, RESULT or FULL.
 
     With ``cancel_client_id`` (the cancel request's own client id) it is the reply of
     ``DELETE /api/v3/order`` instead.
     """
-    full = spot_order(m, order, updated_ms)
+    full = spot_order(m, order, updated_ms, working)
     if cancel_client_id is not None:
         # Binance names the cancel request by its own client id; the order's is "orig".
         out = {
@@ -193,6 +231,8 @@ def spot_new_order(
         }
         for key in (*_RESULT_KEYS, "selfTradePreventionMode"):
             out[key] = full[key]
+        if order.trigger_price is not None:
+            out["stopPrice"] = full["stopPrice"]
         return out
     out = {k: full[k] for k in ("symbol", "orderId", "orderListId", "clientOrderId")}
     out["transactTime"] = order.timestamp
@@ -200,6 +240,10 @@ def spot_new_order(
         return out
     for key in (*_RESULT_KEYS, "workingTime", "selfTradePreventionMode"):
         out[key] = full[key]
+    if order.trigger_price is not None:  # Binance adds it for stop and take-profit types
+        out["stopPrice"] = full["stopPrice"]
+        if not working:
+            out["workingTime"] = -1
     if resp_type == "FULL":
         out["fills"] = [
             {
@@ -251,7 +295,7 @@ def futures_order(m: Market, order: Order, updated_ms: int) -> dict[str, Any]:
         "side": order.side.upper(),
         "positionSide": "BOTH",
         "status": order_status(order),
-        "stopPrice": m.price(0.0),
+        "stopPrice": m.price(order.trigger_price or 0.0),
         "closePosition": False,
         "symbol": m.id,
         "time": order.timestamp,
