@@ -130,6 +130,9 @@ KNOWN_EXTRAS: dict[type, frozenset[str]] = {
     FW.OrderTradeUpdate: frozenset({"e"}),
     FW.AccountUpdate: frozenset({"e"}),
     FW.AccountConfigUpdate: frozenset({"e"}),
+    # Binance's "Conditional fields in Order Responses": stopPrice for the stop and
+    # take-profit types; the generated model lacks it.
+    S.NewOrderResponse: frozenset({"stopPrice"}),
     # "New Order" and "Cancel Order" (USDⓈ-M) in Binance's docs show avgPrice and cumQuote.
     F.NewOrderResponse: frozenset({"avgPrice", "cumQuote"}),
     F.CancelOrderResponse: frozenset({"avgPrice", "cumQuote"}),
@@ -328,6 +331,20 @@ async def _session(ex: LoopbackExchange) -> None:
         ex.set_price(BTC, 59_500.0)
         ex.deposit("ETH", 1.0)
         await asyncio.wait_for(asyncio.gather(orders, balance, trades), 5)
+        # The four trigger types (DESIGN §10); a bar down to 58,800 triggers the two stops.
+        stops = [
+            await b.create_order(BTC, "market", "sell", 0.002, None, {"stopLossPrice": 59_000.0}),
+            await b.create_order(BTC, "limit", "sell", 0.002, 58_900.0, {"stopLossPrice": 59e3}),
+        ]
+        take = await b.create_order(BTC, "market", "sell", 0.002, None, {"takeProfitPrice": 6e4})
+        await b.create_order(BTC, "limit", "sell", 0.002, 60_100.0, {"takeProfitPrice": 60_050.0})
+        await _look_up_and_cancel(b, take["id"], BTC)
+        with pytest.raises(ccxt.OrderImmediatelyFillable):
+            await b.create_order(BTC, "market", "sell", 0.002, None, {"stopLossPrice": 60_000.0})
+        ex.set_price(BTC, 58_800.0)
+        for stop in stops:
+            assert (await b.fetch_order(stop["id"], BTC))["status"] == "closed"
+        ex.set_price(BTC, 59_500.0)  # back where the futures part expects the market
     sym = {"symbol": "BTCUSDT"}
     order = {
         **sym,
