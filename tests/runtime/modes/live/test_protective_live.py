@@ -4,14 +4,17 @@ through the watchers, the other leg of a bracket cancelled on the exchange, and 
 
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
 
 import pytest
+import trio
 
 from runtime import Buy, MarketOrder, Pending, Sell, StopOrder, TakeProfitOrder, Trade, call
 from runtime.engine._replica import snapshot
 from runtime.testing.loopback import LoopbackExchange
-from tests.conftest import MANUAL
+from tests.conftest import HERE, MANUAL
 from tests.runtime.modes.live.test_live_rules import on_exchange, running, until
 from tests.runtime.testing.loopback.support import BTC
 from traces import iter_events, replay_from_trace
@@ -97,3 +100,60 @@ async def test_protective_orders_are_adopted_on_restart_with_their_link(
         assert sl.status == "canceled"
         assert (await on_exchange(False, BTC))["open"] == []
         assert not bi.orders
+
+
+# The child: a Live run that SIGKILLs itself at the moment the bracket would be placed, after
+# the entry's fill is in the trace (the crash is real; only its moment is chosen).
+CHILD = """
+import os, signal, sys
+import trio
+from runtime import Buy, MarketOrder, Trade, call, start, stop, strategy
+from runtime.modes import _brackets
+from tests.conftest import HERE, MANUAL
+from tests.runtime.modes.live.test_live_rules import FAST
+
+async def protect(self, bracket):
+    entry = self.rt.state.orders.get(bracket.entry)
+    if entry is not None and entry.fills and not entry.is_open:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+_brackets.Brackets.protect = protect
+
+async def main():
+    s = strategy(MANUAL, mode=FAST, sandbox=False, config={"trace_root": sys.argv[1]})
+    async with trio.open_nursery() as nursery:
+        await nursery.start(start, s)
+        ai = s.universe["BTC/USDT"]
+        await call(s, ai, MarketOrder[Buy], amount=0.01, stop_loss=58_000.0, take_profit=65_000.0)
+        await stop(s)
+
+trio.run(main)
+"""
+
+
+async def test_a_sigkill_between_the_entry_fill_and_the_bracket_places_it_exactly_once(
+    loopback: LoopbackExchange, tmp_path: Path
+) -> None:
+    child = await trio.run_process(
+        [sys.executable, "-c", CHILD, str(tmp_path)],
+        cwd=str(HERE.parent),
+        check=False,
+        capture_stderr=True,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
+    seen = await on_exchange(False, BTC)
+    assert seen["open"] == []  # the entry filled, nothing protects it yet
+    assert seen["balance"]["total"]["BTC"] == pytest.approx(0.01)
+    for _ in range(2):  # the restart places the bracket; a second restart places nothing
+        async with running(MANUAL, tmp_path) as s:
+            listed = (await on_exchange(False, BTC))["open"]
+            ids = sorted(o["clientOrderId"] for o in listed)
+            assert len(ids) == 2 and ids[0].endswith("-sl") and ids[1].endswith("-tp")
+            entry = ids[0].removesuffix("-sl")
+            assert ids[1] == f"{entry}-tp"
+            assert s._rt.state.orders[entry].filled == pytest.approx(0.01)
+            assert {o.client_id for o in s.universe[BTC].orders} == set(ids)
+            path = s.trace_path
+    assert path is not None
+    intents = [e.payload["client_id"] for e in iter_events(path) if e.kind.name == "ORDER_INTENT"]
+    assert intents == [entry, f"{entry}-sl", f"{entry}-tp"]  # each leg sent once
