@@ -51,7 +51,7 @@ def manual(path: Path, rows: list[tuple[float, float, float, float]], **kw: Any)
 def slipped(s: Any, side: str, at: float, bar: tuple[float, float, float, float]) -> float:
     """The fill model's taker price from `at` on `bar` (0.01 BTC of a 100 BTC bar)."""
     fm = s._rt.exchange.fill_model
-    o, h, lo, c = bar
+    _o, h, lo, c = bar
     slip = fm.spread_bps / 2e4 + fm.impact * (h - lo) / c * math.sqrt(0.01 / 100.0)
     return at * (1 + slip) if side == "buy" else at * (1 - slip)
 
@@ -100,7 +100,8 @@ async def test_a_stop_limit_that_gaps_past_its_limit_rests_unfilled(manual_path:
     )
     assert isinstance(p, Pending)
     assert await p.wait(180.0) is None  # triggered by the gap, but the limit is above the bars
-    assert p.order.is_open and not p.order.fills
+    assert p.order.is_open
+    assert not p.order.fills
     trade = await p.wait(60.0)  # resting as a limit order: the bar that reaches it fills it
     assert isinstance(trade, Trade)
     assert trade.price == pytest.approx(29_650.0)
@@ -117,7 +118,8 @@ async def test_a_buy_take_profit_and_a_stop_limit_that_triggers_inside_its_limit
     stop = await call(
         s, ai, StopOrder[Buy], amount=0.01, trigger_price=30_015.0, price=30_100.0, waitfor=0
     )
-    assert isinstance(tp, Pending) and isinstance(stop, Pending)
+    assert isinstance(tp, Pending)
+    assert isinstance(stop, Pending)
     assert isinstance(await tp.wait(120.0), Trade)
     assert tp.order.fills[0].price == pytest.approx(slipped(s, "buy", 29_500.0, dip))
     stop_fill = stop.order.fills[0]  # the same bar rose to 30,015 first (nearer the open)
@@ -144,16 +146,20 @@ async def test_a_bracket_leg_that_fills_cancels_the_other(
     legs = {o.client_id: o for o in ai.orders}
     assert set(legs) == {f"{cid}-sl", f"{cid}-tp"}  # placed, derived from the entry's id
     sl, tp = legs[f"{cid}-sl"], legs[f"{cid}-tp"]
-    assert sl.type is StopOrder[Sell] and sl.trigger_price == 29_000.0
-    assert tp.type is TakeProfitOrder[Sell] and tp.trigger_price == 31_000.0
+    assert sl.type is StopOrder[Sell]
+    assert sl.trigger_price == 29_000.0
+    assert tp.type is TakeProfitOrder[Sell]
+    assert tp.trigger_price == 31_000.0
     assert sl.amount == tp.amount == entry.order.filled  # sized to the fill
     assert not sl.reduce_only  # spot: no reduce-only
     await Pending(s._rt, legs[f"{cid}-{filled}"]).wait(600.0)
     won, lost = legs[f"{cid}-{filled}"], legs[f"{cid}-{cancelled}"]
-    assert won.status == "closed" and won.fills
+    assert won.status == "closed"
+    assert won.fills
     trigger = won.trigger_price
     assert won.fills[0].price == pytest.approx(slipped(s, "sell", trigger, move))
-    assert lost.status == "canceled" and not lost.fills
+    assert lost.status == "canceled"
+    assert not lost.fills
     assert not ai.orders
     assert ai.cash == pytest.approx(0.0)
     assert [t.order.client_id for t in s.fills] == [cid, won.client_id]  # on_trade saw both
@@ -169,7 +175,8 @@ async def test_margin_brackets_are_reduce_only_and_close_the_position() -> None:
     assert isinstance(entry, Trade)
     assert ai.long is not None
     legs = list(ai.orders)
-    assert len(legs) == 2 and all(o.reduce_only for o in legs)
+    assert len(legs) == 2
+    assert all(o.reduce_only for o in legs)
     await Pending(s._rt, legs[0]).wait(300.0)
     assert ai.long is None  # the stop closed it
     assert not ai.orders  # and the take-profit was cancelled
@@ -182,12 +189,11 @@ async def test_reduce_only_stop_on_margin() -> None:
     p = await call(
         s, ai, StopOrder[Sell], amount=0.01, trigger_price=29_000.0, reduce_only=True, waitfor=0
     )
-    assert isinstance(p, Pending) and p.order.reduce_only
+    assert isinstance(p, Pending)
+    assert p.order.reduce_only
     # More than the position: refused by the reduce-only rule.
     assert (
-        await call(
-            s, ai, StopOrder[Sell], amount=0.02, trigger_price=29_000.0, reduce_only=True
-        )
+        await call(s, ai, StopOrder[Sell], amount=0.02, trigger_price=29_000.0, reduce_only=True)
         is None
     )
     assert s._rt.last_refusal.rule == "reduce_only"
@@ -218,7 +224,8 @@ async def test_trigger_checks_name_their_rule(
     if rule.endswith(("below", "above")):
         where = rule.rsplit("_", 1)[1]
         assert f"must be {where} the last price" in str(error)
-        assert "30000" in str(error) and BTC in str(error)
+        assert "30000" in str(error)
+        assert BTC in str(error)
     assert len(s._rt.exchange.ledger.orders) == sent  # nothing reached the exchange
 
 
@@ -253,9 +260,7 @@ async def test_a_resting_entry_is_protected_when_it_fills(manual_path: Path) -> 
     dip = (30_000.0, 30_010.0, 29_850.0, 29_950.0)
     s = manual(manual_path, [FLAT, FLAT, dip, FLAT])
     ai = s.universe[BTC]
-    p = await call(
-        s, ai, GTCOrder[Buy], amount=0.01, price=29_900.0, stop_loss=29_000.0, waitfor=0
-    )
+    p = await call(s, ai, GTCOrder[Buy], amount=0.01, price=29_900.0, stop_loss=29_000.0, waitfor=0)
     assert isinstance(p, Pending)
     assert ai.orders == (p.order,)  # no leg before the fill
     assert isinstance(await p.wait(120.0), Trade)

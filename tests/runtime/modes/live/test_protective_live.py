@@ -47,7 +47,9 @@ async def test_a_stop_rests_on_the_exchange_with_its_trigger_and_fills_when_cros
         assert (await on_exchange(False, BTC))["open"] == []
 
 
-@pytest.mark.parametrize(("move", "filled", "cancelled"), [(57_000.0, "sl", "tp"), (66_000.0, "tp", "sl")])
+@pytest.mark.parametrize(
+    ("move", "filled", "cancelled"), [(57_000.0, "sl", "tp"), (66_000.0, "tp", "sl")]
+)
 async def test_a_bracket_leg_fills_on_the_exchange_and_the_other_is_cancelled_there(
     loopback: LoopbackExchange, tmp_path: Path, move: float, filled: str, cancelled: str
 ) -> None:
@@ -94,8 +96,10 @@ async def test_protective_orders_are_adopted_on_restart_with_their_link(
         bi = again.universe[BTC]
         tp = again._rt.state.orders[f"{cid}-tp"]
         sl = again._rt.state.orders[f"{cid}-sl"]
-        assert tp.type is TakeProfitOrder[Sell] and tp.trigger_price == 65_000.0
-        assert tp.status == "closed" and tp.fills
+        assert tp.type is TakeProfitOrder[Sell]
+        assert tp.trigger_price == 65_000.0
+        assert tp.status == "closed"
+        assert tp.fills
         # The link came back from the trace: the stop was cancelled on the exchange at start.
         assert sl.status == "canceled"
         assert (await on_exchange(False, BTC))["open"] == []
@@ -148,7 +152,9 @@ async def test_a_sigkill_between_the_entry_fill_and_the_bracket_places_it_exactl
         async with running(MANUAL, tmp_path) as s:
             listed = (await on_exchange(False, BTC))["open"]
             ids = sorted(o["clientOrderId"] for o in listed)
-            assert len(ids) == 2 and ids[0].endswith("-sl") and ids[1].endswith("-tp")
+            assert len(ids) == 2
+            assert ids[0].endswith("-sl")
+            assert ids[1].endswith("-tp")
             entry = ids[0].removesuffix("-sl")
             assert ids[1] == f"{entry}-tp"
             assert s._rt.state.orders[entry].filled == pytest.approx(0.01)
