@@ -415,6 +415,15 @@ class Runtime:
         event = position_event(p, ai.leverage)
         if not event.timestamp:
             event = dataclasses.replace(event, timestamp=default_ts or self.now_ms())
+        if event.side not in ("long", "short"):
+            # A one-way position reported flat without a side (ccxt's "both" for Binance's
+            # ACCOUNT_UPDATE with a zero amount): every side that was open is flat now. A
+            # protective order's fill closes a position with no call waiting to see it.
+            if event.contracts == 0:
+                for pos in (ai.long, ai.short):
+                    if pos is not None:
+                        self._emit_report(dataclasses.replace(event, side=pos.side), tag)
+            return
         other = ai.short if event.side == "long" else ai.long
         if event.contracts > 0 and other is not None:  # one-way: the other side is flat now
             self._emit_report(

@@ -22,7 +22,13 @@ import ccxt.async_support
 import ccxt.pro
 import trio
 
-from runtime._errors import AuthenticationError, ConfigError, ExchangeError, NetworkError
+from runtime._errors import (
+    AuthenticationError,
+    ConfigError,
+    ExchangeError,
+    NetworkError,
+    OrderNotFound,
+)
 from runtime.exchanges.ccxt._bridge import (
     AsyncioBridge,
     Stream,
@@ -540,11 +546,23 @@ class CcxtExchange(trio.abc.AsyncResource):
         )
         return result
 
+    # Binance USDⓈ-M keeps conditional orders (stop and take-profit) in its Algo Service until
+    # they trigger: ccxt reaches them with the `trigger` param. Lookups and cancels that the
+    # matching engine does not know are asked of it again, and listings include it.
+    def _conditional_service(self) -> bool:
+        return str(getattr(self._client, "id", "")) == "binanceusdm"
+
     async def cancel_order(
         self, id: str | None, symbol: str, params: Mapping[str, Any] | None = None
     ) -> Order:
         """Cancel by exchange id, or with ``id=None`` and ``params={"clientOrderId": ...}``."""
-        result: Order = await self.call("cancel_order", id, symbol, dict(params or {}))
+        try:
+            result: Order = await self.call("cancel_order", id, symbol, dict(params or {}))
+        except OrderNotFound:
+            if not self._conditional_service():
+                raise
+            algo = {**(params or {}), "trigger": True}
+            result = await self.call("cancel_order", id, symbol, algo)
         return result
 
     async def cancel_all_orders(
@@ -558,7 +576,13 @@ class CcxtExchange(trio.abc.AsyncResource):
         self, id: str | None, symbol: str, params: Mapping[str, Any] | None = None
     ) -> Order:
         """By exchange id, or with ``id=None`` and ``params={"clientOrderId": ...}``."""
-        result: Order = await self.call("fetch_order", id, symbol, dict(params or {}))
+        try:
+            result: Order = await self.call("fetch_order", id, symbol, dict(params or {}))
+        except OrderNotFound:
+            if not self._conditional_service():
+                raise
+            algo = {**(params or {}), "trigger": True}
+            result = await self.call("fetch_order", id, symbol, algo)
         return result
 
     async def fetch_open_orders(
@@ -572,6 +596,9 @@ class CcxtExchange(trio.abc.AsyncResource):
         result: list[Order] = await self.call(
             "fetch_open_orders", symbol, since, limit, dict(params or {})
         )
+        if self._conditional_service() and not (params or {}).get("trigger"):
+            algo = {**(params or {}), "trigger": True}
+            result = result + await self.call("fetch_open_orders", symbol, since, limit, algo)
         return result
 
     async def fetch_closed_orders(
@@ -579,6 +606,9 @@ class CcxtExchange(trio.abc.AsyncResource):
     ) -> list[Order]:
         """Filled orders of ``symbol`` (ccxt status "closed"; cancelled ones are not here)."""
         result: list[Order] = await self.call("fetch_closed_orders", symbol, since, limit)
+        if self._conditional_service():
+            algo = await self.call("fetch_closed_orders", symbol, since, limit, {"trigger": True})
+            result = result + algo
         return result
 
     async def fetch_my_trades(

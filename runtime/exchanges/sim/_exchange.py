@@ -507,6 +507,10 @@ class SimExchange:
             self._emit("order", self.order_dict(order))
             self._fill(ai, order, pos.contracts, ai.round_price(liq), True, bar.time_ms)
 
+    def new_id(self) -> str:
+        """A fresh order id from the exchange's sequence (the loopback's triggered orders)."""
+        return str(next(self._ids))
+
     def is_working(self, order: Order) -> bool:
         """False for a protective order still waiting for its trigger (Binance's isWorking)."""
         return order.trigger_price is None or bool(self._meta[order.client_id].get("triggered"))

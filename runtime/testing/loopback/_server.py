@@ -555,6 +555,11 @@ class LoopbackExchange:
         add("DELETE", "/fapi/v1/allOpenOrders", SIGNED, fut.cancel_all)
         add("GET", "/fapi/v1/allOrders", SIGNED, fut.all_orders)
         add("GET", "/fapi/v1/userTrades", SIGNED, fut.user_trades)
+        add("POST", "/fapi/v1/algoOrder", SIGNED, fut.new_algo_order)
+        add("GET", "/fapi/v1/algoOrder", SIGNED, fut.get_algo_order)
+        add("DELETE", "/fapi/v1/algoOrder", SIGNED, fut.cancel_algo_order)
+        add("GET", "/fapi/v1/openAlgoOrders", SIGNED, fut.open_algo_orders)
+        add("GET", "/fapi/v1/allAlgoOrders", SIGNED, fut.all_algo_orders)
         # USDⓈ-M user data stream.
         add("POST", "/fapi/v1/listenKey", USER_STREAM, lambda p: self._listen_key(create=True))
         add("PUT", "/fapi/v1/listenKey", USER_STREAM, lambda p: self._listen_key(create=False))

@@ -277,17 +277,24 @@ def spot_trade(m: Market, t: Trade) -> dict[str, Any]:
     }
 
 
-def futures_order(m: Market, order: Order, updated_ms: int) -> dict[str, Any]:
-    """The order as ``GET /fapi/v1/order`` (and ``openOrders``, ``allOrders``) returns it."""
+def futures_order(
+    m: Market, order: Order, updated_ms: int, order_id: int | None = None
+) -> dict[str, Any]:
+    """The order as ``GET /fapi/v1/order`` (and ``openOrders``, ``allOrders``) returns it. A
+    triggered conditional order is the matching engine's order it became: `order_id`, a
+    MARKET or LIMIT type, its conditional type as ``origType``."""
     filled = order.filled
     avg = cost(order) / filled if filled else 0.0
     kind = order_type(order, futures=True)
+    actual = kind
+    if order.trigger_price is not None:
+        actual = "MARKET" if order.price is None else "LIMIT"
     return {
         "avgPrice": m.fill_price(avg),
         "clientOrderId": order.client_id,
         "cumQuote": m.quote_qty(cost(order)),
         "executedQty": m.qty(filled),
-        "orderId": int(order.id or 0),
+        "orderId": order_id if order_id is not None else int(order.id or 0),
         "origQty": m.qty(order.amount),
         "origType": kind,
         "price": m.price(order.price),
@@ -300,7 +307,7 @@ def futures_order(m: Market, order: Order, updated_ms: int) -> dict[str, Any]:
         "symbol": m.id,
         "time": order.timestamp,
         "timeInForce": time_in_force(order, futures=True),
-        "type": kind,
+        "type": actual,
         "updateTime": updated_ms,
         "workingType": "CONTRACT_PRICE",
         "priceProtect": False,
@@ -310,23 +317,27 @@ def futures_order(m: Market, order: Order, updated_ms: int) -> dict[str, Any]:
     }
 
 
-def futures_new_order(m: Market, order: Order, updated_ms: int) -> dict[str, Any]:
+def futures_new_order(
+    m: Market, order: Order, updated_ms: int, order_id: int | None = None
+) -> dict[str, Any]:
     """The reply of ``POST /fapi/v1/order`` and ``DELETE /fapi/v1/order``."""
-    out = futures_order(m, order, updated_ms)
+    out = futures_order(m, order, updated_ms, order_id)
     del out["time"]
     out["cumQty"] = out["executedQty"]
     return out
 
 
-def futures_trade(m: Market, t: Trade, realized_pnl: float) -> dict[str, Any]:
-    """One fill as ``GET /fapi/v1/userTrades`` returns it."""
+def futures_trade(
+    m: Market, t: Trade, realized_pnl: float, order_id: int | None = None
+) -> dict[str, Any]:
+    """One fill as ``GET /fapi/v1/userTrades`` returns it (`order_id`: see futures_order)."""
     return {
         "buyer": t.order.side == "buy",
         "commission": m.quote_qty(t.fee),
         "commissionAsset": t.fee_currency,
         "id": int(t.id),
         "maker": not t.taker,
-        "orderId": int(t.order.id or 0),
+        "orderId": order_id if order_id is not None else int(t.order.id or 0),
         "price": m.fill_price(t.price),
         "qty": m.qty(t.amount),
         "quoteQty": m.quote_qty(t.value),
@@ -336,3 +347,51 @@ def futures_trade(m: Market, t: Trade, realized_pnl: float) -> dict[str, Any]:
         "symbol": m.id,
         "time": t.timestamp,
     }
+
+
+def algo_order(
+    m: Market,
+    order: Order,
+    updated_ms: int,
+    status: str,
+    *,
+    actual_id: int | None = None,
+    trigger_ms: int = 0,
+    listing: bool = True,
+) -> dict[str, Any]:
+    """A conditional order as Binance's Algo Service shows it: the ``POST /fapi/v1/algoOrder``
+    reply (``listing=False``), or ``GET algoOrder`` / ``openAlgoOrders`` / ``allAlgoOrders``
+    (with the matching-engine order it became, once triggered)."""
+    out: dict[str, Any] = {
+        "algoId": int(order.id or 0),
+        "clientAlgoId": order.client_id,
+        "algoType": "CONDITIONAL",
+        "orderType": order_type(order, futures=True),
+        "symbol": m.id,
+        "side": order.side.upper(),
+        "positionSide": "BOTH",
+        "timeInForce": time_in_force(order, futures=True),
+        "quantity": m.qty(order.amount),
+        "algoStatus": status,
+    }
+    if listing:
+        out["actualOrderId"] = "" if actual_id is None else str(actual_id)
+        out["actualPrice"] = m.fill_price(cost(order) / order.filled if order.filled else 0.0)
+    out.update(
+        {
+            "triggerPrice": m.price(order.trigger_price),
+            "price": m.price(order.price),
+            "icebergQuantity": None,
+            "selfTradePreventionMode": "EXPIRE_MAKER",
+            "workingType": "CONTRACT_PRICE",
+            "priceMatch": "NONE",
+            "closePosition": False,
+            "priceProtect": False,
+            "reduceOnly": order.reduce_only,
+            "createTime": order.timestamp,
+            "updateTime": updated_ms,
+            "triggerTime": trigger_ms,
+            "goodTillDate": 0,
+        }
+    )
+    return out

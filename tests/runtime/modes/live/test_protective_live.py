@@ -15,8 +15,8 @@ from runtime import Buy, MarketOrder, Pending, Sell, StopOrder, TakeProfitOrder,
 from runtime.engine._replica import snapshot
 from runtime.testing.loopback import LoopbackExchange
 from tests.conftest import HERE, MANUAL
-from tests.runtime.modes.live.test_live_rules import on_exchange, running, until
-from tests.runtime.testing.loopback.support import BTC
+from tests.runtime.modes.live.test_live_rules import MARGIN, on_exchange, running, until
+from tests.runtime.testing.loopback.support import BTC, BTC_PERP
 from traces import iter_events, replay_from_trace
 
 
@@ -163,3 +163,41 @@ async def test_a_sigkill_between_the_entry_fill_and_the_bracket_places_it_exactl
     assert path is not None
     intents = [e.payload["client_id"] for e in iter_events(path) if e.kind.name == "ORDER_INTENT"]
     assert intents == [entry, f"{entry}-sl", f"{entry}-tp"]  # each leg sent once
+
+
+@pytest.mark.parametrize(
+    ("move", "filled", "cancelled"), [(57_000.0, "sl", "tp"), (66_000.0, "tp", "sl")]
+)
+async def test_a_futures_bracket_through_the_algo_service(
+    loopback: LoopbackExchange, tmp_path: Path, move: float, filled: str, cancelled: str
+) -> None:
+    """USDⓈ-M: the legs are conditional orders in Binance's Algo Service (ccxt sends them
+    there), reduce-only; the one that triggers closes the position, the other is cancelled."""
+    async with running(MARGIN, tmp_path) as s:
+        ai = s.universe[BTC]
+        entry = await call(
+            s, ai, MarketOrder[Buy], amount=0.01, stop_loss=58_000.0, take_profit=65_000.0
+        )
+        assert isinstance(entry, Trade)
+        cid = entry.order.client_id
+        await until(s, lambda: ai.long is not None)
+        listed = {o["clientOrderId"]: o for o in (await on_exchange(True, BTC_PERP))["open"]}
+        assert set(listed) == {f"{cid}-sl", f"{cid}-tp"}
+        sl, tp = listed[f"{cid}-sl"], listed[f"{cid}-tp"]
+        assert (sl["triggerPrice"], sl["info"]["orderType"]) == (58_000.0, "STOP_MARKET")
+        assert (tp["triggerPrice"], tp["info"]["orderType"]) == (65_000.0, "TAKE_PROFIT_MARKET")
+        assert sl["reduceOnly"] and tp["reduceOnly"]
+        won = s._rt.state.orders[f"{cid}-{filled}"]
+        lost = s._rt.state.orders[f"{cid}-{cancelled}"]
+        loopback.set_price(BTC, move)
+        await until(s, lambda: won.status == "closed" and lost.status == "canceled")
+        await until(s, lambda: ai.long is None)  # the position report follows
+        assert ai.trades[-1].order is won
+        assert won.fills[0].amount == pytest.approx(0.01)
+        seen = await on_exchange(True, BTC_PERP)
+        assert seen["open"] == []
+        assert all(p["contracts"] == 0 for p in seen["positions"])
+        path = s.trace_path
+    assert path is not None
+    replayed = replay_from_trace(path)
+    assert snapshot(replayed._rt.state) == snapshot(s._rt.state)
