@@ -519,6 +519,13 @@ class FuturesAccount(Account):
             "msg": "success",
         }
 
+    def cancel_all_algo(self, params: Mapping[str, str]) -> dict[str, Any]:
+        m = self.market(params)
+        for order in super().orders_of(m, open_only=True):
+            if order.trigger_price is not None and not self.sim.is_working(order):
+                self._cancel(order, None)
+        return {"code": 200, "msg": "The operation of cancel all open order is done."}
+
     def open_algo_orders(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
         m = self.market(params) if params.get("symbol") else None
         return [

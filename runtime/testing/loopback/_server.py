@@ -559,6 +559,7 @@ class LoopbackExchange:
         add("GET", "/fapi/v1/algoOrder", SIGNED, fut.get_algo_order)
         add("DELETE", "/fapi/v1/algoOrder", SIGNED, fut.cancel_algo_order)
         add("GET", "/fapi/v1/openAlgoOrders", SIGNED, fut.open_algo_orders)
+        add("DELETE", "/fapi/v1/algoOpenOrders", SIGNED, fut.cancel_all_algo)
         add("GET", "/fapi/v1/allAlgoOrders", SIGNED, fut.all_algo_orders)
         # USDⓈ-M user data stream.
         add("POST", "/fapi/v1/listenKey", USER_STREAM, lambda p: self._listen_key(create=True))

@@ -186,7 +186,8 @@ async def test_a_futures_bracket_through_the_algo_service(
         sl, tp = listed[f"{cid}-sl"], listed[f"{cid}-tp"]
         assert (sl["triggerPrice"], sl["info"]["orderType"]) == (58_000.0, "STOP_MARKET")
         assert (tp["triggerPrice"], tp["info"]["orderType"]) == (65_000.0, "TAKE_PROFIT_MARKET")
-        assert sl["reduceOnly"] and tp["reduceOnly"]
+        assert sl["reduceOnly"]
+        assert tp["reduceOnly"]
         won = s._rt.state.orders[f"{cid}-{filled}"]
         lost = s._rt.state.orders[f"{cid}-{cancelled}"]
         loopback.set_price(BTC, move)

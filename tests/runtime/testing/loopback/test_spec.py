@@ -104,6 +104,12 @@ FUTURES_REST: dict[str, Any] = {
     "DELETE /fapi/v1/allOpenOrders": F.CancelAllOpenOrdersResponse,
     "GET /fapi/v1/allOrders": F.AllOrdersResponse,
     "GET /fapi/v1/userTrades": F.AccountTradeListResponse,
+    "POST /fapi/v1/algoOrder": F.NewAlgoOrderResponse,
+    "GET /fapi/v1/algoOrder": F.QueryAlgoOrderResponse,
+    "DELETE /fapi/v1/algoOrder": F.CancelAlgoOrderResponse,
+    "GET /fapi/v1/openAlgoOrders": F.CurrentAllAlgoOpenOrdersResponse,
+    "GET /fapi/v1/allAlgoOrders": F.QueryAllAlgoOrdersResponse,
+    "DELETE /fapi/v1/algoOpenOrders": F.CancelAllAlgoOpenOrdersResponse,
     "POST /fapi/v1/listenKey": F.StartUserDataStreamResponse,
     "PUT /fapi/v1/listenKey": F.KeepaliveUserDataStreamResponse,
 }
@@ -130,6 +136,7 @@ KNOWN_EXTRAS: dict[type, frozenset[str]] = {
     FW.OrderTradeUpdate: frozenset({"e"}),
     FW.AccountUpdate: frozenset({"e"}),
     FW.AccountConfigUpdate: frozenset({"e"}),
+    FW.AlgoUpdate: frozenset({"e"}),
     # Binance's "Conditional fields in Order Responses": stopPrice for the stop and
     # take-profit types; the generated model lacks it.
     S.NewOrderResponse: frozenset({"stopPrice"}),
@@ -230,6 +237,7 @@ FUTURES_EVENTS = {
     "ORDER_TRADE_UPDATE": FW.UserDataStreamEventsResponse,
     "ACCOUNT_UPDATE": FW.UserDataStreamEventsResponse,
     "ACCOUNT_CONFIG_UPDATE": FW.UserDataStreamEventsResponse,
+    "ALGO_UPDATE": FW.UserDataStreamEventsResponse,
 }
 # The futures SDK has no model for the public @trade stream (ccxt.pro's watch_trades uses it):
 # Binance documents it as the spot trade event without "M".
@@ -406,6 +414,30 @@ async def _session(ex: LoopbackExchange) -> None:
         await _fetch_market_data(f, BTC_PERP)
         await f.create_order(BTC_PERP, "limit", "buy", 0.01, 58_000.0)
         await f.cancel_all_orders(BTC_PERP)
+        # Conditional orders go to the Algo Service (ccxt sends them there): the four types,
+        # a lookup, the open and all listings, a cancel, the immediate-trigger refusal; a bar
+        # down to 59,000 triggers the two stops (reduce-only: the position left is 0.005).
+        stop = {"stopLossPrice": 59_200.0, "reduceOnly": True}
+        algo = [
+            await f.create_order(BTC_PERP, "market", "sell", 0.002, None, stop),
+            await f.create_order(BTC_PERP, "limit", "sell", 0.002, 59_100.0, stop),
+        ]
+        tp = {"takeProfitPrice": 60_400.0, "reduceOnly": True}
+        take = await f.create_order(BTC_PERP, "market", "sell", 0.002, None, tp)
+        await f.create_order(BTC_PERP, "limit", "sell", 0.002, 60_500.0, tp)
+        await f.fetch_order(take["id"], BTC_PERP, {"trigger": True})
+        await f.fetch_open_orders(BTC_PERP, None, None, {"trigger": True})
+        await f.cancel_order(take["id"], BTC_PERP, {"trigger": True})
+        with pytest.raises(ccxt.OrderImmediatelyFillable):
+            await f.create_order(BTC_PERP, "market", "sell", 0.002, None, {"stopLossPrice": 6e4})
+        ex.set_price(BTC, 59_000.0)
+        for triggered in algo:
+            found = await f.fetch_order(triggered["id"], BTC_PERP, {"trigger": True})
+            assert found["status"] == "closed"
+        await f.fetch_orders(BTC_PERP, None, None, {"trigger": True})
+        await f.fetch_my_trades(BTC_PERP)
+        await f.cancel_all_orders(BTC_PERP, {"trigger": True})
+        ex.set_price(BTC, 59_500.0)
         with pytest.raises(ccxt.InsufficientFunds):
             await f.create_order(BTC_PERP, "market", "buy", 50.0)
         trades = await _watch_market_data(q, BTC_PERP)
