@@ -238,8 +238,8 @@ class PaperExchange(SimExchange):
         if not waiting:
             return
         for order in list(waiting):
-            if stamp < order.timestamp:
-                continue  # a print from before the order arrived
+            # Prints are taken as they arrive (as resting orders take them), not by their
+            # stamps: the exchange's clock and ours differ.
             trigger = order.trigger_price
             assert trigger is not None
             if falls_to(order.side, self._meta[order.client_id]["trigger"]):
