@@ -562,7 +562,9 @@ class CcxtExchange(trio.abc.AsyncResource):
             if not self._conditional_service():
                 raise
             algo = {**(params or {}), "trigger": True}
-            result = await self.call("cancel_order", id, symbol, algo)
+            done = await self.call("cancel_order", id, symbol, algo)
+            # The Algo Service answers a cancel with a code, not the order: read it back.
+            result = await self.call("fetch_order", done.get("id") or id, symbol, algo)
         return result
 
     async def cancel_all_orders(

@@ -11,7 +11,17 @@ from pathlib import Path
 import pytest
 import trio
 
-from runtime import Buy, MarketOrder, Pending, Sell, StopOrder, TakeProfitOrder, Trade, call
+from runtime import (
+    Buy,
+    CancelOrders,
+    MarketOrder,
+    Pending,
+    Sell,
+    StopOrder,
+    TakeProfitOrder,
+    Trade,
+    call,
+)
 from runtime.engine._replica import snapshot
 from runtime.testing.loopback import LoopbackExchange
 from tests.conftest import HERE, MANUAL
@@ -202,3 +212,52 @@ async def test_a_futures_bracket_through_the_algo_service(
     assert path is not None
     replayed = replay_from_trace(path)
     assert snapshot(replayed._rt.state) == snapshot(s._rt.state)
+
+
+@pytest.mark.parametrize("margin", [False, True], ids=["spot", "futures"])
+async def test_cancel_orders_cancels_waiting_triggers_on_the_exchange(
+    loopback: LoopbackExchange, tmp_path: Path, margin: bool
+) -> None:
+    symbol = BTC_PERP if margin else BTC
+    async with running(MARGIN if margin else MANUAL, tmp_path) as s:
+        ai = s.universe[BTC]
+        await call(s, ai, MarketOrder[Buy], amount=0.01)
+        stop = await call(
+            s, ai, StopOrder[Sell], amount=0.01, trigger_price=58_000.0, price=57_900.0, waitfor=0
+        )
+        take = await call(s, ai, TakeProfitOrder[Sell], amount=0.01, trigger_price=65_000.0)
+        assert isinstance(stop, Pending)
+        assert isinstance(take, Pending)
+        assert len((await on_exchange(margin, symbol))["open"]) == 2
+        assert await take.cancel() is True
+        assert await call(s, ai, CancelOrders()) is True
+        assert stop.order.status == "canceled"
+        assert (await on_exchange(margin, symbol))["open"] == []
+
+
+async def test_futures_protective_orders_are_adopted_on_restart(
+    loopback: LoopbackExchange, tmp_path: Path
+) -> None:
+    async with running(MARGIN, tmp_path) as s:
+        ai = s.universe[BTC]
+        entry = await call(
+            s, ai, MarketOrder[Buy], amount=0.01, stop_loss=58_000.0, take_profit=65_000.0
+        )
+        cid = entry.order.client_id
+        await until(s, lambda: len(ai.orders) == 2)
+    async with running(MARGIN, tmp_path / "fresh") as adopted:  # a new trace: adopted as found
+        bi = adopted.universe[BTC]
+        found = {o.client_id: o for o in bi.orders}
+        assert set(found) == {f"{cid}-sl", f"{cid}-tp"}
+        assert found[f"{cid}-sl"].type is StopOrder[Sell]
+        assert found[f"{cid}-tp"].type is TakeProfitOrder[Sell]
+        assert found[f"{cid}-sl"].trigger_price == 58_000.0
+        assert all(o.reduce_only for o in found.values())
+    loopback.set_price(BTC, 57_000.0)  # the stop fills while the strategy is down
+    async with running(MARGIN, tmp_path) as again:  # the first trace: the link is rebuilt
+        orders = again._rt.state.orders
+        await until(again, lambda: orders[f"{cid}-tp"].status == "canceled")
+        assert orders[f"{cid}-sl"].status == "closed"
+        assert orders[f"{cid}-sl"].fills
+        assert again.universe[BTC].long is None
+        assert (await on_exchange(True, BTC_PERP))["open"] == []
