@@ -354,6 +354,14 @@ class Runtime:
         # account from the exchange anyway (reconcile), so a report lost in a crash costs
         # nothing, while a write per report would cost one system call each.
         account = isinstance(event, BalanceUpdated | PositionUpdated)
+        if tag == Kind.RECONCILE and isinstance(event, PositionUpdated):
+            # The start-up sync reads the account as it is now, whatever its stamp says: a
+            # venue's REST and stream clocks (or ours) may differ, and a position that a
+            # protective order closed while the strategy was down must not lose to a report
+            # the previous run applied.
+            newest = self.state.position_as_of.get(event.symbol, 0)
+            if event.timestamp < newest:
+                event = dataclasses.replace(event, timestamp=newest)
         result = self.emit(event, durable=not account, kind=tag)
         if account:
             self._account_changed()
