@@ -31,7 +31,15 @@ __all__ = ["SpotAccount"]
 
 
 class SpotAccount(Account):
-    """The spot account: ``/api/v3`` trading and the WebSocket API user-data stream."""
+    """The spot account: ``/api/v3`` trading and the WebSocket API user-data stream.
+
+    Stop and take-profit orders (``STOP_LOSS``, ``STOP_LOSS_LIMIT``, ``TAKE_PROFIT``,
+    ``TAKE_PROFIT_LIMIT``) wait with ``isWorking`` false until a bar reaches ``stopPrice``
+    (the simulated exchange's trigger model). One difference from Binance: they lock no
+    balance while waiting (Binance locks it at placement), so the two separate legs of a
+    vigil bracket can both rest here; on Binance spot the second would be refused for
+    insufficient balance unless the pair is sent as an OCO order list.
+    """
 
     futures = False
 
