@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import trio
 
 from runtime._errors import OrderCheckFailed
 from runtime.model._assets import AssetInstance
@@ -215,7 +216,9 @@ class Brackets:
         self._cancel = cancel
         self.by_entry: dict[str, Bracket] = {}
         self.by_leg: dict[str, Bracket] = {}
-        self._placing: set[str] = set()  # entries whose legs are being (or were) placed
+        # Entries whose legs are being (or were) placed, set once they are: a second caller
+        # (the `call` of the entry and a watcher's fill hook) waits for the first.
+        self._placing: dict[str, trio.Event] = {}
 
     def add(self, bracket: Bracket) -> None:
         self.by_entry[bracket.entry] = bracket
@@ -254,9 +257,18 @@ class Brackets:
         entry = state.orders.get(bracket.entry)
         if entry is None or entry.is_open or not entry.fills:
             return  # not filled yet (or still filling): its `after_fill` comes later
-        if bracket.entry in self._placing:
+        placing = self._placing.get(bracket.entry)
+        if placing is not None:
+            await placing.wait()
             return
-        self._placing.add(bracket.entry)
+        placing = self._placing[bracket.entry] = trio.Event()
+        try:
+            await self._place_legs(bracket, entry)
+        finally:
+            placing.set()
+
+    async def _place_legs(self, bracket: Bracket, entry: Order) -> None:
+        state = self.rt.state
         ai = state.assets[bracket.symbol]
         amount = ai.round_amount(entry.filled)
         if amount <= 0:

@@ -403,17 +403,11 @@ async def _place(
             if price is not None:  # a stop-limit (take-profit-limit)
                 ccxt_type = "limit"
                 ccxt_params["timeInForce"] = "GTC"
+        protection = None
         if bracket is not None:
-            brackets_of(rt).record(
-                Bracket(
-                    client_id,
-                    ai.symbol,
-                    "sell" if order_type.side == "buy" else "buy",
-                    bracket[0],
-                    bracket[1],
-                    ai.contract,
-                )
-            )
+            side = "sell" if order_type.side == "buy" else "buy"
+            protection = Bracket(client_id, ai.symbol, side, bracket[0], bracket[1], ai.contract)
+            brackets_of(rt).record(protection)
         if order_type.post_only:
             ccxt_params["postOnly"] = True
         if reduce_only:
@@ -497,6 +491,8 @@ async def _place(
         await sends.wait_account(order.fills[-1], deadline)
     if rt.has_hooks:
         await rt.run_hooks()
+    if protection is not None:  # its legs are placed before `call` returns the entry's fill
+        await brackets_of(rt).protect(protection)
     if order.fills:
         return order.fills[-1]
     if order.is_open:
