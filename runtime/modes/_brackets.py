@@ -242,6 +242,14 @@ class Brackets:
         if bracket is not None:
             await self._cancel_others(bracket, client_id)
 
+    async def ended(self, orders: list[Order]) -> None:
+        """Protect entries among `orders` that ended partly filled (cancelled by the strategy):
+        their legs are sized to what filled."""
+        for order in orders:
+            bracket = self.by_entry.get(order.client_id)
+            if bracket is not None and not order.is_open and order.fills:
+                await self.protect(bracket)
+
     async def sweep(self) -> None:
         """Bring every bracket in line with the state (after a restart's sync)."""
         for bracket in list(self.by_entry.values()):

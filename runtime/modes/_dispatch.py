@@ -637,6 +637,8 @@ async def cancel_orders(rt: Runtime, orders: list[Order]) -> bool:
         rt.on_exchange("order", report)
     if rt.has_hooks:
         await rt.run_hooks()
+    if rt.brackets is not None:  # a partly filled entry cancelled: protect what filled
+        await rt.brackets.ended(orders)
     return all(not o.is_open for o in orders)
 
 

@@ -288,3 +288,25 @@ async def test_a_bracket_run_replays_from_its_trace(manual_path: Path, tmp_path:
     assert kinds.count("BRACKET") == 2  # the bracket, then its one-cancels-other
     replayed = replay_from_trace(path)
     assert snapshot(replayed._rt.state) == snapshot(s._rt.state)
+
+
+async def test_a_partly_filled_entry_cancelled_is_protected_for_what_filled(
+    manual_path: Path,
+) -> None:
+    # A thin bar: the resting entry gets a quarter of its volume (the fill model's cap).
+    dip = (30_000.0, 30_010.0, 29_850.0, 29_950.0)
+    rows = [FLAT, FLAT, dip, FLAT]
+    frame = ohlc(rows)
+    frame.loc[2, "volume"] = 0.04  # 0.01 BTC may fill there
+    s = strategy(manual_path, mode=Sim(), data=frame, config={"trace": False})
+    ai = s.universe[BTC]
+    p = await call(s, ai, GTCOrder[Buy], amount=0.03, price=29_900.0, stop_loss=29_000.0, waitfor=0)
+    assert isinstance(p, Pending)
+    assert isinstance(await p.wait(120.0), Trade)
+    assert p.order.filled == pytest.approx(0.01)
+    assert p.order.is_open  # the rest still rests: no leg yet
+    assert ai.orders == (p.order,)
+    assert await p.cancel() is True
+    (leg,) = ai.orders
+    assert leg.client_id == f"{p.order.client_id}-sl"
+    assert leg.amount == pytest.approx(0.01)
