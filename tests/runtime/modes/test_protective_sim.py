@@ -310,3 +310,28 @@ async def test_a_partly_filled_entry_cancelled_is_protected_for_what_filled(
     (leg,) = ai.orders
     assert leg.client_id == f"{p.order.client_id}-sl"
     assert leg.amount == pytest.approx(0.01)
+
+
+async def test_a_short_bracket_on_margin_has_buy_legs_and_a_wide_bar_fills_only_one() -> None:
+    """A short's legs buy: the stop above, the take-profit below. A bar that crosses both
+    triggers fills the one nearer its open; the other, reduce-only, finds no position left and
+    ends unfilled, so the position is closed, never reversed."""
+    wide = (30_000.0, 30_600.0, 29_400.0, 30_000.0)  # opens nearer the stop at 30,500
+    s = manual(MARGIN, [FLAT, FLAT, wide, FLAT])
+    ai = s.universe[BTC]
+    entry = await call(
+        s, ai, MarketOrder[Sell], amount=0.01, stop_loss=30_500.0, take_profit=29_000.0
+    )
+    assert isinstance(entry, Trade)
+    assert ai.short is not None
+    legs = {o.client_id: o for o in ai.orders}
+    sl, tp = legs[f"{entry.order.client_id}-sl"], legs[f"{entry.order.client_id}-tp"]
+    assert sl.type is StopOrder[Buy]
+    assert tp.type is TakeProfitOrder[Buy]
+    await Pending(s._rt, sl).wait(300.0)
+    assert sl.status == "closed"
+    assert sl.fills[0].price == pytest.approx(slipped(s, "buy", 30_500.0, wide))
+    assert not tp.fills  # reduce-only with nothing left to reduce
+    assert tp.status in ("canceled", "expired")
+    assert ai.short is None
+    assert ai.long is None  # never reversed
