@@ -205,15 +205,25 @@ def check_bracket(
 # limit price, trigger price, reduce-only flag and client id; and how orders are cancelled.
 PlaceLeg = Callable[[AssetInstance, Any, float, float, bool, str], Awaitable[Any]]
 CancelOrders = Callable[[list[Order]], Awaitable[bool]]
+# Both legs as one exchange-linked OCO order list, where the venue has one (Binance spot):
+# True once handled, False to place them one by one.
+PlacePair = Callable[[AssetInstance, "Bracket", float], Awaitable[bool]]
 
 
 class Brackets:
     """The brackets of one strategy and their one-cancels-other link (module docstring)."""
 
-    def __init__(self, rt: Runtime, place: PlaceLeg, cancel: CancelOrders) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        place: PlaceLeg,
+        cancel: CancelOrders,
+        place_pair: PlacePair | None = None,
+    ) -> None:
         self.rt = rt
         self._place = place
         self._cancel = cancel
+        self._place_pair = place_pair
         self.by_entry: dict[str, Bracket] = {}
         self.by_leg: dict[str, Bracket] = {}
         # Entries whose legs are being (or were) placed, set once they are: a second caller
@@ -282,6 +292,13 @@ class Brackets:
         if amount <= 0:
             return
         legs = bracket.legs
+        if (
+            self._place_pair is not None
+            and len(legs) == 2
+            and not any(leg in state.orders for leg in legs.values())
+            and await self._place_pair(ai, bracket, amount)
+        ):
+            return
         for trigger, trigger_price in (
             ("stop", bracket.stop_loss),
             ("take_profit", bracket.take_profit),

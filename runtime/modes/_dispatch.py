@@ -14,6 +14,7 @@ The contract (DESIGN §3), the same in every mode:
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,8 @@ from runtime.model._orders import (
     OrderType,
     PositionClose,
     Sell,
+    StopOrder,
+    TakeProfitOrder,
     Trade,
     UpdateLeverage,
 )
@@ -538,9 +541,99 @@ def brackets_of(rt: Runtime) -> Brackets:
         async def cancel(orders: list[Order]) -> bool:
             return await cancel_orders(rt, orders)
 
-        brackets = rt.brackets = Brackets(rt, place, cancel)
+        async def place_pair(ai: AssetInstance, bracket: Bracket, amount: float) -> bool:
+            return await _place_oco(rt, ai, bracket, amount)
+
+        brackets = rt.brackets = Brackets(rt, place, cancel, place_pair)
         rt.after_fill = brackets.after_fill
     return rt.brackets
+
+
+async def _place_oco(rt: Runtime, ai: AssetInstance, bracket: Bracket, amount: float) -> bool:
+    """A bracket's two legs as one OCO order list where the exchange has them (Binance spot:
+    it locks the holding once and expires the other leg itself). False when it has none, or
+    a leg fails its check (the legs are then placed one by one, each refused or not)."""
+    sends = rt.sends
+    has_oco = getattr(rt.exchange, "has_oco", None)
+    if sends is None or has_oco is None or not has_oco(ai.symbol):
+        return False
+    side: Any = Sell if bracket.side == "sell" else Buy
+    ids = bracket.legs
+    legs: list[tuple[Any, str, float]] = []
+    stop_type: Any = StopOrder
+    take_type: Any = TakeProfitOrder
+    for order_type, trigger, wanted in (
+        (stop_type[side], "stop", bracket.stop_loss),
+        (take_type[side], "take_profit", bracket.take_profit),
+    ):
+        checked = check_trigger(ai, bracket.side, trigger, wanted)
+        if isinstance(checked, OrderCheckFailed):
+            return False
+        legs.append((order_type, ids[trigger], checked))
+    if sends.refusal(ai) is not None:
+        return False
+    try:
+        await sends.before_send(ai)
+    except ExchangeError:
+        return False
+    list_id = f"{bracket.entry}-oco"
+    for order_type, client_id, trigger_price in legs:
+        sends.sent(client_id)
+        rt.record(
+            Kind.ORDER_INTENT,
+            {
+                "client_id": client_id,
+                "symbol": ai.symbol,
+                "type": "market",
+                "order_type": order_type.__name__,
+                "side": order_type.side,
+                "amount": amount,
+                "price": None,
+                "trigger_price": trigger_price,
+                "params": {
+                    "clientOrderId": client_id,
+                    TRIGGER_PARAMS[order_type.trigger]: trigger_price,
+                    "orderList": list_id,
+                },
+            },
+            asset=ai.symbol,
+            durable=True,
+        )
+    (_, stop_id, stop), (_, take_id, take) = legs
+    exchange: Any = rt.exchange
+
+    async def create() -> Any:
+        return await exchange.create_oco_order(
+            ai.symbol, bracket.side, amount, (stop, stop_id), (take, take_id), list_id
+        )
+
+    sends.expect_news(ai)
+    try:
+        reports = await sends.send(create, rt.now_ms())
+    except (OrderRejected, RateLimited) as exc:
+        sends.expect_news(ai, False)
+        for order_type, client_id, _ in legs:
+            await _refused(rt, ai, order_type, amount, None, exc, Kind.ORDER_REFUSED, client_id)
+        return True
+    except NetworkError as exc:  # unknown: resolved by client id, never sent again
+        for order_type, client_id, trigger_price in legs:
+            rt.record(
+                Kind.ORDER_UNKNOWN,
+                {"client_id": client_id, "error": str(exc)},
+                asset=ai.symbol,
+                durable=True,
+            )
+            rt.emit(
+                _created_from_intent(
+                    ai, order_type, client_id, amount, None, {}, rt, trigger_price
+                ),
+                durable=True,
+            )
+            sends.spawn(functools.partial(sends.resolve_unknown, ai, client_id))
+        return True
+    for report in reports:
+        rt.on_exchange("order", report)
+    return True
 
 
 async def resume_brackets(rt: Runtime, path: Any) -> None:

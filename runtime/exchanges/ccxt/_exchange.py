@@ -64,6 +64,7 @@ PRIVATE_METHODS: Final = frozenset(
         "fetch_positions",
         "set_leverage",
         "set_margin_mode",
+        "private_post_orderlist_oco",
         "watch_orders",
         "watch_my_trades",
         "watch_balance",
@@ -566,6 +567,50 @@ class CcxtExchange(trio.abc.AsyncResource):
             # The Algo Service answers a cancel with a code, not the order: read it back.
             result = await self.call("fetch_order", done.get("id") or id, symbol, algo)
         return result
+
+    def has_oco(self, symbol: str) -> bool:
+        """Whether a stop and a take-profit on `symbol` can be sent as one OCO order list,
+        which the exchange links and locks funds for once (Binance spot)."""
+        if str(getattr(self._client, "id", "")) != "binance":
+            return False
+        market = (getattr(self._client, "markets", None) or {}).get(symbol)
+        return bool(market and market.get("spot"))
+
+    async def create_oco_order(
+        self,
+        symbol: str,
+        side: str,
+        amount: float,
+        stop: tuple[float, str],
+        take_profit: tuple[float, str],
+        list_client_id: str,
+    ) -> list[Order]:
+        """A stop-loss and a take-profit (each ``(trigger price, client id)``) on `side` as
+        one Binance OCO order list (``POST /api/v3/orderList/oco``; ccxt has no unified call,
+        so its implicit endpoint), returned as ccxt orders."""
+        client = self._client
+        market = client.market(symbol)
+        stop_leg = {"Type": "STOP_LOSS", "StopPrice": stop[0], "ClientOrderId": stop[1]}
+        take_leg = {
+            "Type": "TAKE_PROFIT",
+            "StopPrice": take_profit[0],
+            "ClientOrderId": take_profit[1],
+        }
+        # A sell takes profit above the price and stops below it; a buy the reverse.
+        above, below = (take_leg, stop_leg) if side == "sell" else (stop_leg, take_leg)
+        request: dict[str, Any] = {
+            "symbol": market["id"],
+            "side": side.upper(),
+            "quantity": client.amount_to_precision(symbol, amount),
+            "listClientOrderId": list_client_id,
+            "newOrderRespType": "RESULT",
+        }
+        for where, leg in (("above", above), ("below", below)):
+            request[f"{where}Type"] = leg["Type"]
+            request[f"{where}StopPrice"] = client.price_to_precision(symbol, leg["StopPrice"])
+            request[f"{where}ClientOrderId"] = leg["ClientOrderId"]
+        response = await self.call("private_post_orderlist_oco", request)
+        return [client.parse_order(report, market) for report in response["orderReports"]]
 
     async def cancel_all_orders(
         self, symbol: str | None = None, params: Mapping[str, Any] | None = None

@@ -275,6 +275,8 @@ class SimExchange:
             return
         ai = self.ledger.assets[symbol]
         for _, order, at in sorted(hit, key=lambda h: h[0]):
+            if order.status != OPEN or order not in waiting:
+                continue  # ended by an earlier one of this bar (an exchange's OCO list)
             waiting.remove(order)
             self._fire(ai, order, at, bar, bar.time_ms)
         self._refresh_work()
@@ -506,6 +508,11 @@ class SimExchange:
             self._meta[client_id] = {"timeInForce": "GTC", "postOnly": False, "updated": 0}
             self._emit("order", self.order_dict(order))
             self._fill(ai, order, pos.contracts, ai.round_price(liq), True, bar.time_ms)
+
+    def end_order(self, order: Order, status: str, reason: str) -> None:
+        """End an open order as the exchange itself does (an OCO list's other leg)."""
+        if order.status == OPEN:
+            self._end(order, status, self.feed.now_ms(), reason)
 
     def new_id(self) -> str:
         """A fresh order id from the exchange's sequence (the loopback's triggered orders)."""

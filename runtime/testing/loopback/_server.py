@@ -521,6 +521,7 @@ class LoopbackExchange:
         add("POST", "/api/v3/order/test", SIGNED, lambda p: self._test_order(spot, p))
         add("GET", "/api/v3/order", SIGNED, spot.get_order)
         add("DELETE", "/api/v3/order", SIGNED, spot.cancel_order)
+        add("POST", "/api/v3/orderList/oco", SIGNED, spot.order_list_oco)
         add("GET", "/api/v3/openOrders", SIGNED, spot.open_orders)
         add("DELETE", "/api/v3/openOrders", SIGNED, spot.cancel_open_orders)
         add("GET", "/api/v3/allOrders", SIGNED, spot.all_orders)

@@ -164,13 +164,16 @@ def cost(order: Order) -> float:
     return sum(t.value for t in order.fills)
 
 
-def spot_order(m: Market, order: Order, updated_ms: int, working: bool = True) -> dict[str, Any]:
+def spot_order(
+    m: Market, order: Order, updated_ms: int, working: bool = True, list_id: int = -1
+) -> dict[str, Any]:
     """The order as ``GET /api/v3/order`` (and ``openOrders``, ``allOrders``) returns it;
-    `working` is False for a protective order still waiting for its trigger."""
+    `working` is False for a protective order still waiting for its trigger, `list_id` the
+    OCO order list it belongs to (-1: none)."""
     return {
         "symbol": m.id,
         "orderId": int(order.id or 0),
-        "orderListId": -1,
+        "orderListId": list_id,
         "clientOrderId": order.client_id,
         "price": m.price(order.price),
         "origQty": m.qty(order.amount),
@@ -212,20 +215,21 @@ def spot_new_order(
     resp_type: str,
     cancel_client_id: str | None = None,
     working: bool = True,
+    list_id: int = -1,
 ) -> dict[str, Any]:
     """The reply of ``POST /api/v3/order`` for ``newOrderRespType`` ACK, RESULT or FULL.
 
     With ``cancel_client_id`` (the cancel request's own client id) it is the reply of
     ``DELETE /api/v3/order`` instead.
     """
-    full = spot_order(m, order, updated_ms, working)
+    full = spot_order(m, order, updated_ms, working, list_id)
     if cancel_client_id is not None:
         # Binance names the cancel request by its own client id; the order's is "orig".
         out = {
             "symbol": m.id,
             "origClientOrderId": order.client_id,
             "orderId": full["orderId"],
-            "orderListId": -1,
+            "orderListId": list_id,
             "clientOrderId": cancel_client_id,
             "transactTime": updated_ms,
         }

@@ -76,17 +76,22 @@ async def test_a_bracket_leg_fills_on_the_exchange_and_the_other_is_cancelled_th
         assert listed[f"{cid}-tp"]["triggerPrice"] == 65_000.0
         assert listed[f"{cid}-tp"]["info"]["type"] == "TAKE_PROFIT"
         assert all(o["amount"] == entry.order.filled for o in listed.values())
+        # Binance spot: sent as one OCO order list, which locks the 0.01 BTC once.
+        (list_id,) = {o["info"]["orderListId"] for o in listed.values()}
+        assert list_id != -1
+        balance = (await on_exchange(False, BTC))["balance"]["BTC"]
+        assert (balance["free"], balance["used"]) == (0.0, 0.01)
         won = s._rt.state.orders[f"{cid}-{filled}"]
         lost = s._rt.state.orders[f"{cid}-{cancelled}"]
         loopback.set_price(BTC, move)
-        await until(s, lambda: won.status == "closed" and lost.status == "canceled")
+        await until(s, lambda: won.status == "closed" and not lost.is_open)
+        assert not lost.fills  # expired by the exchange's OCO list
         assert s.fills[-1].order is won
-        assert (await on_exchange(False, BTC))["open"] == []  # cancelled on the exchange
+        assert (await on_exchange(False, BTC))["open"] == []
         path = s.trace_path
     assert path is not None
     brackets = [e.payload for e in iter_events(path) if e.kind.name == "BRACKET"]
     assert brackets[0]["legs"] == {"stop": f"{cid}-sl", "take_profit": f"{cid}-tp"}
-    assert brackets[1]["cancel"] == [f"{cid}-{cancelled}"]
     replayed = replay_from_trace(path)
     assert snapshot(replayed._rt.state) == snapshot(s._rt.state)
 
@@ -110,8 +115,9 @@ async def test_protective_orders_are_adopted_on_restart_with_their_link(
         assert tp.trigger_price == 65_000.0
         assert tp.status == "closed"
         assert tp.fills
-        # The link came back from the trace: the stop was cancelled on the exchange at start.
-        assert sl.status == "canceled"
+        # The stop ended with it (the exchange's OCO list) and is known so after the restart.
+        assert sl.status in ("canceled", "expired")
+        assert not sl.fills
         assert (await on_exchange(False, BTC))["open"] == []
         assert not bi.orders
 
@@ -222,10 +228,11 @@ async def test_cancel_orders_cancels_waiting_triggers_on_the_exchange(
     async with running(MARGIN if margin else MANUAL, tmp_path) as s:
         ai = s.universe[BTC]
         await call(s, ai, MarketOrder[Buy], amount=0.01)
+        # Separate orders: on spot each locks its share of the holding, as on Binance.
         stop = await call(
-            s, ai, StopOrder[Sell], amount=0.01, trigger_price=58_000.0, price=57_900.0, waitfor=0
+            s, ai, StopOrder[Sell], amount=0.005, trigger_price=58_000.0, price=57_900.0, waitfor=0
         )
-        take = await call(s, ai, TakeProfitOrder[Sell], amount=0.01, trigger_price=65_000.0)
+        take = await call(s, ai, TakeProfitOrder[Sell], amount=0.005, trigger_price=65_000.0)
         assert isinstance(stop, Pending)
         assert isinstance(take, Pending)
         assert len((await on_exchange(margin, symbol))["open"]) == 2
@@ -233,6 +240,24 @@ async def test_cancel_orders_cancels_waiting_triggers_on_the_exchange(
         assert await call(s, ai, CancelOrders()) is True
         assert stop.order.status == "canceled"
         assert (await on_exchange(margin, symbol))["open"] == []
+
+
+async def test_separate_spot_stops_cannot_lock_one_holding_twice(
+    loopback: LoopbackExchange, tmp_path: Path
+) -> None:
+    """Binance spot locks a waiting stop's balance: a second order for the same base is
+    refused by the exchange (a bracket goes as one OCO order list instead)."""
+    async with running(MANUAL, tmp_path) as s:
+        ai = s.universe[BTC]
+        await call(s, ai, MarketOrder[Buy], amount=0.01)
+        assert isinstance(
+            await call(s, ai, StopOrder[Sell], amount=0.01, trigger_price=58_000.0), Pending
+        )
+        refused = await call(s, ai, TakeProfitOrder[Sell], amount=0.01, trigger_price=65_000.0)
+        assert refused is None
+        assert type(s._rt.last_refusal).__name__ == "InsufficientFunds"
+        balance = (await on_exchange(False, BTC))["balance"]["BTC"]
+        assert (balance["free"], balance["used"]) == (0.0, 0.01)
 
 
 async def test_futures_protective_orders_are_adopted_on_restart(

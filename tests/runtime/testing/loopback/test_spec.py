@@ -67,6 +67,7 @@ SPOT_REST: dict[str, Any] = {
     "GET /api/v3/account": S.GetAccountResponse,
     "POST /api/v3/order": S.NewOrderResponse,
     "POST /api/v3/order/test": S.OrderTestResponse,
+    "POST /api/v3/orderList/oco": S.OrderListOcoResponse,
     "GET /api/v3/order": S.GetOrderResponse,
     "DELETE /api/v3/order": S.DeleteOrderResponse,
     "GET /api/v3/openOrders": S.GetOpenOrdersResponse,
@@ -133,6 +134,7 @@ KNOWN_EXTRAS: dict[type, frozenset[str]] = {
     SA.ExecutionReport: frozenset({"e"}),
     SA.OutboundAccountPosition: frozenset({"e"}),
     SA.BalanceUpdate: frozenset({"e"}),
+    SA.ListStatus: frozenset({"e"}),
     FW.OrderTradeUpdate: frozenset({"e"}),
     FW.AccountUpdate: frozenset({"e"}),
     FW.AccountConfigUpdate: frozenset({"e"}),
@@ -352,6 +354,26 @@ async def _session(ex: LoopbackExchange) -> None:
         ex.set_price(BTC, 58_800.0)
         for stop in stops:
             assert (await b.fetch_order(stop["id"], BTC))["status"] == "closed"
+        # An OCO order list (what a bracket is sent as on spot): one lock; the stop triggers,
+        # the take-profit expires; listStatus events.
+        oco = {
+            "symbol": "BTCUSDT",
+            "side": "SELL",
+            "quantity": "0.002",
+            "aboveType": "TAKE_PROFIT_LIMIT",
+            "aboveStopPrice": "61000",
+            "abovePrice": "61000",
+            "aboveTimeInForce": "GTC",
+            "belowType": "STOP_LOSS",
+            "belowStopPrice": "58700",
+            "listClientOrderId": "list1",
+            "newOrderRespType": "RESULT",
+        }
+        listed = await b.private_post_orderlist_oco(oco)
+        assert [o["status"] for o in listed["orderReports"]] == ["NEW", "NEW"]
+        ex.set_price(BTC, 58_600.0)  # the list's stop triggers; its take-profit expires
+        reports = [await b.fetch_order(str(o["orderId"]), BTC) for o in listed["orders"]]
+        assert sorted(o["status"] for o in reports) == ["closed", "expired"]
         ex.set_price(BTC, 59_500.0)  # back where the futures part expects the market
     sym = {"symbol": "BTCUSDT"}
     order = {
