@@ -61,10 +61,13 @@ class SpotAccount(Account):
     # Balances as Binance shows them: waiting stop orders lock theirs (an OCO list once).
     def _locked(self, asset: str) -> float:
         held: dict[object, float] = {}
-        for order in self.sim.ledger.orders.values():
-            if order.status != OPEN or self.sim.is_working(order):
-                continue
-            ai = self.sim.ledger.assets[order.symbol]
+        waiting = (
+            (ai, o)
+            for ai in self.sim.ledger.assets.values()
+            for o in ai.open_orders.values()
+            if o.trigger_price is not None and not self.sim.is_working(o)
+        )
+        for ai, order in waiting:
             currency = ai.base if order.side == "sell" else ai.quote
             if currency != asset:
                 continue
