@@ -38,8 +38,9 @@ from runtime.engine._replica import restore
 from runtime.exchanges._interface import StreamingExchange
 from runtime.model._assets import AssetInstance
 from runtime.model._modes import Live
-from runtime.model._orders import Order
+from runtime.model._orders import Order, client_seq_of
 from runtime.modes._clock import WallClock
+from runtime.modes._dispatch import resume_brackets
 from runtime.modes._operations import on_stop_action, run_operations
 from runtime.modes._venues import adopt_exchange_markets
 from traces._schema import Kind
@@ -194,9 +195,9 @@ class LiveDriver:
                 rt.on_exchange("order", report, tag=tag)
                 # Client ids continue past ours on the exchange, trace or not: a reused id is
                 # refused as a duplicate.
-                tail = str(report.get("clientOrderId") or "").rsplit("-", 1)[-1]
-                if rt.own_client_id(report.get("clientOrderId")) and tail.isdigit():
-                    rt.continue_client_ids(int(tail))
+                seq_of = client_seq_of(str(report.get("clientOrderId") or ""))
+                if rt.own_client_id(report.get("clientOrderId")) and seq_of is not None:
+                    rt.continue_client_ids(seq_of)
             # Locally open orders the exchange no longer lists ended while we were away.
             listed = {o.get("clientOrderId") for o in opened}
             for order in list(ai.open_orders.values()):
@@ -298,6 +299,8 @@ class LiveDriver:
                     nursery.start_soon(run_operations, rt)
                     if self.mode.reconcile_every_s:
                         nursery.start_soon(self._reconcile_every, self.mode.reconcile_every_s)
+                    # Brackets a crash left half done (DESIGN §10), once the watchers are up.
+                    await resume_brackets(rt, path)
                     task_status.started()
                     try:
                         await rt.call_hook("on_start", s.on_start)
