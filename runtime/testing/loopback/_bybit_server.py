@@ -37,9 +37,8 @@ from aiohttp import WSMsgType, web
 
 from runtime.exchanges._bybit_info import SPOT_INSTRUMENTS, instruments_info
 from runtime.exchanges.sim._exchange import FillModel
-from runtime.testing.loopback._auth import Credentials
 from runtime.testing.loopback._bybit import INTERVALS, BybitAccount, BybitError, ok
-from runtime.testing.loopback._faults import Faults, RequestFault
+from runtime.testing.loopback._faults import RequestFault
 from runtime.testing.loopback._feed import BarClock
 from runtime.testing.loopback._market import MarketData
 from runtime.testing.loopback._server import Payload, _EngineFeed
@@ -118,21 +117,9 @@ class BybitLoopbackExchange(ServedExchange):
         port: int = 0,
         record: bool = False,
     ) -> None:
-        if (api_key is None) != (secret is None):
-            raise ValueError("give both api_key and secret, or neither (to generate a pair)")
-        if bar_interval_ms is not None and not bar_interval_ms > 0:
-            raise ValueError(
-                f"bar_interval_ms={bar_interval_ms!r} must be positive, or None for manual bars"
-            )
-        self.credentials = (
-            Credentials(api_key, secret)
-            if api_key is not None and secret is not None
-            else Credentials.generate()
+        self._init_serving(
+            api_key=api_key, secret=secret, host=host, port=port, bar_interval_ms=bar_interval_ms
         )
-        self.faults = Faults()
-        self.host = host
-        self.port = port
-        self.bar_interval_ms = bar_interval_ms
         self.clock = BarClock(
             [i.symbol for i in SPOT_INSTRUMENTS.values()],
             timeframe=timeframe,
@@ -145,7 +132,6 @@ class BybitLoopbackExchange(ServedExchange):
         if fill_model is not None:
             self.account.sim.fill_model = fill_model
         self.account.emit = self._publish_private
-        self._init_serving()
         self._conns: set[_Conn] = set()
         self._private: set[_Conn] = set()
         self._held: list[tuple[str, list[dict[str, Any]]]] = []

@@ -43,7 +43,7 @@ from runtime.testing.loopback._auth import (
     rest_signature_payload,
 )
 from runtime.testing.loopback._auth import ws_signature_payload as _ws_payload
-from runtime.testing.loopback._faults import Faults, RequestFault
+from runtime.testing.loopback._faults import RequestFault
 from runtime.testing.loopback._feed import BarClock
 from runtime.testing.loopback._funding import funding_history
 from runtime.testing.loopback._futures import FuturesAccount
@@ -201,21 +201,9 @@ class LoopbackExchange(ServedExchange):
         port: int = 0,
         record: bool = False,
     ) -> None:
-        if (api_key is None) != (secret is None):
-            raise ValueError("give both api_key and secret, or neither (to generate a pair)")
-        if bar_interval_ms is not None and not bar_interval_ms > 0:
-            raise ValueError(
-                f"bar_interval_ms={bar_interval_ms!r} must be positive, or None for manual bars"
-            )
-        self.credentials = (
-            Credentials(api_key, secret)
-            if api_key is not None and secret is not None
-            else Credentials.generate()
+        self._init_serving(
+            api_key=api_key, secret=secret, host=host, port=port, bar_interval_ms=bar_interval_ms
         )
-        self.faults = Faults()
-        self.host = host
-        self.port = port
-        self.bar_interval_ms = bar_interval_ms
         self._config = {
             "spot_balances": dict(spot_balances or _DEFAULT_BALANCES),
             "futures_balances": dict(futures_balances or _DEFAULT_BALANCES),
@@ -225,7 +213,6 @@ class LoopbackExchange(ServedExchange):
             "data": data,
             "fill_model": fill_model,
         }
-        self._init_serving()
         self._conns: set[_Conn] = set()
         self._streams: dict[tuple[str, str], set[_Conn]] = {}
         self._subscription_ids = 0

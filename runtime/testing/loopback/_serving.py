@@ -13,6 +13,7 @@ from typing import Any, Final, Self, TypeVar
 
 from aiohttp import web
 
+from runtime.testing.loopback._auth import Credentials
 from runtime.testing.loopback._faults import Faults
 
 log = logging.getLogger("vigil.loopback")
@@ -27,13 +28,32 @@ class ServedExchange:
 
     venue_name = "loopback"  # for log lines and the thread's name: "Binance", "Bybit"
 
-    faults: Faults
-    host: str
-    port: int
-    bar_interval_ms: float | None
     _conns: set[Any]
 
-    def _init_serving(self) -> None:
+    def _init_serving(
+        self,
+        *,
+        api_key: str | None,
+        secret: str | None,
+        host: str,
+        port: int,
+        bar_interval_ms: float | None,
+    ) -> None:
+        if (api_key is None) != (secret is None):
+            raise ValueError("give both api_key and secret, or neither (to generate a pair)")
+        if bar_interval_ms is not None and not bar_interval_ms > 0:
+            raise ValueError(
+                f"bar_interval_ms={bar_interval_ms!r} must be positive, or None for manual bars"
+            )
+        self.credentials = (
+            Credentials(api_key, secret)
+            if api_key is not None and secret is not None
+            else Credentials.generate()
+        )
+        self.faults = Faults()
+        self.host = host
+        self.port = port
+        self.bar_interval_ms = bar_interval_ms
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
