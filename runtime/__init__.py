@@ -2,8 +2,9 @@
 
 Everything a strategy file or a user session needs is exported here; the packages behind it
 are `model` (plain values), `engine` (all state changes, the replica), `exchanges` (the
-interface, ccxt and the simulated exchange), `modes` (Sim, Paper, Live and `call`), `app` (the
-CLI, IPython, reports) and `testing` (the loopback exchange and the conformance suite).
+interface, ccxt and the simulated exchange), `data` (market-data download and store), `modes`
+(Sim, Paper, Live and `call`), `app` (the CLI, IPython, reports) and `testing` (the loopback
+exchange and the conformance suite).
 
 The names load on first use: the error classes are the ground floor that `traces` builds on,
 so importing them (or `traces`) must not pull in the modes, the exchanges or the CLI.
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from runtime.app import start as start
     from runtime.app import stop as stop
     from runtime.app import unload_ipython_extension as unload_ipython_extension
+    from runtime.data import download_ohlcv as download_ohlcv
+    from runtime.data import load_ohlcv as load_ohlcv
     from runtime.engine import Results as Results
     from runtime.engine import Strategy as Strategy
     from runtime.model import AssetInstance as AssetInstance
@@ -52,6 +55,8 @@ if TYPE_CHECKING:
     from runtime.model import RunConfig as RunConfig
     from runtime.model import Sell as Sell
     from runtime.model import Sim as Sim
+    from runtime.model import StopOrder as StopOrder
+    from runtime.model import TakeProfitOrder as TakeProfitOrder
     from runtime.model import Trade as Trade
     from runtime.model import UpdateLeverage as UpdateLeverage
     from runtime.modes import Pending as Pending
@@ -78,6 +83,8 @@ _EXPORTS: dict[str, str] = {
     "Position": "runtime.model",
     "PositionClose": "runtime.model",
     "PostOnlyOrder": "runtime.model",
+    "StopOrder": "runtime.model",
+    "TakeProfitOrder": "runtime.model",
     "RunConfig": "runtime.model",
     "Sell": "runtime.model",
     "Sim": "runtime.model",
@@ -111,6 +118,8 @@ _EXPORTS: dict[str, str] = {
     "start": "runtime.app",
     "stop": "runtime.app",
     "unload_ipython_extension": "runtime.app",
+    "download_ohlcv": "runtime.data",
+    "load_ohlcv": "runtime.data",
 }
 
 __all__ = [
@@ -146,16 +155,20 @@ __all__ = [
     "Sell",
     "Session",
     "Sim",
+    "StopOrder",
     "Strategy",
     "StrategyStopped",
+    "TakeProfitOrder",
     "TraceError",
     "Trade",
     "UpdateLeverage",
     "VigilError",
     "call",
+    "download_ohlcv",
     "flatten",
     "halt",
     "load_ipython_extension",
+    "load_ohlcv",
     "resume",
     "start",
     "stop",

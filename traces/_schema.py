@@ -37,6 +37,10 @@ class Kind(enum.IntEnum):
     # The exchange refused the send outright (nothing was placed): a record of the refusal,
     # not a state change. Before this code, vigil wrote these under ORDER_REJECTED.
     ORDER_REFUSED = 17
+    # A bracket (DESIGN §10): the entry's client id, its stop-loss and take-profit triggers
+    # and its legs' client ids, written before the entry is sent; a restart rebuilds the
+    # one-cancels-other link, and places missing legs, from it.
+    BRACKET = 18
     TRADE = 20  # a fill
     TRADE_EMULATED = 21  # a fill derived from cumulative filled/cost deltas
     # Account.
@@ -64,6 +68,8 @@ class Kind(enum.IntEnum):
     RESUMED = 81  # trading turned back on; state
     STRATEGY_ERROR = 82  # on_tick raised: {"error", "bar", "in_a_row"}
     ALERT = 83  # an alert as delivered to on_alert and the webhook: {"kind", "message", "data"}
+    # Funding settled on a perpetual position (Sim charges stored funding at each funding time).
+    FUNDING = 45
     # Live and Paper, at each tick: {"time": ms, "prices": {symbol: mark price}, "equity": ...},
     # so a trace alone prices the account (results and reports of every mode).
     MARK = 90
@@ -83,6 +89,7 @@ STATE_KINDS: frozenset[Kind] = frozenset(
         Kind.RECONCILE,
         Kind.HALTED,
         Kind.RESUMED,
+        Kind.FUNDING,
     }
 )
 

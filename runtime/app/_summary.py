@@ -37,6 +37,9 @@ def summary_text(s: Strategy, elapsed: float, console: Console | None, *, stoppe
         lines.append(results.summary())
     else:
         lines.append(f"no results yet: {why}")
+    halted = rt.state.halted
+    if halted is not None:
+        lines.append(f"{'halted':<14} {halted}")
     if console is not None:
         total = sum(console.refusals.values())
         lines.append(f"{'refused orders':<14} {total:>14}")

@@ -68,6 +68,10 @@ class OrderCreated:
     reduce_only: bool = False
     # Price used to size the commitment of a market order (the last price when it was sent).
     reference_price: float | None = None
+    # A protective order's trigger (DESIGN §10). Such an order commits nothing while it waits:
+    # the exchange checks the funds when it triggers, and a bracket's two legs share one
+    # holding (only one of them can fill).
+    trigger_price: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +159,21 @@ class Resumed:
     timestamp: int
 
 
+@dataclass(frozen=True, slots=True)
+class FundingPaid:
+    """Funding settled on a perpetual position at a funding time: `amount` of the settle
+    currency paid (negative: received) = `contracts` (signed: long positive) × contract size ×
+    `price` × `rate`. The strategy's state keeps it as history (`State.funding`); the balance
+    moves by the exchange's report, as for fills (`settle_funding` is the ledger's side)."""
+
+    symbol: str
+    timestamp: int
+    rate: float
+    price: float
+    contracts: float
+    amount: float
+
+
 Event = (
     OrderCreated
     | OrderAcknowledged
@@ -166,6 +185,7 @@ Event = (
     | LeverageChanged
     | Halted
     | Resumed
+    | FundingPaid
 )
 EVENT_TYPES: dict[str, type] = {
     t.__name__: t
@@ -180,6 +200,7 @@ EVENT_TYPES: dict[str, type] = {
         LeverageChanged,
         Halted,
         Resumed,
+        FundingPaid,
     )
 }
 
@@ -205,6 +226,7 @@ class State:
         # must not overwrite it.
         self.balance_as_of: dict[str, int] = {}
         self.position_as_of: dict[str, int] = {}
+        self.funding: list[FundingPaid] = []  # funding settled on positions, oldest first
         self.balance_reports = 0  # reports applied so far (Live waits on them)
         self.position_reports = 0
         self.halted: str | None = None  # why trading is off (see `Halted`), or None
@@ -303,6 +325,7 @@ def _apply_created(state: State, e: OrderCreated) -> Order:
         timestamp=e.timestamp,
         id=e.id,
         reduce_only=e.reduce_only,
+        trigger_price=e.trigger_price,
     )
     state.orders[e.client_id] = order
     if e.id:
@@ -312,7 +335,7 @@ def _apply_created(state: State, e: OrderCreated) -> Order:
     basis = e.price if e.price is not None else (e.reference_price or 0.0)
     if not math.isfinite(basis):
         basis = 0.0  # no price to value it at: a NaN here would poison the balance for good
-    if not e.reduce_only:
+    if not e.reduce_only and e.trigger_price is None:
         value = commitment(ai, e.side, e.amount, basis)
         order.committed = value
         state.balance(commit_currency(ai, e.side)).committed += value
@@ -482,6 +505,18 @@ def _apply_resumed(state: State, e: Resumed) -> None:
     state.halted = None
 
 
+def _apply_funding(state: State, e: FundingPaid) -> FundingPaid:
+    state.asset(e.symbol)  # an unknown market is refused like any other event's
+    if not any(f.symbol == e.symbol and f.timestamp == e.timestamp for f in state.funding[-8:]):
+        state.funding.append(e)  # a funding time is settled once per market
+    return e
+
+
+def settle_funding(state: State, e: FundingPaid) -> None:
+    """The exchange's side of a funding payment: the settle balance pays `amount`."""
+    state.balance(state.asset(e.symbol).settle).total -= e.amount
+
+
 _APPLY: dict[type, Any] = {
     OrderCreated: _apply_created,
     OrderAcknowledged: _apply_ack,
@@ -493,6 +528,7 @@ _APPLY: dict[type, Any] = {
     LeverageChanged: _apply_leverage,
     Halted: _apply_halted,
     Resumed: _apply_resumed,
+    FundingPaid: _apply_funding,
 }
 
 
@@ -564,6 +600,7 @@ __all__ = [
     "EXPIRED",
     "BalanceUpdated",
     "EngineError",
+    "FundingPaid",
     "Halted",
     "LeverageChanged",
     "OrderAcknowledged",
@@ -576,4 +613,5 @@ __all__ = [
     "State",
     "apply",
     "settle_fill",
+    "settle_funding",
 ]

@@ -49,6 +49,7 @@ class BarHistory(Protocol):
     end_index: int
     marks: list[Mark]
 
+
 YEAR_NS = 365 * 24 * 3600 * 10**9
 MIN_CAGR_YEARS = 30 / 365  # shorter curves get no CAGR (nor Calmar)
 
@@ -104,6 +105,7 @@ STAT_ROWS: tuple[tuple[str, str, Any], ...] = (
     ("exposure", "exposure", lambda v: f"{v * 100:.1f}%"),
     ("trades", "trades", lambda v: f"{int(v)}"),
     ("fees", "fees", lambda v: f"{v:.2f}"),
+    ("funding", "funding", lambda v: f"{v:.2f}"),
     ("start_equity", "start equity", lambda v: f"{v:.2f}"),
     ("end_equity", "end equity", lambda v: f"{v:.2f}"),
 )
@@ -118,12 +120,27 @@ def format_stats(stats: Mapping[str, float]) -> str:
 
 
 def trades_frame(rt: Runtime) -> pd.DataFrame:
-    """Every fill, oldest first, with realized PnL (average cost, fees included) per fill."""
+    """Every fill, oldest first, with realized PnL (average cost, fees included) per fill, and
+    `funding`: what the position this fill left paid in funding (negative: received) until
+    the market's next fill."""
     rows: list[dict[str, Any]] = []
+    funding_by_symbol: dict[str, list[tuple[int, float]]] = {}
+    for f in rt.state.funding:
+        funding_by_symbol.setdefault(f.symbol, []).append((f.timestamp, f.amount))
     for ai in rt.universe:
         qty = 0.0
         avg = 0.0
-        for t in ai.trades:
+        paid = funding_by_symbol.get(ai.symbol, [])
+        pay_times = np.array([p[0] for p in paid], dtype=np.int64)
+        pay_cum = np.concatenate(([0.0], np.cumsum([p[1] for p in paid])))
+        fills = ai.trades
+        for k, t in enumerate(fills):
+            # Funding after this fill up to the next: the position this fill left paid it. A
+            # funding time equal to a fill's is settled before that bar's tick, so before it.
+            lo = int(np.searchsorted(pay_times, t.timestamp, side="right"))
+            nxt = fills[k + 1].timestamp if k + 1 < len(fills) else None
+            hi = len(pay_times) if nxt is None else int(np.searchsorted(pay_times, nxt, "right"))
+            funding = float(pay_cum[hi] - pay_cum[lo]) if hi > lo else 0.0
             signed = t.amount if t.side == "buy" else -t.amount
             fee_q = t.fee if t.fee_currency in (ai.quote, ai.settle) else t.fee * t.price
             pnl = 0.0
@@ -151,6 +168,7 @@ def trades_frame(rt: Runtime) -> pd.DataFrame:
                     "fee": t.fee,
                     "fee_currency": t.fee_currency,
                     "realized_pnl": pnl,
+                    "funding": funding,
                     "taker": t.taker,
                     "leverage": t.leverage,
                     "order_type": t.order.type.__name__,
@@ -169,6 +187,7 @@ def trades_frame(rt: Runtime) -> pd.DataFrame:
         "fee",
         "fee_currency",
         "realized_pnl",
+        "funding",
         "taker",
         "leverage",
         "order_type",
@@ -405,6 +424,8 @@ def compute_stats(
         "exposure": exposure,
         "trades": float(len(trades)),
         "fees": fees,
+        # Net funding paid on perpetual positions (negative: received).
+        "funding": float(trades["funding"].sum()) if "funding" in trades else 0.0,
         "start_equity": start,
         "end_equity": end,
         "periods_per_year": per_year,

@@ -38,9 +38,11 @@ from runtime.engine._replica import restore
 from runtime.exchanges._interface import StreamingExchange
 from runtime.model._assets import AssetInstance
 from runtime.model._modes import Live
-from runtime.model._orders import Order
+from runtime.model._orders import Order, client_seq_of
 from runtime.modes._clock import WallClock
+from runtime.modes._dispatch import resume_brackets
 from runtime.modes._operations import on_stop_action, run_operations
+from runtime.modes._venues import adopt_exchange_markets
 from traces._schema import Kind
 from watchers._account import BalanceWatcher, OrdersWatcher, PositionsWatcher, TradesWatcher
 from watchers._base import HEALTHY, Watcher, WatcherConfig, retrying
@@ -142,22 +144,36 @@ class LiveDriver:
 
     # Start-up.
     async def _refresh_markets(self) -> None:
-        markets = await self.rt.exchange.load_markets()  # loaded at open: no request
-        for ai in self.rt.universe:
-            market = markets.get(ai.symbol)
-            if market is not None:
-                ai.set_market(market)
+        ex = self.rt.exchange
+        markets = await ex.load_markets()  # loaded at open: no request
+        settings = getattr(ex, "settings", None)  # a CcxtExchange's; scripted ones have none
+        if settings is None:
+            for ai in self.rt.universe:
+                if (market := markets.get(ai.symbol)) is not None:
+                    ai.set_market(market)
+            return
+        adopt_exchange_markets(
+            self.rt, markets, venue=settings.exchange_id, sandbox=settings.sandbox
+        )
+
+    async def _reconcile_account(self) -> None:
+        """Balances, and positions for margin, from REST, applied under RECONCILE."""
+        rt = self.rt
+        ex = rt.exchange
+        rt.on_exchange("balance", await retrying(ex.fetch_balance), tag=Kind.RECONCILE)
+        if rt.margin:
+            symbols = list(rt.universe.keys())
+            positions = await retrying(lambda: ex.fetch_positions(symbols))
+            rt.on_exchange(
+                "positions", {"symbols": symbols, "positions": positions}, tag=Kind.RECONCILE
+            )
 
     async def reconcile(self) -> None:
         """Sync on start: every difference with the exchange becomes a RECONCILE event."""
         rt = self.rt
         ex = rt.exchange
         tag = Kind.RECONCILE
-        rt.on_exchange("balance", await retrying(ex.fetch_balance), tag=tag)
-        symbols = list(rt.universe.keys())
-        if rt.margin:
-            positions = await retrying(lambda: ex.fetch_positions(symbols))
-            rt.on_exchange("positions", {"symbols": symbols, "positions": positions}, tag=tag)
+        await self._reconcile_account()
         for ai in rt.universe:
 
             async def open_orders(sym: str = ai.symbol) -> Any:
@@ -179,9 +195,9 @@ class LiveDriver:
                 rt.on_exchange("order", report, tag=tag)
                 # Client ids continue past ours on the exchange, trace or not: a reused id is
                 # refused as a duplicate.
-                tail = str(report.get("clientOrderId") or "").rsplit("-", 1)[-1]
-                if rt.own_client_id(report.get("clientOrderId")) and tail.isdigit():
-                    rt.continue_client_ids(int(tail))
+                seq_of = client_seq_of(str(report.get("clientOrderId") or ""))
+                if rt.own_client_id(report.get("clientOrderId")) and seq_of is not None:
+                    rt.continue_client_ids(seq_of)
             # Locally open orders the exchange no longer lists ended while we were away.
             listed = {o.get("clientOrderId") for o in opened}
             for order in list(ai.open_orders.values()):
@@ -283,6 +299,8 @@ class LiveDriver:
                     nursery.start_soon(run_operations, rt)
                     if self.mode.reconcile_every_s:
                         nursery.start_soon(self._reconcile_every, self.mode.reconcile_every_s)
+                    # Brackets a crash left half done (DESIGN §10), once the watchers are up.
+                    await resume_brackets(rt, path)
                     task_status.started()
                     try:
                         await rt.call_hook("on_start", s.on_start)
@@ -333,11 +351,7 @@ class LiveDriver:
         rt = self.rt
         ex = rt.exchange
         tag = Kind.RECONCILE
-        rt.on_exchange("balance", await retrying(ex.fetch_balance), tag=tag)
-        symbols = list(rt.universe.keys())
-        if rt.margin:
-            positions = await retrying(lambda: ex.fetch_positions(symbols))
-            rt.on_exchange("positions", {"symbols": symbols, "positions": positions}, tag=tag)
+        await self._reconcile_account()
         for ai in rt.universe:
 
             async def open_orders(sym: str = ai.symbol) -> Any:
@@ -377,6 +391,8 @@ class LiveSends:
         self.rt = driver.rt
         # client id -> the asset's holding when it was sent (see wait_account)
         self.holding_at_send: dict[str, float] = {}
+        # client id -> balance reports applied when it was sent (see wait_account)
+        self.balance_reports_at_send: dict[str, int] = {}
         self._sending = 0.0
 
     def unavailable(self) -> str | None:
@@ -445,6 +461,7 @@ class LiveSends:
 
     def sent(self, client_id: str) -> None:
         self.holding_at_send[client_id] = self._sending
+        self.balance_reports_at_send[client_id] = self.rt.state.balance_reports
 
     def expect_news(self, ai: AssetInstance, expected: bool = True) -> None:
         """An order is about to be sent on `ai` (True), or was refused (False): its orders
@@ -486,6 +503,13 @@ class LiveSends:
                 if reported_since() and trio.current_time() >= grace:
                     break
                 with trio.move_on_at(grace if trio.current_time() < grace else math.inf):
+                    await rt.account_changed.wait()
+            if ai.contract and order.filled:
+                # A venue may report the wallet apart from the position (Bybit's wallet and
+                # position topics; Binance's ACCOUNT_UPDATE carries both): the fill's fee and
+                # realised PnL are in the wallet report, so wait for one since the send too.
+                balances_before = self.balance_reports_at_send.get(order.client_id, 0)
+                while rt.state.balance_reports <= balances_before:
                     await rt.account_changed.wait()
 
     def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None:
