@@ -319,6 +319,7 @@ def test_sigterm_to_vigil_run_live_cancels_and_records_the_stop(
     command = [
         sys.executable, "-m", "runtime.app._cli", "run", str(RESTING), "--mode", "live",
         "--no-sandbox", "--on-stop", "cancel", "--trace-root", str(tmp_path),
+        "--quiet",  # no console lines: the strategy's READY is the first line on stdout
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with subprocess.Popen(
