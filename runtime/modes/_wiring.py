@@ -49,18 +49,21 @@ def strategy(
     margin: str | None = None,
     initial_cash: float | Mapping[str, float] | None = None,
     config: Mapping[str, Any] | RunConfig | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> Strategy:
     """Load a strategy (bundled name or file path) and wire it to `mode`.
 
     In Sim, `data` is a DataFrame, a CSV or Parquet path, or a dict from market to either;
     without it Sim generates seeded bars. `initial_cash` is an amount of the cash currency or a
     mapping from currency to amount (Sim and Paper; Live trades the account's own cash).
+    `params` overrides class attributes the strategy declares (`{"fast": 5}`).
     """
     if not isinstance(mode, Sim | Paper | Live):
         raise ConfigError(f"mode must be Sim(), Paper() or Live(), not {mode!r}")
     if margin not in (None, "isolated"):
         raise ConfigError(f"margin={margin!r} is not supported; use None (spot) or 'isolated'")
     name, cls = load_strategy_class(name_or_path)
+    cls = with_params(cls, params)
     text = str(name_or_path)
     source = str(Path(text).resolve()) if text.endswith(".py") or Path(text).exists() else text
     s = cls()
@@ -140,6 +143,33 @@ def wire(
     if isinstance(rt.exchange, SimExchange):  # Live starts its run at `start`, after its replay
         _start_simulated_account(rt, rt.exchange, float(config.leverage or cls.leverage))
     return rt
+
+
+def with_params(cls: type[Strategy], params: Mapping[str, Any] | None) -> type[Strategy]:
+    """`cls` with `params` overriding its declared class attributes, as a subclass of the same
+    name, so the strategy file's class itself is left untouched for the next run."""
+    if not params:
+        return cls
+    valid = strategy_params(cls)
+    unknown = sorted(str(k) for k in params if k not in valid)
+    if unknown:
+        raise ConfigError(
+            f"strategy {cls.__name__} has no parameter {', '.join(unknown)}; "
+            f"the parameters it declares are {', '.join(sorted(valid))}"
+        )
+    return type(cls.__name__, (cls,), {"__module__": cls.__module__, **params})
+
+
+def strategy_params(cls: type[Strategy]) -> dict[str, Any]:
+    """The class attributes a strategy declares (its own and the `Strategy` defaults such as
+    `warmup`), by name with their values: plain data, not hooks, properties or private names."""
+    names: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__[:-1]):  # without `object`
+        for attr, value in vars(klass).items():
+            if attr.startswith("_") or callable(value) or hasattr(value, "__get__"):
+                continue
+            names[attr] = getattr(cls, attr)
+    return names
 
 
 def normalize_symbol(symbol: str, margin: str | None) -> str:
