@@ -32,6 +32,10 @@ if TYPE_CHECKING:
     from runtime.app import start as start
     from runtime.app import stop as stop
     from runtime.app import unload_ipython_extension as unload_ipython_extension
+    from runtime.dist import OptimizeResult as OptimizeResult
+    from runtime.dist import optimize as optimize
+    from runtime.dist import sweep as sweep
+    from runtime.dist import walk_forward as walk_forward
     from runtime.engine import Results as Results
     from runtime.engine import Strategy as Strategy
     from runtime.model import AssetInstance as AssetInstance
@@ -89,6 +93,10 @@ _EXPORTS: dict[str, str] = {
     "ReplayMismatch": "runtime._errors",
     "TraceError": "runtime._errors",
     "VigilError": "runtime._errors",
+    "OptimizeResult": "runtime.dist",
+    "optimize": "runtime.dist",
+    "sweep": "runtime.dist",
+    "walk_forward": "runtime.dist",
     "Results": "runtime.engine",
     "Strategy": "runtime.engine",
     "Pending": "runtime.modes",
@@ -116,6 +124,7 @@ __all__ = [
     "Live",
     "MarketOrder",
     "NetworkError",
+    "OptimizeResult",
     "Order",
     "OrderCheckFailed",
     "OrderNotFound",
@@ -139,10 +148,13 @@ __all__ = [
     "VigilError",
     "call",
     "load_ipython_extension",
+    "optimize",
     "start",
     "stop",
     "strategy",
+    "sweep",
     "unload_ipython_extension",
+    "walk_forward",
 ]
 
 
