@@ -2,6 +2,7 @@
 
 vigil demo                         backtest sma_cross on generated bars and print a summary
 vigil run STRATEGY --mode sim      run a bundled strategy or a strategy file
+vigil sweep STRATEGY --param ...   run a strategy over a grid of parameters (runtime.dist)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import trio
 
 from runtime._errors import VigilError
 from runtime._progress import Progress
+from runtime.app._cli_sweep import add_sweep_parser, cmd_sweep
 from runtime.app._lifecycle import start
 from runtime.app._report import report_main
 from runtime.engine import replay_from_trace, runtime_of
@@ -113,6 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="rebuild a strategy's state from its trace")
     replay.add_argument("path")
     replay.add_argument("--run", default="-1", help="run index (-1 = last) or run id")
+
+    add_sweep_parser(sub)
 
     exchange = sub.add_parser("exchange", help="the loopback exchange")
     exchange_sub = exchange.add_subparsers(dest="exchange_command", required=True, metavar="ACTION")
@@ -286,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "trace": _cmd_trace,
         "replay": _cmd_replay,
         "report": _cmd_report,
+        "sweep": cmd_sweep,
     }
     try:
         return commands[args.command](args)
