@@ -89,6 +89,8 @@ class RunConfig:
     * ``leverage``: initial leverage of every margin asset.
     * ``markets``: trade these markets instead of the strategy's own list.
     * ``trace_market``: also record each bar the strategy sees (Sim), for analysis.
+    * ``storage_options``: for a ``trace_root`` on object storage (``s3://bucket/prefix``),
+      settings beyond the AWS environment variables (obstore's keys, e.g. ``endpoint``).
     """
 
     trace: bool = True
@@ -98,6 +100,7 @@ class RunConfig:
     leverage: float | None = None
     markets: tuple[str, ...] | None = None
     trace_market: bool = False
+    storage_options: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.fsync not in ("never", "order", "always"):

@@ -139,7 +139,14 @@ def wire(
     if config.trace:
         account = {"Sim": "sim", "Paper": "paper"}.get(type(mode).__name__)
         account = account or ("sandbox" if sandbox else "live")
-        rt.recorder = open_recorder(config.trace_root, exchange, account, name, fsync=config.fsync)
+        rt.recorder = open_recorder(
+            config.trace_root,
+            exchange,
+            account,
+            name,
+            fsync=config.fsync,
+            storage_options=config.storage_options,
+        )
     if isinstance(rt.exchange, SimExchange):  # Live starts its run at `start`, after its replay
         _start_simulated_account(rt, rt.exchange, float(config.leverage or cls.leverage))
     return rt
