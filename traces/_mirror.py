@@ -16,8 +16,6 @@ once), and the local readers read the copy: a remote reading equals the local on
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -32,26 +30,13 @@ from typing import Any
 
 from runtime._errors import TraceError
 from traces._blobs import Blobs, open_blobs
-from traces._schema import ARRAYS, LOCK_FILE, WAL_DIR
+from traces._fetch import GROUP_META, IO_THREADS, LEASE, download
+from traces._schema import ARRAYS, WAL_DIR
+from traces._view import open_view
 
 log = logging.getLogger("vigil.traces")
 
-LEASE = "writer.lease"
-GROUP_META = "zarr.json"
-_IO_THREADS = 8
-
-
-def vigil_home() -> Path:
-    return Path(os.environ.get("VIGIL_HOME") or Path.home() / ".vigil")
-
-
-def cache_path(url: str, kind: str) -> Path:
-    """Where the local side of a remote trace lives: ``kind`` "write" (the writer's own trace,
-    WAL included) or "read" (a reader's copy)."""
-    parts = url.split("://", 1)
-    name = Path(parts[-1]).name
-    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
-    return vigil_home() / "trace-cache" / kind / digest / name
+HEAD = "head.json"  # written at seal: the trace's next seq, to spot a stale local cache
 
 
 class Mirror:
@@ -111,6 +96,29 @@ class Mirror:
         return doc
 
     # ----------------------------------------------------------------------------- mirroring
+    def prepare_local(self) -> None:
+        """Before the local writer opens (lease held): a missing local trace starts as a copy
+        of the store's; a local one behind the store's (written from elsewhere since) is
+        refused rather than overwrite the store with less."""
+        if not (self.local / GROUP_META).exists():
+            download(self.blobs, self.local)
+            return
+        try:
+            remote_next = int(json.loads(self.blobs.get(HEAD))["next_seq"])
+        except FileNotFoundError:
+            try:
+                group = json.loads(self.blobs.get(GROUP_META))
+            except FileNotFoundError:
+                return
+            remote_next = int(group.get("attributes", {}).get("committed", 0))
+        local_next = open_view(self.local).total
+        if local_next < remote_next:
+            raise TraceError(
+                f"trace {self.url} holds {remote_next} events but its local cache {self.local} "
+                f"has {local_next}: it was written from elsewhere since. Move the cache aside "
+                "to continue from the store's copy"
+            )
+
     def catch_up(self) -> int:
         """Upload what the local trace has committed and the store lacks, in commit order;
         return the committed row count the store now has."""
@@ -137,9 +145,9 @@ class Mirror:
             self.puts += 1
             return int(attrs["committed"])
 
-    def seal(self) -> None:
+    def seal(self, next_seq: int) -> None:
         """At close: mirror the last commits, then the WAL (the tail that is no whole chunk),
-        and drop the store's WAL segments the local trace no longer has."""
+        drop the store's WAL segments the local trace no longer has, and record `next_seq`."""
         self.catch_up()
         with self._lock:
             local = {
@@ -149,6 +157,8 @@ class Mirror:
             for key in self.blobs.list(f"{WAL_DIR}/"):
                 if key not in local:
                     self.blobs.delete(key)
+            self.blobs.put(HEAD, json.dumps({"next_seq": next_seq}).encode())
+            self.puts += 1
 
     def _local_chunks(self) -> list[str]:
         out = []
@@ -167,64 +177,9 @@ class Mirror:
         def put(key: str) -> None:
             self.blobs.put(key, (self.local / key).read_bytes())
 
-        with ThreadPoolExecutor(min(_IO_THREADS, len(keys))) as pool:
+        with ThreadPoolExecutor(min(IO_THREADS, len(keys))) as pool:
             list(pool.map(put, keys))
         self.puts += len(keys)
-
-
-def fetch(url: str, storage_options: Mapping[str, Any] | None = None) -> Path:
-    """A local copy of the remote trace at `url`, brought up to date, for the local readers."""
-    blobs = open_blobs(url, storage_options)
-    local = cache_path(url, "read")
-    try:
-        group = blobs.get(GROUP_META)  # first: the committed count the copy will trust
-    except FileNotFoundError:
-        raise TraceError(f"no trace at {url}: it has no {GROUP_META}") from None
-    remote = blobs.list()
-    have = _sizes(local)
-    todo = [
-        key
-        for key, size in remote.items()
-        if key not in (GROUP_META, LEASE, LOCK_FILE)
-        and (
-            key.endswith(GROUP_META)
-            or key.startswith(f"{WAL_DIR}/")
-            or have.get(key) != size  # chunk files are written once: same size, same file
-        )
-    ]
-
-    def get(key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):  # a WAL segment the writer just dropped
-            _write_atomic(local / key, blobs.get(key))
-
-    if todo:
-        with ThreadPoolExecutor(min(_IO_THREADS, len(todo))) as pool:
-            list(pool.map(get, todo))
-    wal = local / WAL_DIR
-    wal.mkdir(parents=True, exist_ok=True)
-    for p in wal.iterdir():
-        if f"{WAL_DIR}/{p.name}" not in remote:
-            p.unlink(missing_ok=True)
-    _write_atomic(local / GROUP_META, group)
-    return local
-
-
-def _sizes(root: Path) -> dict[str, int]:
-    out: dict[str, int] = {}
-    if not root.exists():
-        return out
-    for dirpath, _dirs, files in os.walk(root):
-        for f in files:
-            path = Path(dirpath) / f
-            out[path.relative_to(root).as_posix()] = path.stat().st_size
-    return out
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.partial")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
 
 
 def _chunk_index(key: str) -> int | None:

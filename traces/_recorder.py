@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from traces._blobs import is_url
-from traces._mirror import Mirror, cache_path
+from traces._fetch import cache_path
+from traces._mirror import Mirror
 from traces._schema import Kind
 from traces._writer import TraceWriter
 
@@ -52,13 +53,16 @@ class TraceRecorder:
     def _acquire(self) -> TraceWriter:
         with _lock:
             other = _holders.get(self.path)
-            if other is not None and other is not self:
-                other.close()
+        if other is not None and other is not self:
+            other.close()  # outside the lock: close() takes it too
+        with _lock:
             mirror = None
             if self.url is not None:
                 mirror = Mirror(self.path, self.url, self._storage_options)
                 mirror.take_lease()  # before the local writer: one writer per remote trace
             try:
+                if mirror is not None:
+                    mirror.prepare_local()
                 self._writer = TraceWriter(
                     self.path,
                     fsync=self._fsync,  # type: ignore[arg-type]
@@ -110,10 +114,11 @@ class TraceRecorder:
         writer, self._writer = self._writer, None
         mirror, self._mirror = self._mirror, None
         try:
+            next_seq = 0 if writer is None else writer.next_seq
             if writer is not None:
                 writer.close()
             if mirror is not None:
-                mirror.seal()
+                mirror.seal(next_seq)
         finally:
             if mirror is not None:
                 mirror.release_lease()

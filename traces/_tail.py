@@ -7,7 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from runtime._errors import TraceError
 from traces._blobs import is_url
-from traces._mirror import fetch
+from traces._fetch import fetch
 from traces._reader import tail_frame, tail_records
 
 

@@ -28,7 +28,7 @@ from zarr.storage import LocalStore
 from runtime._errors import TraceError
 from traces._blobs import is_url
 from traces._codec import Payloads
-from traces._mirror import fetch
+from traces._fetch import fetch
 from traces._schema import ARRAYS, SCHEMA_VERSION, WAL_DIR
 from traces._schema import LOCK_FILE as LOCK_FILE  # where the writer and tests look for it
 from traces._wal import WalRecords, WalScan, scan_wal
