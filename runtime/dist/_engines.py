@@ -116,6 +116,7 @@ class DaskEngine:
         scratch = tempfile.mkdtemp(prefix="vigil-dask-")
         config = dask.config.set({"temporary-directory": scratch})
         n = os.cpu_count() or 1
+        started = False
         try:
             cluster = LocalCluster(
                 n_workers=n,
@@ -127,10 +128,11 @@ class DaskEngine:
             )
             client = Client(cluster)
             client.wait_for_workers(n)
-        except BaseException:
-            config.__exit__(None, None, None)
-            shutil.rmtree(scratch, ignore_errors=True)
-            raise
+            started = True
+        finally:
+            if not started:
+                config.__exit__(None, None, None)
+                shutil.rmtree(scratch, ignore_errors=True)
         return cls(client, owned=True, cluster=cluster, scratch=scratch, config=config)
 
     @classmethod

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import pandas as pd
 
@@ -101,6 +101,7 @@ def optimize(
     direction = direction or ("minimize" if objective in MINIMISED else "maximize")
     if direction not in ("maximize", "minimize"):
         raise ConfigError(f"direction={direction!r} must be 'maximize' or 'minimize'")
+    way = cast("Literal['maximize', 'minimize']", direction)
     fixed = dict(params or {})
     _check_space(space)
     p = plan(
@@ -113,7 +114,7 @@ def optimize(
     )
     p.check_params([*space, *fixed])
     market_set = None if markets is None else tuple(markets)
-    search = _Search(p, space, fixed, market_set, objective, direction, seed)
+    search = _Search(p, space, fixed, market_set, objective, way, seed)
     spans: list[tuple[int | None, Window | None]] = (
         [(None, None)] if windows is None else [(i, _window(w)) for i, w in enumerate(windows)]
     )
@@ -154,7 +155,7 @@ class _Search:
     fixed: dict[str, Any]
     markets: tuple[str, ...] | None
     objective: Objective
-    direction: str
+    direction: Literal["maximize", "minimize"]
     seed: int
 
     def run(
@@ -168,7 +169,7 @@ class _Search:
         done_before: int,
     ) -> tuple[Any, list[dict[str, Any]]]:
         sampler = optuna.samplers.TPESampler(seed=self.seed)
-        study = optuna.create_study(direction=self.direction, sampler=sampler)  # type: ignore[arg-type]
+        study = optuna.create_study(direction=self.direction, sampler=sampler)
         rows: list[dict[str, Any]] = []
         segment = None if span is None else "train"
         while len(study.trials) < n_trials:
