@@ -159,6 +159,48 @@ def test_killing_a_worker_mid_sweep_loses_no_job(serial_rows: pd.DataFrame, tmp_
     pd.testing.assert_frame_equal(comparable(rows, tmp_path / "traces"), serial_rows)
 
 
+def test_a_job_whose_worker_dies_past_dask_retries_is_a_row_with_its_error(
+    tmp_path: Path,
+) -> None:
+    # No retries: the job running on the killed worker fails at once, as KilledWorker.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster, client = local_cluster(tmp_path / "scratch")
+    pids = client.run(os.getpid)
+    killed: list[str] = []
+
+    def kill_a_busy_worker() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            busy = [a for a, tasks in client.processing().items() if tasks and a in pids]
+            if busy:
+                os.kill(pids[busy[0]], signal.SIGKILL)
+                killed.append(busy[0])
+                return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_a_busy_worker)
+    try:
+        killer.start()
+        rows = sweep(
+            "sma_cross",
+            {"fast": [5, 10, 20, 30]},
+            markets=["BTC/USDT"],
+            mode=Sim(bars=4_000),
+            client=client,
+            trace_root=tmp_path / "traces",
+        )
+        killer.join()
+    finally:
+        client.close()
+        cluster.close()
+    assert killed
+    assert len(rows) == 4
+    errors = [e for e in rows["error"] if e is not None]
+    assert errors, "the killed worker's job should carry its error"
+    assert all("KilledWorker" in e for e in errors)
+    assert rows.loc[rows["error"].isna(), "sharpe"].notna().all()
+
+
 def test_a_failed_job_is_a_row_with_its_error(tmp_path: Path) -> None:
     rows = sweep(
         FRAGILE,
