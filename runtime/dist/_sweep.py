@@ -114,6 +114,12 @@ def plan(
     if not isinstance(mode, Sim):
         raise ConfigError(f"sweep jobs are Sim runs; mode={mode!r} must be Sim(...)")
     ref, frames = _data_ref(data, mode)
+    if "://" in str(trace_root):
+        raise ConfigError(
+            f"trace_root={str(trace_root)!r}: sweep jobs write their traces to a directory "
+            "(on a cluster, one every worker can reach, such as a shared mount); object-store "
+            "URLs are for a strategy's own trace_root"
+        )
     if sweep_id is None:
         # The same strategy on the same data is the same sweep: running it again resumes.
         sweep_id = f"{name}-{digest([source, ref.key(), repr(mode), initial_cash])[:10]}"

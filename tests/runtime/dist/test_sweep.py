@@ -281,6 +281,8 @@ def test_bad_input_is_a_config_error(tmp_path: Path) -> None:
         sweep("sma_cross", {"fats": [1]}, client="serial", trace_root=tmp_path)
     with pytest.raises(ConfigError, match="params\\['fast'\\] is empty"):
         sweep("sma_cross", {"fast": []}, client="serial", trace_root=tmp_path)
+    with pytest.raises(ConfigError, match="sweep jobs write their traces to a directory"):
+        sweep("sma_cross", {"fast": [5]}, client="serial", trace_root="s3://bucket/x")
     with pytest.raises(ConfigError, match="not an engine"):
         sweep("sma_cross", {"fast": [5]}, client=42, trace_root=tmp_path)
     with pytest.raises(ConfigError, match="no window"):
