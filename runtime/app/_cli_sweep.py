@@ -11,8 +11,9 @@ from typing import Any
 
 import pandas as pd
 
+# Through the package's lazy facade: dask and optuna load when a sweep runs, not with the CLI.
+import runtime
 from runtime._errors import ConfigError
-from runtime.dist import sweep
 from runtime.model import Sim
 
 # The columns printed to the terminal besides the params (the file gets every column).
@@ -70,7 +71,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if out is not None and out.suffix not in (".parquet", ".csv"):
         raise ConfigError(f"--out {args.out!r}: write a .parquet or a .csv file")
     client: Any = "serial" if args.serial else args.scheduler
-    rows = sweep(
+    rows = runtime.sweep(
         args.strategy,
         parse_params(args.param),
         data=_data(args.data),
