@@ -175,3 +175,24 @@ def test_sigkill_then_reopen_loses_nothing_and_the_store_catches_up(
     assert [p["i"] for p in remote["payload"]] == list(range(n + 1))
     assert list(remote["seq"]) == list(range(n + 1))
     assert remote.drop(columns="payload").equals(read_trace(again.path).drop(columns="payload"))
+
+
+def test_storage_options_instead_of_the_environment(
+    bucket: str, endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    options = {
+        "endpoint": endpoint,
+        "access_key_id": "testing",
+        "secret_access_key": "testing",
+        "region": "us-east-1",
+    }
+    root = f"s3://{bucket}/opts"
+    s = strategy(
+        "sma_cross",
+        mode=Sim(bars=500),
+        config={"trace_root": root, "storage_options": options},
+    )
+    trio.run(start, s)
+    assert "opts/binance/sim/sma_cross.zarr/zarr.json" in keys(endpoint, bucket, "opts/")

@@ -294,3 +294,17 @@ def test_bad_input_is_a_config_error(tmp_path: Path) -> None:
         ),
     ):
         sweep("sma_cross", {"fast": [5]}, client="tcp://127.0.0.1:9", trace_root=tmp_path)
+
+
+def test_progress_counts_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sweep(
+        "sma_cross",
+        {"fast": [5, 10, 20]},
+        mode=Sim(bars=300),
+        client="serial",
+        trace_root=tmp_path,
+        progress=True,
+    )
+    err = capsys.readouterr().err
+    assert "3/3 jobs" in err
+    assert "100.0%" in err
