@@ -35,7 +35,7 @@ from runtime.dist._jobs import (
 from runtime.dist._windows import Span, spans_of
 from runtime.engine._strategy import Strategy, load_strategy_class
 from runtime.model._modes import Sim
-from runtime.modes._wiring import strategy_params
+from runtime.modes._wiring import with_params
 
 # The columns before and after a row's statistics; the statistics sit between them.
 TAIL = ("trace", "seconds", "error")
@@ -90,13 +90,8 @@ class Plan:
         )
 
     def check_params(self, names: Iterable[str]) -> None:
-        valid = strategy_params(self.cls)
-        unknown = sorted(str(n) for n in names if n not in valid)
-        if unknown:
-            raise ConfigError(
-                f"strategy {self.name} has no parameter {', '.join(unknown)}; "
-                f"the parameters it declares are {', '.join(sorted(valid))}"
-            )
+        """ConfigError, listing the valid names, for a name the strategy does not declare."""
+        with_params(self.cls, dict.fromkeys(names))
 
 
 def plan(

@@ -80,5 +80,5 @@ def test_bad_param_is_a_message_not_a_traceback(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 1
-    assert "vigil: error: strategy sma_cross has no parameter fats" in result.stderr
+    assert "vigil: error: strategy SmaCross has no parameter fats" in result.stderr
     assert "Traceback" not in result.stderr
