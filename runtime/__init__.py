@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from runtime._errors import OrderRejected as OrderRejected
     from runtime._errors import RateLimited as RateLimited
     from runtime._errors import ReplayMismatch as ReplayMismatch
+    from runtime._errors import StrategyStopped as StrategyStopped
     from runtime._errors import TraceError as TraceError
     from runtime._errors import VigilError as VigilError
     from runtime.app import Session as Session
@@ -59,7 +60,12 @@ if TYPE_CHECKING:
     from runtime.model import UpdateLeverage as UpdateLeverage
     from runtime.modes import Pending as Pending
     from runtime.modes import call as call
+    from runtime.modes import flatten as flatten
+    from runtime.modes import halt as halt
+    from runtime.modes import resume as resume
     from runtime.modes import strategy as strategy
+    from runtime.risk import Alert as Alert
+    from runtime.risk import Risk as Risk
 
 _EXPORTS: dict[str, str] = {
     "AssetInstance": "runtime.model",
@@ -100,6 +106,12 @@ _EXPORTS: dict[str, str] = {
     "Results": "runtime.engine",
     "Strategy": "runtime.engine",
     "Pending": "runtime.modes",
+    "flatten": "runtime.modes",
+    "halt": "runtime.modes",
+    "resume": "runtime.modes",
+    "Alert": "runtime.risk",
+    "Risk": "runtime.risk",
+    "StrategyStopped": "runtime._errors",
     "call": "runtime.modes",
     "strategy": "runtime.modes",
     "Session": "runtime.app",
@@ -110,6 +122,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "Alert",
     "AssetInstance",
     "AuthenticationError",
     "Balance",
@@ -137,18 +150,23 @@ __all__ = [
     "RateLimited",
     "ReplayMismatch",
     "Results",
+    "Risk",
     "RunConfig",
     "Sell",
     "Session",
     "Sim",
     "Strategy",
+    "StrategyStopped",
     "TraceError",
     "Trade",
     "UpdateLeverage",
     "VigilError",
     "call",
+    "flatten",
+    "halt",
     "load_ipython_extension",
     "optimize",
+    "resume",
     "start",
     "stop",
     "strategy",

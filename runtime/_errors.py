@@ -5,6 +5,7 @@
     VigilError
     ├── ConfigError                 bad strategy, mode, data or config input
     ├── OrderCheckFailed            a local check refused an order; carries ``rule``
+    ├── StrategyStopped             an order sent by a strategy that `stop` is ending
     ├── ExchangeError               anything an exchange said or failed to say
     │   ├── NetworkError            retryable: timeouts, resets, 5xx
     │   │   └── RateLimited         429/418; carries ``retry_after`` seconds
@@ -78,3 +79,8 @@ class OrderCheckFailed(VigilError):
     def __init__(self, rule: str, message: str) -> None:
         super().__init__(message)
         self.rule = rule
+
+
+class StrategyStopped(VigilError):
+    """`call` was asked for a new order after `stop(s)`: nothing is sent once a stop is asked
+    (cancels and `PositionClose` still work)."""

@@ -32,7 +32,7 @@ class MarginTrend(Strategy):
 
     fast = 20
     slow = 60
-    risk = 0.5  # share of free margin per entry
+    margin_share = 0.5  # share of free margin per entry
     offset = 0.0005  # entry limit this far inside the last price
 
     async def on_tick(self, ts: Any) -> None:
@@ -49,7 +49,7 @@ class MarginTrend(Strategy):
                 await call(self, ai, PositionClose())
             free = self.cash - self.cash_committed
             price = ai.price * (1 - self.offset if want == "long" else 1 + self.offset)
-            amount = free * self.risk * ai.leverage / price
+            amount = free * self.margin_share * ai.leverage / price
             if amount * price < ai.cost_min:
                 continue
             side = GTCOrder[Buy] if want == "long" else GTCOrder[Sell]

@@ -1,5 +1,5 @@
-"""sma_cross with a fault switch: `explode_at` > 0 raises in `on_tick` at that many ticks,
-so a sweep test has a job that fails."""
+"""sma_cross with a fault switch: `explode_on_load = True` makes the strategy's constructor
+raise, so a sweep test has a job that fails (errors in hooks are the risk layer's to count)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,13 @@ class Fragile(Strategy):
 
     fast = 5
     slow = 20
-    explode_at = 0
+    explode_on_load = False
 
-    _ticks = 0
+    def __init__(self) -> None:
+        if self.explode_on_load:
+            raise RuntimeError("exploded on load")
 
     async def on_tick(self, ts: Any) -> None:
-        self._ticks += 1
-        if self.explode_at and self._ticks >= self.explode_at:
-            raise RuntimeError(f"exploded at tick {self._ticks}")
         for ai in self.universe:
             fast = ai.ohlcv.sma("close", self.fast)
             slow = ai.ohlcv.sma("close", self.slow)

@@ -19,6 +19,7 @@ COLUMNS: dict[str, str] = {
 NO_ASSET = -1
 
 
+@enum.unique  # two names on one code would make a kind an alias of another
 class Kind(enum.IntEnum):
     """What a trace record is. Codes are stable: add new ones, never renumber (bump SCHEMA_VERSION
     when a payload's meaning changes)."""
@@ -58,6 +59,11 @@ class Kind(enum.IntEnum):
     HOOK_ERROR = 54
     RECONCILE = 60
     STATE = 70  # a snapshot of strategy state, written at run stop, that replay must reproduce
+    # Risk and operations (DESIGN §9).
+    HALTED = 80  # trading turned off: {"reason", ...}; state (replay restores the halt)
+    RESUMED = 81  # trading turned back on; state
+    STRATEGY_ERROR = 82  # on_tick raised: {"error", "bar", "in_a_row"}
+    ALERT = 83  # an alert as delivered to on_alert and the webhook: {"kind", "message", "data"}
 
 
 # The kinds whose payloads are engine events: replay applies exactly these, in seq order.
@@ -72,6 +78,8 @@ STATE_KINDS: frozenset[Kind] = frozenset(
         Kind.POSITION,
         Kind.LEVERAGE,
         Kind.RECONCILE,
+        Kind.HALTED,
+        Kind.RESUMED,
     }
 )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ import trio
 from runtime._errors import VigilError
 from runtime._progress import Progress
 from runtime.app._cli_sweep import add_sweep_parser, cmd_sweep
-from runtime.app._lifecycle import start
+from runtime.app._lifecycle import start, stop
 from runtime.app._report import report_main
 from runtime.engine import replay_from_trace, runtime_of
 from runtime.model import Live, Mode, Paper, Sim, load_bars
@@ -84,6 +85,29 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cash", type=float, default=None, help="initial cash")
     run.add_argument("--trace-root", default="traces", help="where traces are written")
     run.add_argument("--no-trace", action="store_true")
+    risk = run.add_argument_group("risk and operations")
+    risk.add_argument(
+        "--max-drawdown",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="halt once equity is this fraction below its peak, e.g. 0.1",
+    )
+    risk.add_argument(
+        "--max-daily-loss",
+        type=float,
+        default=None,
+        metavar="AMOUNT",
+        help="halt once the day's loss (cash currency, since 00:00 UTC) reaches this",
+    )
+    risk.add_argument(
+        "--on-stop",
+        choices=["cancel", "flatten", "leave"],
+        default="leave",
+        help="Live: on any way out (stop, error, Ctrl-C, SIGTERM) cancel the open orders, "
+        "flatten orders and positions, or leave them (default leave)",
+    )
+    risk.add_argument("--webhook-url", default=None, help="POST every alert there as JSON")
 
     trace = sub.add_parser("trace", help="read an event trace")
     trace_sub = trace.add_subparsers(dest="trace_command", required=True, metavar="ACTION")
@@ -153,19 +177,39 @@ def _load_data(specs: list[str] | None, since: str | None, until: str | None) ->
     return out if isinstance(data, dict) else out["_"]
 
 
-async def _run_sim(s: Any) -> None:
-    await start(s)
+class Terminated(Exception):
+    """The run was ended by SIGTERM (and stopped cleanly, like Ctrl-C)."""
+
+
+async def _stop_on_sigterm(s: Any, stopped: list[bool]) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async for _ in signals:
+            stopped.append(True)
+            await stop(s)
+            return
+
+
+async def _run(s: Any, stopped: list[bool]) -> None:
+    """Run `s`; SIGTERM stops it as `stop(s)` does (Live's on_stop applies, run_stopped is
+    written)."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_sigterm, s, stopped)
+        await start(s)
+        nursery.cancel_scope.cancel()
 
 
 def _trio_run(s: Any) -> None:
     """Run the strategy; a Ctrl-C that surfaces inside an exception group is still Ctrl-C."""
+    stopped: list[bool] = []
     try:
-        trio.run(_run_sim, s)
+        trio.run(_run, s, stopped)
     except BaseExceptionGroup as group:
         interrupts, rest = group.split(KeyboardInterrupt)
         if interrupts is not None and rest is None:
             raise KeyboardInterrupt from None
         raise
+    if stopped:
+        raise Terminated
 
 
 def _print_report(s: Any, elapsed: float) -> None:
@@ -197,8 +241,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     modes: dict[str, Mode] = {
         "sim": Sim(bars=args.bars, seed=args.seed),
         "paper": Paper(),
-        "live": Live(),
+        "live": Live(on_stop=args.on_stop),
     }
+    limits: dict[str, Any] = {}
+    if args.max_drawdown is not None:
+        limits["max_drawdown"] = args.max_drawdown
+    if args.max_daily_loss is not None:
+        limits["max_daily_loss"] = args.max_daily_loss
+    config: dict[str, Any] = {"trace": not args.no_trace, "trace_root": args.trace_root}
+    if args.webhook_url:
+        config["webhook_url"] = args.webhook_url
     s = strategy(
         args.strategy,
         mode=modes[args.mode],
@@ -206,7 +258,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         exchange=args.exchange,
         sandbox=args.sandbox,
         initial_cash=args.cash,
-        config={"trace": not args.no_trace, "trace_root": args.trace_root},
+        config=config,
+        risk=limits or None,
     )
     _show_progress(s)
     t0 = time.perf_counter()
@@ -298,6 +351,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Ctrl-C is how a Live or Paper run is ended: the run was recorded as stopped.
         print("vigil: stopped", file=sys.stderr)
         return 130
+    except Terminated:
+        print("vigil: stopped (SIGTERM)", file=sys.stderr)
+        return 143
     except UsageError as exc:
         print(f"vigil {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -10,6 +10,8 @@ from runtime.engine._replica import snapshot
 from runtime.engine._strategy import Strategy, runtime_of
 from traces._schema import Kind
 
+STOP_GRACE_S = 1.5  # how long `stop` lets the current tick finish before cancelling it
+
 
 async def start(
     s: Strategy,
@@ -37,9 +39,12 @@ async def start(
     rt.stopped = trio.Event()
     rt.run_task = trio.lowlevel.current_task()
     try:
-        await rt.driver.run(s, task_status)
+        # `stop` cancels this scope when the run does not end by itself in time.
+        with trio.CancelScope() as rt.run_scope:
+            await rt.driver.run(s, task_status)
         await rt.call_hook("on_stop", s.on_stop)
     finally:
+        rt.run_scope = None
         rt.running = False
         rt.stopping = False  # a stop asked before the run began still applied to it
         rt.stopped.set()
@@ -49,12 +54,20 @@ async def start(
 
 
 async def stop(s: Strategy) -> None:
-    """Stop a running strategy after its current tick, and wait until it has stopped (at once
-    when called from the strategy's own hooks, which cannot wait for themselves)."""
+    """Stop a running strategy after its current tick and wait until it has stopped (at once
+    when called from the strategy's own hooks, which cannot wait for themselves).
+
+    From the moment it is called no new order is sent (`call` raises `StrategyStopped`). A
+    tick that has not returned after STOP_GRACE_S is cancelled, so `stop` returns within 5 s
+    even for an `on_tick` that never returns; Live's ``on_stop`` action still runs."""
     rt = runtime_of(s)
     rt.stopping = True
     rt.driver.request_stop()
     if rt.running and trio.lowlevel.current_task() is not rt.run_task:
+        with trio.move_on_after(STOP_GRACE_S):
+            await rt.stopped.wait()
+        if not rt.stopped.is_set() and rt.run_scope is not None:
+            rt.run_scope.cancel()
         await rt.stopped.wait()
 
 

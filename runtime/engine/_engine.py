@@ -139,6 +139,22 @@ class LeverageChanged:
     timestamp: int
 
 
+@dataclass(frozen=True, slots=True)
+class Halted:
+    """Trading turned off (a breached limit, repeated strategy errors, or `halt`): orders are
+    refused until `Resumed`. State, so a restart replays into the same halt."""
+
+    reason: str
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """Trading turned back on by `resume`."""
+
+    timestamp: int
+
+
 Event = (
     OrderCreated
     | OrderAcknowledged
@@ -148,6 +164,8 @@ Event = (
     | BalanceUpdated
     | PositionUpdated
     | LeverageChanged
+    | Halted
+    | Resumed
 )
 EVENT_TYPES: dict[str, type] = {
     t.__name__: t
@@ -160,6 +178,8 @@ EVENT_TYPES: dict[str, type] = {
         BalanceUpdated,
         PositionUpdated,
         LeverageChanged,
+        Halted,
+        Resumed,
     )
 }
 
@@ -187,6 +207,7 @@ class State:
         self.position_as_of: dict[str, int] = {}
         self.balance_reports = 0  # reports applied so far (Live waits on them)
         self.position_reports = 0
+        self.halted: str | None = None  # why trading is off (see `Halted`), or None
 
     def balance(self, currency: str) -> Balance:
         b = self.balances.get(currency)
@@ -453,6 +474,14 @@ def _apply_leverage(state: State, e: LeverageChanged) -> None:
     state.asset(e.symbol).leverage = e.leverage
 
 
+def _apply_halted(state: State, e: Halted) -> None:
+    state.halted = e.reason
+
+
+def _apply_resumed(state: State, e: Resumed) -> None:
+    state.halted = None
+
+
 _APPLY: dict[type, Any] = {
     OrderCreated: _apply_created,
     OrderAcknowledged: _apply_ack,
@@ -462,6 +491,8 @@ _APPLY: dict[type, Any] = {
     BalanceUpdated: _apply_balance,
     PositionUpdated: _apply_position,
     LeverageChanged: _apply_leverage,
+    Halted: _apply_halted,
+    Resumed: _apply_resumed,
 }
 
 
@@ -533,6 +564,7 @@ __all__ = [
     "EXPIRED",
     "BalanceUpdated",
     "EngineError",
+    "Halted",
     "LeverageChanged",
     "OrderAcknowledged",
     "OrderCancelled",
@@ -540,6 +572,7 @@ __all__ = [
     "OrderFilled",
     "OrderRejected",
     "PositionUpdated",
+    "Resumed",
     "State",
     "apply",
     "settle_fill",

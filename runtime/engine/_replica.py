@@ -84,7 +84,10 @@ def snapshot(state: State) -> dict[str, Any]:
                 for t in ai.trades
             ],
         }
-    return {"balances": balances, "assets": assets}
+    out: dict[str, Any] = {"balances": balances, "assets": assets}
+    if state.halted is not None:  # only when halted: older traces' snapshots have no key
+        out["halted"] = state.halted
+    return out
 
 
 def diff(expected: Any, actual: Any, path: str = "") -> list[str]:

@@ -20,6 +20,7 @@ from runtime._errors import ConfigError
 from runtime.engine._engine import (
     BalanceUpdated,
     Event,
+    Halted,
     LeverageChanged,
     OrderAcknowledged,
     OrderCancelled,
@@ -27,6 +28,7 @@ from runtime.engine._engine import (
     OrderFilled,
     OrderRejected,
     PositionUpdated,
+    Resumed,
     State,
     apply,
     digest,
@@ -61,6 +63,8 @@ EVENT_KINDS: dict[type, Kind] = {
     BalanceUpdated: Kind.BALANCE,
     PositionUpdated: Kind.POSITION,
     LeverageChanged: Kind.LEVERAGE,
+    Halted: Kind.HALTED,
+    Resumed: Kind.RESUMED,
 }
 
 
@@ -95,11 +99,12 @@ class SendPolicy(Protocol):
         """Why nothing can be sent at all (a Live strategy not running), or None."""
         ...
 
-    def refusal(self, ai: AssetInstance) -> Exception | None:
-        """Why an order on `ai` must not be sent now (stale watchers), or None."""
-        ...
-
     async def before_send(self, ai: AssetInstance) -> None: ...
+
+    async def refusal(self, ai: AssetInstance, deadline_ms: int) -> Exception | None:
+        """Why an order on `ai` must not be sent now, or None: the account watchers of the
+        asset are not healthy and did not recover by the deadline."""
+        ...
 
     def sent(self, client_id: str) -> None: ...
 
@@ -122,6 +127,14 @@ class SendPolicy(Protocol):
         ...
 
     async def resolve_unknown(self, ai: AssetInstance, client_id: str) -> None: ...
+
+
+class Guard(Protocol):
+    """The risk layer as the engine and the strategy see it (`runtime.risk.RiskGuard`)."""
+
+    def budget_left(self) -> float: ...
+
+    def alert(self, kind: str, message: str, data: Mapping[str, Any] | None = None) -> Any: ...
 
 
 class Runtime:
@@ -150,6 +163,9 @@ class Runtime:
         self.exchange: Exchange = cast("Exchange", None)  # set by the wiring, before any use
         self.driver: Driver = cast("Driver", None)  # set by the wiring, before any use
         self.sends: SendPolicy | None = None  # None: no exchange (a replayed strategy)
+        self.guard: Guard | None = None  # the risk layer; None for a replayed strategy
+        self.run_scope: trio.CancelScope | None = None  # the running `start`, for `stop`
+        self.reconcile_fixes = 0  # order and fill corrections made by reconciliation
         self._recorder: Recorder = NullRecorder()
         self._recording = False  # whether events are kept: an untraced run skips their payloads
         self.running = False
@@ -350,6 +366,8 @@ class Runtime:
         # account from the exchange anyway (reconcile), so a report lost in a crash costs
         # nothing, while a write per report would cost one system call each.
         account = isinstance(event, BalanceUpdated | PositionUpdated)
+        if tag is Kind.RECONCILE and not account:
+            self.reconcile_fixes += 1
         result = self.emit(event, durable=not account, kind=tag)
         if account:
             self._account_changed()

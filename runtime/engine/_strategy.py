@@ -33,6 +33,9 @@ class Strategy:
     warmup: ClassVar[int] = 0
     leverage: ClassVar[float] = 1.0  # initial leverage of margin assets
     initial_cash: ClassVar[float] = 10_000.0
+    # A `runtime.Risk(...)` for this strategy (`strategy(..., risk=)` overrides it); None: the
+    # defaults (halt after 3 on_tick exceptions in a row, no other limit).
+    risk: ClassVar[Any] = None
 
     _rt: Runtime
 
@@ -53,6 +56,10 @@ class Strategy:
     async def on_stop(self) -> None:
         """Called once when the run ends."""
 
+    async def on_alert(self, alert: Any) -> None:
+        """Called with every `runtime.risk.Alert`: halts, breaches, watcher health changes,
+        unknown order outcomes and strategy errors. Its exceptions are logged, never raised."""
+
     # State, read-only for strategies.
     @property
     def universe(self) -> Universe:
@@ -72,6 +79,20 @@ class Strategy:
     def balances(self) -> dict[str, Balance]:
         """Every currency's balance, by currency."""
         return self._rt.state.balances
+
+    @property
+    def trading(self) -> bool:
+        """True while orders may be sent: False after a halt, until `resume(s)`."""
+        return self._rt.state.halted is None
+
+    @property
+    def budget_left(self) -> float:
+        """What the strategy may still commit, in its cash currency: in Live with
+        `initial_cash`, that cap less its net spend; otherwise its free cash."""
+        guard = self._rt.guard
+        if guard is None:
+            return self._rt.state.balance(self._rt.cash_currency).free
+        return guard.budget_left()
 
     @property
     def mode(self) -> Mode:

@@ -10,6 +10,8 @@ from typing import Any
 
 from runtime._errors import ConfigError
 
+ON_STOP = ("cancel", "flatten", "leave")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FillModel:
@@ -67,12 +69,31 @@ class Live:
     (``VIGIL_<EXCHANGE>_API_KEY`` / ``_SECRET`` / ``_PASSWORD``; ``VIGIL_<EXCHANGE>_URL`` for
     another host such as the loopback exchange).
 
-    * ``cancel_on_stop``: cancel the strategy's open orders when it stops.
+    * ``on_stop``: on every way out (stop, an error, Ctrl-C, SIGTERM), "cancel" the strategy's
+      open orders, "flatten" them and its positions, or "leave" them (the next run adopts them).
+    * ``reconcile_every_s``: compare local state with a full REST read this often and apply
+      the differences (None or 0: only at start and after gaps).
+    * ``cancel_on_stop``: the older spelling of ``on_stop="cancel"``.
     * ``watchers``: watcher timing (poll interval, stall timeout, backoff, idle stop).
     """
 
+    on_stop: str = "leave"
+    reconcile_every_s: float | None = 60.0
     cancel_on_stop: bool = False
     watchers: WatcherConfig = field(default_factory=WatcherConfig)
+
+    def __post_init__(self) -> None:
+        if self.on_stop not in ON_STOP:
+            raise ConfigError(f"Live(on_stop={self.on_stop!r}): use 'cancel', 'flatten' or 'leave'")
+        if self.cancel_on_stop and self.on_stop == "leave":
+            object.__setattr__(self, "on_stop", "cancel")
+        every = self.reconcile_every_s
+        if every is not None and not (
+            isinstance(every, int | float) and math.isfinite(every) and every >= 0
+        ):
+            raise ConfigError(
+                f"Live(reconcile_every_s={every!r}): a number of seconds, or None for never"
+            )
 
 
 Mode = Sim | Paper | Live
@@ -89,6 +110,7 @@ class RunConfig:
     * ``leverage``: initial leverage of every margin asset.
     * ``markets``: trade these markets instead of the strategy's own list.
     * ``trace_market``: also record each bar the strategy sees (Sim), for analysis.
+    * ``webhook_url``: POST every alert there as JSON (Paper and Live; DESIGN §9).
     * ``storage_options``: for a ``trace_root`` on object storage (``s3://bucket/prefix``),
       settings beyond the AWS environment variables (obstore's keys, e.g. ``endpoint``).
     """
@@ -100,6 +122,7 @@ class RunConfig:
     leverage: float | None = None
     markets: tuple[str, ...] | None = None
     trace_market: bool = False
+    webhook_url: str | None = None
     storage_options: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -113,6 +136,12 @@ class RunConfig:
                     f"config markets={self.markets!r} must be a non-empty list of symbols"
                 )
             object.__setattr__(self, "markets", tuple(self.markets))
+        if self.webhook_url is not None and not str(self.webhook_url).startswith(
+            ("http://", "https://")
+        ):
+            raise ConfigError(
+                f"config webhook_url={self.webhook_url!r} must be an http:// or https:// URL"
+            )
         if self.leverage is not None and not self.leverage >= 1:
             raise ConfigError(f"config leverage={self.leverage!r} must be 1 or more")
 

@@ -6,6 +6,7 @@ fetched first from their market-data source (the exchange in Live, its public da
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -13,15 +14,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import trio
 
+from runtime._errors import StrategyStopped
 from runtime.engine._runtime import Runtime
 from runtime.model._assets import AssetInstance
 from runtime.model._bars import timeframe_ns
 from runtime.model._orders import Order
+from runtime.modes._dispatch import risk_of
+from runtime.modes._operations import enforce, tick_failed
 from traces import Kind
-from watchers._base import retrying
+from watchers._base import HEALTHY, retrying
 
 if TYPE_CHECKING:
     from runtime.engine._strategy import Strategy
+
+log = logging.getLogger("vigil")
 
 SETTLE_S = 1.0  # wait after a bar's close before fetching it: the exchange finalises it
 WATCHER_KINDS = {
@@ -41,6 +47,8 @@ class WallClock:
         self.timeframe = rt.timeframe
         self.tf_ms = timeframe_ns(rt.timeframe) // 1_000_000
         self._stop = trio.Event()
+        self.health_changed = trio.Event()  # set (and replaced) at each watcher health change
+        self._health: dict[str, str] = {}  # watcher -> its last health, once it was healthy
 
     def now_ms(self) -> int:
         return int(time.time() * 1000)
@@ -60,8 +68,24 @@ class WallClock:
         self._stop.set()
 
     def record_watcher_event(self, kind: str, info: dict[str, Any]) -> None:
-        """A watcher's health change, reconnect, gap fill or error, into the trace."""
+        """A watcher's health change, reconnect, gap fill or error, into the trace; a health
+        change after the watcher first became healthy is also an alert."""
         self.rt.record(WATCHER_KINDS.get(kind, Kind.ERROR), info)
+        if kind != "health":
+            return
+        self.health_changed.set()
+        self.health_changed = trio.Event()
+        name, health = str(info.get("watcher")), str(info.get("health"))
+        before = self._health.get(name)
+        if before is None and health != HEALTHY:
+            return  # still starting: not news
+        self._health[name] = health
+        if before is not None and before != health and self.rt.guard is not None:
+            level = logging.INFO if health == HEALTHY else logging.WARNING
+            log.log(level, "strategy %s: watcher %s is %s", self.rt.name, name, health)
+            self.rt.guard.alert(
+                "health", f"watcher {name} is {health} (was {before})", dict(info, was=before)
+            )
 
     async def fetch_bars(self, ai: AssetInstance, limit: int) -> None:
         window = ai.ohlcv
@@ -84,6 +108,7 @@ class WallClock:
 
     async def tick_loop(self, s: Strategy) -> None:
         rt = self.rt
+        guard = risk_of(rt)
         while not rt.stopping:
             now = self.now_ms()
             next_close = (now // self.tf_ms + 1) * self.tf_ms
@@ -102,8 +127,16 @@ class WallClock:
                     if all(ai.ohlcv.newest_ns >= closed_ns for ai in rt.universe):
                         break
                     await trio.sleep(min(0.2, self.tf_ms / 5000))
+            await enforce(rt)
             if all(len(ai.ohlcv) >= max(rt.strategy_warmup, 1) for ai in rt.universe):
                 ts = np.datetime64(next_close * 1_000_000, "ns")
-                await rt.call_hook("on_tick", s.on_tick, ts)
+                try:
+                    await s.on_tick(ts)
+                except Exception as exc:
+                    if rt.stopping and isinstance(exc, StrategyStopped):
+                        return
+                    await tick_failed(rt, exc, ts)
+                else:
+                    guard.errors_in_a_row = 0
                 if rt.has_hooks:
                     await rt.run_hooks()

@@ -28,6 +28,7 @@ from runtime._errors import (
     OrderNotFound,
     OrderRejected,
     RateLimited,
+    StrategyStopped,
 )
 from runtime.engine._engine import LeverageChanged, OrderCreated, commit_currency, commitment
 from runtime.engine._strategy import runtime_of
@@ -43,6 +44,7 @@ from runtime.model._orders import (
     Trade,
     UpdateLeverage,
 )
+from runtime.risk import RiskGuard
 from traces._schema import Kind
 
 if TYPE_CHECKING:
@@ -275,6 +277,11 @@ async def call(
             f"call() takes an order type bound to a side (GTCOrder[Buy]), CancelOrders(), "
             f"UpdateLeverage(x) or PositionClose(); got {what!r}"
         )
+    if rt.stopping:
+        raise StrategyStopped(
+            f"strategy {rt.name} is stopping: no new order is sent after stop(s) "
+            "(cancels and PositionClose still work)"
+        )
     reduce_only = bool(params.pop("reduce_only", False))
     checked: tuple[float, float | None] | OrderCheckFailed
     if reduce_only and not ai.contract:
@@ -288,6 +295,11 @@ async def call(
     if isinstance(checked, OrderCheckFailed):
         await _refused(rt, ai, what, amount, price, checked, Kind.ORDER_CHECK_FAILED)
         return None
+    if rt.guard is not None:  # the risk limits (DESIGN §9), after the local checks
+        refusal = risk_of(rt).check(ai, what.side, checked[0], checked[1], reduce_only)
+        if refusal is not None:
+            await _refused(rt, ai, what, amount, price, refusal, Kind.ORDER_CHECK_FAILED)
+            return None
     return await _place(rt, ai, what, checked[0], checked[1], deadline, synced, reduce_only, params)
 
 
@@ -339,17 +351,19 @@ async def _place(
         else commitment(ai, order_type.side, amount, basis)
     )
     with rt.reserving(commit_currency(ai, order_type.side), held):
-        refusal = sends.refusal(ai)
-        if refusal is not None:
-            await _refused(rt, ai, order_type, amount, price, refusal, Kind.ORDER_CHECK_FAILED)
-            return None
         try:
             await sends.before_send(ai)
         except ExchangeError as exc:  # before the send: None with the reason (DESIGN §3.7)
             await _refused(rt, ai, order_type, amount, price, exc, Kind.ORDER_CHECK_FAILED)
             return None
+        refusal = await sends.refusal(ai, deadline)
+        if refusal is not None:
+            await _refused(rt, ai, order_type, amount, price, refusal, Kind.ORDER_CHECK_FAILED)
+            return None
         client_id = rt.next_client_id(ai)
         sends.sent(client_id)
+        if rt.guard is not None:
+            risk_of(rt).note_sent()
         ccxt_params = dict(params)
         ccxt_params["clientOrderId"] = client_id
         if order_type.time_in_force and not order_type.post_only:
@@ -395,6 +409,13 @@ async def _place(
                 asset=ai.symbol,
                 durable=True,
             )
+            if rt.guard is not None:
+                rt.guard.alert(
+                    "unknown_outcome",
+                    f"the send of {client_id} on {ai.symbol} has an unknown outcome ({exc}); "
+                    "looking it up by client id, never sending it again",
+                    {"client_id": client_id, "symbol": ai.symbol, "error": str(exc)},
+                )
             report = await _lookup(rt, sends, ai, client_id, deadline)
             if report is None:
                 rt.emit(
@@ -606,3 +627,32 @@ async def _position_close(
         return None
     order_type: type[OrderType[Any]] = MarketOrder[Sell] if pos.side == "long" else MarketOrder[Buy]
     return await _place(rt, ai, order_type, pos.contracts, None, deadline, synced, True, {})
+
+
+def risk_of(rt: Runtime) -> RiskGuard:
+    """The runtime's risk guard (the wiring gives every traded runtime one)."""
+    assert isinstance(rt.guard, RiskGuard)
+    return rt.guard
+
+
+async def exit_market(rt: Runtime, ai: AssetInstance, deadline: int) -> bool:
+    """Cancel the asset's orders and close what it holds with a market order, past the risk
+    limits (it only reduces): the position (margin), or the base holding (spot; the
+    strategy's own with a capital cap). True when nothing is left open or held but dust below
+    the market's minimum order."""
+    cancelled = await cancel_orders(rt, list(ai.open_orders.values()))
+    if ai.contract:
+        await _position_close(rt, ai, deadline, True)
+        return cancelled and ai.long is None and ai.short is None
+    held = rt.state.balance(ai.base).free
+    guard = risk_of(rt) if rt.guard is not None else None
+    if guard is not None and guard.cap is not None:
+        held = min(held, guard.own_holding(ai))
+    amount = ai.round_amount(max(held, 0.0))
+    price = ai.price
+    if amount < ai.amount_min or amount <= 0 or not math.isfinite(price):
+        return cancelled
+    if amount * price < ai.cost_min:
+        return cancelled  # dust: no exchange takes an order this small
+    await _place(rt, ai, MarketOrder[Sell], amount, None, deadline, True, False, {})
+    return cancelled and ai.round_amount(rt.state.balance(ai.base).free) < max(ai.amount_min, 1e-12)

@@ -13,8 +13,10 @@
 4. reports started, calls ``on_start``, then ticks at the strategy's timeframe, after the bar
    closes, with the closed bars fetched first.
 
-`stop(s)` ends the tick loop; watchers stop through their cancel scopes. With
-``Live(cancel_on_stop=True)`` the strategy's open orders are cancelled on the way out.
+`stop(s)` ends the tick loop; watchers stop through their cancel scopes. On every way out
+(stop, an error, Ctrl-C, SIGTERM) ``Live(on_stop=...)`` applies: "cancel" the strategy's open
+orders, "flatten" them and its positions, or "leave" them for the next run to adopt. Every
+``Live(reconcile_every_s=...)`` a full REST read corrects whatever the watchers missed.
 
 `LiveDriver` is the clock, the watchers and the run; `LiveSends` is how `call` sends through
 them (stale watchers refuse, lost sends are resolved by client id).
@@ -38,10 +40,10 @@ from runtime.model._assets import AssetInstance
 from runtime.model._modes import Live
 from runtime.model._orders import Order
 from runtime.modes._clock import WallClock
-from runtime.modes._dispatch import cancel_orders
+from runtime.modes._operations import on_stop_action, run_operations
 from traces._schema import Kind
 from watchers._account import BalanceWatcher, OrdersWatcher, PositionsWatcher, TradesWatcher
-from watchers._base import STALE, Watcher, WatcherConfig, retrying
+from watchers._base import HEALTHY, Watcher, WatcherConfig, retrying
 from watchers._market import TickerWatcher
 
 if TYPE_CHECKING:
@@ -276,15 +278,18 @@ class LiveDriver:
                         if ai.open_orders:
                             await nursery.start(self._run_asset_watchers, ai)
                         await self.clock.fetch_bars(ai, limit=max(rt.strategy_warmup, 1) + 1)
-                        ticker = TickerWatcher(
-                            ex, self.watcher_config, ai.symbol, self.on_watcher
-                        )
+                        ticker = TickerWatcher(ex, self.watcher_config, ai.symbol, self.on_watcher)
                         await nursery.start(ticker.run, send.clone())
+                    nursery.start_soon(run_operations, rt)
+                    if self.mode.reconcile_every_s:
+                        nursery.start_soon(self._reconcile_every, self.mode.reconcile_every_s)
                     task_status.started()
-                    await rt.call_hook("on_start", s.on_start)
-                    await self.clock.tick_loop(s)
-                    if self.mode.cancel_on_stop:
-                        await self._cancel_all()
+                    try:
+                        await rt.call_hook("on_start", s.on_start)
+                        await self.clock.tick_loop(s)
+                    finally:
+                        # Every way out (stop, an error, Ctrl-C, SIGTERM, a cancelled run).
+                        await on_stop_action(rt, self.mode.on_stop)
                     nursery.cancel_scope.cancel()
             finally:
                 self._nursery = None
@@ -293,10 +298,72 @@ class LiveDriver:
                 with trio.CancelScope(shield=True):
                     await send.aclose()
 
-    async def _cancel_all(self) -> None:
-        for ai in self.rt.universe:
-            if ai.open_orders:
-                await cancel_orders(self.rt, list(ai.open_orders.values()))
+    async def _reconcile_every(self, every_s: float) -> None:
+        """Periodic reconcile (DESIGN §4): a full REST read every `every_s`, differences
+        applied as RECONCILE events; drift found is logged and alerted."""
+        rt = self.rt
+        while True:
+            await trio.sleep(every_s)
+            fixes = rt.reconcile_fixes
+            try:
+                await self.reconcile_now()
+            except ExchangeError as exc:
+                rt.record(Kind.ERROR, {"error": f"periodic reconcile failed: {exc}"})
+                log.warning("strategy %s: periodic reconcile failed: %s", rt.name, exc)
+                continue
+            if rt.has_hooks:
+                await rt.run_hooks()
+            found = rt.reconcile_fixes - fixes
+            if found and rt.guard is not None:
+                log.warning(
+                    "strategy %s: reconcile corrected %d order/fill difference(s) the "
+                    "watchers missed",
+                    rt.name,
+                    found,
+                )
+                rt.guard.alert(
+                    "drift",
+                    f"reconcile corrected {found} order/fill difference(s) the watchers missed",
+                    {"corrections": found},
+                )
+
+    async def reconcile_now(self) -> None:
+        """One full REST read of the account and the universe's open orders, applied under
+        RECONCILE (a lost send still being resolved is left to its resolver)."""
+        rt = self.rt
+        ex = rt.exchange
+        tag = Kind.RECONCILE
+        rt.on_exchange("balance", await retrying(ex.fetch_balance), tag=tag)
+        symbols = list(rt.universe.keys())
+        if rt.margin:
+            positions = await retrying(lambda: ex.fetch_positions(symbols))
+            rt.on_exchange("positions", {"symbols": symbols, "positions": positions}, tag=tag)
+        for ai in rt.universe:
+
+            async def open_orders(sym: str = ai.symbol) -> Any:
+                return await ex.fetch_open_orders(sym)
+
+            listed = await retrying(open_orders)
+            for report in listed:
+                rt.on_exchange("order", report, tag=tag)
+            ids = {o.get("clientOrderId") for o in listed}
+            for order in list(ai.open_orders.values()):
+                if order.client_id in ids or order.id is None:
+                    continue
+                try:
+                    await self._order_and_fills(order, tag)
+                except OrderNotFound:
+                    continue
+
+    async def _order_and_fills(self, order: Order, tag: Kind) -> None:
+        ex = self.rt.exchange
+        report = await ex.fetch_order(order.id, order.symbol, {"clientOrderId": order.client_id})
+        if report.get("filled"):
+            since = int(report.get("timestamp") or self.now_ms()) - 1_000
+            for trade in await ex.fetch_my_trades(order.symbol, since=since):
+                if trade.get("order") == report.get("id"):
+                    self.rt.on_exchange("trade", trade, tag=tag)
+        self.rt.on_exchange("order", report, tag=tag)
 
 
 class LiveSends:
@@ -335,18 +402,28 @@ class LiveSends:
         except trio.TooSlowError:
             raise NetworkError("the order send did not answer before the deadline") from None
 
-    def refusal(self, ai: AssetInstance) -> OrderCheckFailed | None:
-        """Why `call` must not send now: an account watcher of the asset is stale."""
-        watchers = list(self.driver.account_watchers)
-        if ai.symbol in self.driver.asset_watchers:
-            orders, trades, _ = self.driver.asset_watchers[ai.symbol]
-            watchers += [orders, trades]
-        stale = [w.name for w in watchers if w.health == STALE]
-        if stale:
+    async def refusal(self, ai: AssetInstance, deadline_ms: int) -> OrderCheckFailed | None:
+        """Why `call` must not send now: an account watcher of the asset is reconnecting or
+        stale, and did not recover before the deadline (DESIGN §4)."""
+
+        def unhealthy() -> list[str]:
+            watchers = list(self.driver.account_watchers)
+            if ai.symbol in self.driver.asset_watchers:
+                orders, trades, _ = self.driver.asset_watchers[ai.symbol]
+                watchers += [orders, trades]
+            return [f"{w.name} ({w.health})" for w in watchers if w.health != HEALTHY]
+
+        clock = self.driver.clock
+        with trio.move_on_at(clock.trio_deadline(deadline_ms)):
+            while unhealthy():
+                await clock.health_changed.wait()
+        waiting = unhealthy()
+        if waiting:
             return OrderCheckFailed(
-                "watchers_stale",
-                f"not sending on {ai.symbol}: watcher(s) {', '.join(stale)} are stale (the "
-                "exchange's stream is behind its REST state); retry when they are healthy",
+                "watchers_unhealthy",
+                f"not sending on {ai.symbol}: watcher(s) {', '.join(waiting)} did not recover "
+                "within the call's deadline, so the strategy cannot see the order's outcome; "
+                "retry later or with a longer waitfor",
             )
         return None
 

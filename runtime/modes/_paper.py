@@ -19,6 +19,7 @@ from runtime.exchanges.sim._exchange import Bar
 from runtime.exchanges.sim._paper import PaperExchange
 from runtime.model._orders import Order
 from runtime.modes._clock import WallClock
+from runtime.modes._operations import run_operations
 from watchers._base import WatcherConfig
 from watchers._market import BookWatcher, OHLCVWatcher, PublicTradesWatcher, TickerWatcher
 
@@ -103,19 +104,14 @@ class PaperDriver:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     nursery.start_soon(self._apply_reports, receive)
+                    nursery.start_soon(run_operations, rt)
                     rt.open_bar_windows()
                     for ai in rt.universe:
                         await self.clock.fetch_bars(ai, limit=max(rt.strategy_warmup, 1) + 1)
                         for watcher in (
-                            BookWatcher(
-                                market, self.watcher_config, ai.symbol, on_watcher
-                            ),
-                            PublicTradesWatcher(
-                                market, self.watcher_config, ai.symbol, on_watcher
-                            ),
-                            TickerWatcher(
-                                market, self.watcher_config, ai.symbol, on_watcher
-                            ),
+                            BookWatcher(market, self.watcher_config, ai.symbol, on_watcher),
+                            PublicTradesWatcher(market, self.watcher_config, ai.symbol, on_watcher),
+                            TickerWatcher(market, self.watcher_config, ai.symbol, on_watcher),
                             OHLCVWatcher(
                                 market,
                                 self.watcher_config,

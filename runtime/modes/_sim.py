@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from runtime._errors import StrategyStopped
 from runtime._progress import Progress
 from runtime.engine._results import Mark, account_mark
 from runtime.engine._runtime import Runtime
@@ -22,6 +23,8 @@ from runtime.exchanges.sim._exchange import Bar, SimExchange
 from runtime.model._assets import OHLCV, AssetInstance, Cursor
 from runtime.model._bars import Bars
 from runtime.model._orders import Order
+from runtime.modes._dispatch import risk_of
+from runtime.modes._operations import enforce, tick_failed
 from traces._schema import Kind
 
 if TYPE_CHECKING:
@@ -69,7 +72,7 @@ class SimulatedSends:
     def unavailable(self) -> None:
         return None  # the simulated exchange is in this process: always there
 
-    def refusal(self, ai: AssetInstance) -> None:
+    async def refusal(self, ai: AssetInstance, deadline_ms: int) -> None:
         return None
 
     async def before_send(self, ai: AssetInstance) -> None:
@@ -204,6 +207,9 @@ class SimDriver:
         trace_market = rt.config.trace_market
         next_block = self.bars_recorded + BAR_BLOCK
         progress = self.progress
+        guard = risk_of(rt)
+        watch_equity = guard.risk.watches_equity
+        alerts = guard.alerts.pending
         try:
             while not rt.stopping:
                 if trace_market:
@@ -218,12 +224,18 @@ class SimDriver:
                     # (measured: an IPython prompt froze for a whole 2M-bar run).
                     await trio.lowlevel.checkpoint()
                     time.sleep(0)  # noqa: ASYNC251 (zero: releases the GIL, never blocks)
+                if watch_equity or alerts:
+                    await enforce(rt)
                 try:
                     await tick(tick_times[cursor.n - 1])
                 except Exception as exc:
                     # Outside the per-bar path: the try costs nothing until something raises.
-                    rt.hook_failed("on_tick", exc)
-                    raise
+                    if rt.stopping and isinstance(exc, StrategyStopped):
+                        break
+                    await tick_failed(rt, exc, tick_times[cursor.n - 1])
+                else:
+                    if guard.errors_in_a_row:
+                        guard.errors_in_a_row = 0
                 if rt.has_hooks:
                     await rt.run_hooks()
                 if cursor.n >= n_total:

@@ -12,6 +12,7 @@ clock and the trace recorder. The modes differ only in what it plugs in:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping
@@ -34,6 +35,7 @@ from runtime.model._modes import Live, Mode, Paper, RunConfig, Sim
 from runtime.modes._live import LiveDriver, LiveSends
 from runtime.modes._paper import PaperDriver
 from runtime.modes._sim import BarFeed, SimDriver, SimulatedSends
+from runtime.risk import Risk, RiskGuard
 from traces import open_recorder
 
 log = logging.getLogger("vigil")
@@ -49,13 +51,16 @@ def strategy(
     margin: str | None = None,
     initial_cash: float | Mapping[str, float] | None = None,
     config: Mapping[str, Any] | RunConfig | None = None,
+    risk: Risk | Mapping[str, Any] | None = None,
     params: Mapping[str, Any] | None = None,
 ) -> Strategy:
     """Load a strategy (bundled name or file path) and wire it to `mode`.
 
     In Sim, `data` is a DataFrame, a CSV or Parquet path, or a dict from market to either;
     without it Sim generates seeded bars. `initial_cash` is an amount of the cash currency or a
-    mapping from currency to amount (Sim and Paper; Live trades the account's own cash).
+    mapping from currency to amount: the account in Sim and Paper; in Live, a cap on what the
+    strategy may spend of the account's cash (DESIGN §9). `risk` (a `Risk`, or the class's
+    ``risk`` attribute) sets its limits.
     `params` overrides class attributes the strategy declares (`{"fast": 5}`).
     """
     if not isinstance(mode, Sim | Paper | Live):
@@ -78,6 +83,7 @@ def strategy(
         sandbox=sandbox,
         initial_cash=initial_cash,
         config=RunConfig.from_mapping(config),
+        risk=_risk(risk, cls.risk),
     )
     return s
 
@@ -94,6 +100,7 @@ def wire(
     sandbox: bool,
     initial_cash: float | Mapping[str, float] | None,
     config: RunConfig,
+    risk: Risk | None = None,
 ) -> Runtime:
     """Wire `s` to `mode`: the one place a strategy's runtime is assembled (module docstring).
     Nothing touches the network here; Live refuses missing credentials at once."""
@@ -127,8 +134,11 @@ def wire(
     else:
         rt.balance_scope = {c for ai in rt.universe for c in (ai.base, ai.quote)}
         rt.balance_scope.add(rt.cash_currency)
+    cap = None
     if isinstance(mode, Live):  # the account's own cash, read from the exchange at start
         _plug_live(rt, mode, exchange, margin, sandbox)
+        if initial_cash is not None:  # a cap on the strategy's spend, not the account
+            cap = _initial_cash(initial_cash, 0.0, rt.cash_currency).get(rt.cash_currency, 0.0)
     elif isinstance(mode, Sim):
         assert bars is not None
         cash = _initial_cash(initial_cash, cls.initial_cash, rt.cash_currency)
@@ -136,6 +146,13 @@ def wire(
     else:
         cash = _initial_cash(initial_cash, cls.initial_cash, rt.cash_currency)
         _plug_paper(rt, markets, cash, exchange, margin, sandbox)
+    rt.guard = RiskGuard(
+        rt,
+        risk or Risk(),
+        cap=cap,
+        # A backtest's alerts are history: they reach on_alert and the trace, not a phone.
+        webhook_url=None if isinstance(mode, Sim) else config.webhook_url,
+    )
     if config.trace:
         account = {"Sim": "sim", "Paper": "paper"}.get(type(mode).__name__)
         account = account or ("sandbox" if sandbox else "live")
@@ -177,6 +194,21 @@ def strategy_params(cls: type[Strategy]) -> dict[str, Any]:
                 continue
             names[attr] = getattr(cls, attr)
     return names
+
+
+def _risk(given: Risk | Mapping[str, Any] | None, declared: Any) -> Risk:
+    """The run's limits: `given`, or the class's ``risk``; a mapping changes only the fields
+    it names of the class's (how the CLI's --max-drawdown and friends apply)."""
+    if isinstance(given, Mapping):
+        base = Risk.of(declared)
+        valid = {f.name for f in dataclasses.fields(Risk)}
+        unknown = sorted(set(given) - valid)
+        if unknown:
+            raise ConfigError(
+                f"unknown Risk field(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
+            )
+        return dataclasses.replace(base, **dict(given))
+    return Risk.of(given if given is not None else declared)
 
 
 def normalize_symbol(symbol: str, margin: str | None) -> str:

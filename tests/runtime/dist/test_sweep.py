@@ -204,7 +204,7 @@ def test_a_job_whose_worker_dies_past_dask_retries_is_a_row_with_its_error(
 def test_a_failed_job_is_a_row_with_its_error(tmp_path: Path) -> None:
     rows = sweep(
         FRAGILE,
-        {"explode_at": [0, 50], "fast": [5]},
+        {"explode_on_load": [False, True], "fast": [5]},
         mode=Sim(bars=500),
         client="serial",
         trace_root=tmp_path,
@@ -212,7 +212,7 @@ def test_a_failed_job_is_a_row_with_its_error(tmp_path: Path) -> None:
     ok, failed = rows.iloc[0], rows.iloc[1]
     assert ok["error"] is None
     assert np.isfinite(ok["sharpe"])
-    assert "RuntimeError: exploded at tick 50" in failed["error"]
+    assert failed["error"] == "RuntimeError: exploded on load"
     assert np.isnan(failed["sharpe"])
     assert failed["trace"] is None
 
