@@ -112,10 +112,10 @@ def run(n: int, tmp: Path) -> None:
     # one commit can carry several chunk sets.
     per_commit = commit_s[1:-1] or commit_s
     print(f"{n:,} order-path events, {chunks} whole chunks of 8192 rows, moto S3 on 127.0.0.1")
-    print(f"write, local root:   {local_s:6.2f} s  ({n / local_s:,.0f} events/s)")
+    print(f"write+close, local:  {local_s:6.2f} s  ({n / local_s:,.0f} events/s)")
     print(
-        f"write, s3:// root:   {remote_s:6.2f} s  ({n / remote_s:,.0f} events/s, "
-        f"{remote_s / local_s:.2f}x local; the mirror runs on the commit thread)"
+        f"write+close, s3://: {remote_s:6.2f} s  ({n / remote_s:,.0f} events/s, "
+        f"{remote_s / local_s:.2f}x local: close waits for the last uploads and the seal)"
     )
     print(
         f"mirror:              {sum(per_commit) * 1e3 / chunks:.1f} ms per chunk set; "
