@@ -118,7 +118,10 @@ def plan(
     if sweep_id is None:
         # The same strategy on the same data is the same sweep: running it again resumes.
         sweep_id = f"{name}-{digest([source, ref.key(), repr(mode), initial_cash])[:10]}"
-    directory = Path(trace_root) / "sweeps" / sweep_id
+    elif not sweep_id or "/" in sweep_id or sweep_id in (".", ".."):
+        raise ConfigError(f"sweep_id={sweep_id!r} must be a folder name, e.g. 'sma-grid-1'")
+    # Absolute: workers do not share the caller's working directory.
+    directory = Path(trace_root).resolve() / "sweeps" / sweep_id
     return Plan(name, source, cls, ref, frames, mode, initial_cash, directory)
 
 
