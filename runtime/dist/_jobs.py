@@ -168,13 +168,18 @@ def files_digest(paths: str | tuple[tuple[str, str], ...]) -> str:
 
 
 def completed_row(job: Job) -> dict[str, Any] | None:
-    """The row of a job that has finished before, or None."""
+    """The row of a job that has finished before (its row written, its trace still there), or
+    None."""
     try:
         text = (Path(job.directory) / ROW_FILE).read_text()
     except FileNotFoundError:
         return None
-    row: dict[str, Any] = json.loads(text)
-    return row
+    try:
+        row: dict[str, Any] = json.loads(text)
+    except ValueError:
+        return None  # not ours, or damaged: run the job again
+    trace = row.get("trace")
+    return row if isinstance(trace, str) and Path(trace).is_dir() else None
 
 
 def run_job(job: Job, frames: Any = None) -> dict[str, Any]:

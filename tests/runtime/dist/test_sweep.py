@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -225,6 +226,8 @@ def test_resume_skips_completed_jobs_and_reruns_the_rest(tmp_path: Path) -> None
     # One job died midway: its trace is partial and it never wrote its row.
     row_files[2].unlink()
     (row_files[2].parent / "binance" / "sim" / "leftover").write_text("partial")
+    # Another lost its trace: its row alone does not make it complete.
+    shutil.rmtree(Path(first["trace"][3]))
 
     again = sweep("sma_cross", grid, mode=Sim(bars=800), client="serial", trace_root=tmp_path)
     pd.testing.assert_frame_equal(again.drop(columns="seconds"), first.drop(columns="seconds"))
@@ -232,7 +235,7 @@ def test_resume_skips_completed_jobs_and_reruns_the_rest(tmp_path: Path) -> None
         True,
         True,
         False,
-        True,
+        False,
     ]
     assert [f.stat().st_mtime_ns for f in row_files[:2]] == stamps[:2]
     assert not (row_files[2].parent / "binance" / "sim" / "leftover").exists()
