@@ -130,13 +130,15 @@ def test_killing_a_worker_mid_sweep_loses_no_job(serial_rows: pd.DataFrame, tmp_
     def kill_a_busy_worker() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            busy = [addr for addr, tasks in client.processing().items() if tasks]
-            if busy and busy[0] in pids:
-                # Let the job get going (it writes its trace) before its worker dies.
-                time.sleep(0.3)
-                os.kill(pids[busy[0]], signal.SIGKILL)
-                killed.append(pids[busy[0]])
-                return
+            busy = [addr for addr, tasks in client.processing().items() if tasks and addr in pids]
+            if busy:
+                # Let the job get going (it writes its trace), then kill its worker if it is
+                # still at work: the job dies with it.
+                time.sleep(0.1)
+                if client.processing().get(busy[0]):
+                    os.kill(pids[busy[0]], signal.SIGKILL)
+                    killed.append(pids[busy[0]])
+                    return
             time.sleep(0.01)
 
     killer = threading.Thread(target=kill_a_busy_worker)
