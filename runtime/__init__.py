@@ -2,8 +2,9 @@
 
 Everything a strategy file or a user session needs is exported here; the packages behind it
 are `model` (plain values), `engine` (all state changes, the replica), `exchanges` (the
-interface, ccxt and the simulated exchange), `modes` (Sim, Paper, Live and `call`), `app` (the
-CLI, IPython, reports) and `testing` (the loopback exchange and the conformance suite).
+interface, ccxt and the simulated exchange), `data` (market-data download and store), `modes`
+(Sim, Paper, Live and `call`), `app` (the CLI, IPython, reports) and `testing` (the loopback
+exchange and the conformance suite).
 
 The names load on first use: the error classes are the ground floor that `traces` builds on,
 so importing them (or `traces`) must not pull in the modes, the exchanges or the CLI.
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from runtime.app import start as start
     from runtime.app import stop as stop
     from runtime.app import unload_ipython_extension as unload_ipython_extension
+    from runtime.data import download_ohlcv as download_ohlcv
+    from runtime.data import load_ohlcv as load_ohlcv
     from runtime.dist import OptimizeResult as OptimizeResult
     from runtime.dist import optimize as optimize
     from runtime.dist import sweep as sweep
@@ -119,6 +122,8 @@ _EXPORTS: dict[str, str] = {
     "start": "runtime.app",
     "stop": "runtime.app",
     "unload_ipython_extension": "runtime.app",
+    "download_ohlcv": "runtime.data",
+    "load_ohlcv": "runtime.data",
 }
 
 __all__ = [
@@ -162,9 +167,11 @@ __all__ = [
     "UpdateLeverage",
     "VigilError",
     "call",
+    "download_ohlcv",
     "flatten",
     "halt",
     "load_ipython_extension",
+    "load_ohlcv",
     "optimize",
     "resume",
     "start",

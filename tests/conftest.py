@@ -38,3 +38,12 @@ def bars(
 def manual_path() -> Path:
     """A strategy file whose hooks do nothing, so a test drives `call` by hand."""
     return MANUAL
+
+
+@pytest.fixture(autouse=True)
+def _vigil_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own VIGIL_HOME, so no test reads or writes ~/.vigil (the markets
+    cache a Live or Paper run saves lands here)."""
+    home = tmp_path_factory.mktemp("vigil_home")
+    monkeypatch.setenv("VIGIL_HOME", str(home))
+    return home

@@ -64,6 +64,8 @@ class Kind(enum.IntEnum):
     RESUMED = 81  # trading turned back on; state
     STRATEGY_ERROR = 82  # on_tick raised: {"error", "bar", "in_a_row"}
     ALERT = 83  # an alert as delivered to on_alert and the webhook: {"kind", "message", "data"}
+    # Funding settled on a perpetual position (Sim charges stored funding at each funding time).
+    FUNDING = 45
 
 
 # The kinds whose payloads are engine events: replay applies exactly these, in seq order.
@@ -80,6 +82,7 @@ STATE_KINDS: frozenset[Kind] = frozenset(
         Kind.RECONCILE,
         Kind.HALTED,
         Kind.RESUMED,
+        Kind.FUNDING,
     }
 )
 

@@ -77,6 +77,8 @@ class OrdersWatcher(Watcher):
         self.name = f"orders {symbol}"
         self.local_open = local_open
 
+    stream_method = "watch_orders"
+
     def open_stream(self) -> Any | None:
         return self.exchange.watch_orders(self.symbol)
 
@@ -124,6 +126,8 @@ class TradesWatcher(Watcher):
         self.symbol = symbol
         self.name = f"trades {symbol}"
         self.since_ms: int | None = None
+
+    stream_method = "watch_my_trades"
 
     def open_stream(self) -> Any | None:
         if not _has(self.exchange, "watchMyTrades"):

@@ -68,6 +68,10 @@ class Watcher:
         self._scope: trio.CancelScope | None = None
 
     # Subclass hooks.
+    #: The ``watch_*`` method `open_stream` calls, when the exchange must be told to wait for
+    #: its subscription (:meth:`run`).
+    stream_method: str | None = None
+
     def open_stream(self) -> Any | None:
         """The websocket stream, or None to poll."""
         return None
@@ -103,16 +107,27 @@ class Watcher:
         self._on_event("gap_fill", {"watcher": self.name, "why": why})
 
     async def run(self, send: Send, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Sync from REST, report started, then follow the stream (or poll) until cancelled."""
-        await self._sync(send, "start")
+        """Subscribe, sync from REST, report started, then follow the stream (or poll) until
+        cancelled. The stream opens before the REST sync, so an event between the two is
+        buffered, not lost: some venues subscribe private topics per call (ccxt's Bybit sends
+        ``order`` and ``execution`` subscriptions on the first ``watch_*``), and the first
+        order goes out as soon as this watcher reports started."""
+        first = self._open()
+        try:
+            subscribed = getattr(self.exchange, "subscribed", None)
+            if first is not None and self.stream_method and subscribed is not None:
+                await subscribed(self.stream_method)
+            await self._sync(send, "start")
+        except BaseException:
+            if first is not None:
+                with trio.CancelScope(shield=True):
+                    await first.aclose()
+            raise
         self._set_health(HEALTHY)
         task_status.started()
         backoff = self.config.backoff_initial_s
         while True:
-            try:
-                stream = self.open_stream()
-            except ConfigError:
-                stream = None
+            stream, first = (first, None) if first is not None else (self._open(), None)
             if stream is None:
                 await self._poll(send)
                 return
@@ -132,6 +147,12 @@ class Watcher:
                 delay = exc.retry_after if isinstance(exc, RateLimited) and exc.retry_after else 0
                 await trio.sleep(max(backoff, delay))
                 backoff = min(backoff * 2, self.config.backoff_max_s)
+
+    def _open(self) -> Any | None:
+        try:
+            return self.open_stream()
+        except ConfigError:
+            return None
 
     async def _follow(self, stream: Any, send: Send) -> None:
         """Read the stream; on a stall while news is expected, gap-fill and mark stale."""

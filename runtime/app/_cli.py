@@ -2,6 +2,8 @@
 
 vigil demo                         backtest sma_cross on generated bars and print a summary
 vigil run STRATEGY --mode sim      run a bundled strategy or a strategy file
+vigil data download|list           market data into and out of the store (``_cli_data``)
+vigil markets save|list EXCHANGE   the markets cache (runtime.app._cli_markets)
 vigil sweep STRATEGY --param ...   run a strategy over a grid of parameters (runtime.dist)
 """
 
@@ -20,9 +22,12 @@ import trio
 
 from runtime._errors import VigilError
 from runtime._progress import Progress
+from runtime.app._cli_data import add_data_parser, cmd_data
+from runtime.app._cli_markets import add_markets_parser, cmd_markets
 from runtime.app._cli_sweep import add_sweep_parser, cmd_sweep
 from runtime.app._lifecycle import start, stop
 from runtime.app._report import report_main
+from runtime.data import StoreData
 from runtime.engine import replay_from_trace, runtime_of
 from runtime.model import Live, Mode, Paper, Sim, load_bars
 from runtime.modes import strategy
@@ -76,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=None,
         metavar="[SYMBOL=]PATH",
-        help="bars file (CSV/Parquet); repeat as SYMBOL=PATH for several markets",
+        help="bars file (CSV/Parquet); repeat as SYMBOL=PATH for several markets; 'store' "
+        "reads the market-data store (`vigil data download`)",
     )
     run.add_argument("--since", default=None, help="first bar time (Sim), e.g. 2024-01-01")
     run.add_argument("--until", default=None, help="last bar time (Sim)")
@@ -140,17 +146,21 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("path")
     replay.add_argument("--run", default="-1", help="run index (-1 = last) or run id")
 
+    add_data_parser(sub)
     add_sweep_parser(sub)
 
     exchange = sub.add_parser("exchange", help="the loopback exchange")
     exchange_sub = exchange.add_subparsers(dest="exchange_command", required=True, metavar="ACTION")
     exchange_sub.add_parser("serve", help="serve a loopback Binance on 127.0.0.1", add_help=False)
+    add_markets_parser(sub)
     return parser
 
 
 def _load_data(specs: list[str] | None, since: str | None, until: str | None) -> Any:
     if not specs:
         return None
+    if specs == ["store"]:  # the market-data store (`vigil data download`)
+        return StoreData(since=since, until=until)
     data: dict[str, Any] | str
     if len(specs) == 1 and "=" not in specs[0]:
         data = specs[0]
@@ -220,6 +230,9 @@ def _print_report(s: Any, elapsed: float) -> None:
         f"({bars / max(elapsed, 1e-9):,.0f} bars/s)"
     )
     print(results.summary())
+    halted = runtime_of(s).state.halted
+    if halted is not None:
+        print(f"halted         {halted}")
     if s.trace_path is not None:
         print(f"trace          {s.trace_path}")
 
@@ -343,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "trace": _cmd_trace,
         "replay": _cmd_replay,
         "report": _cmd_report,
+        "data": cmd_data,
+        "markets": cmd_markets,
         "sweep": cmd_sweep,
     }
     try:

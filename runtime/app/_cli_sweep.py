@@ -14,6 +14,7 @@ import pandas as pd
 # Through the package's lazy facade: dask and optuna load when a sweep runs, not with the CLI.
 import runtime
 from runtime._errors import ConfigError
+from runtime.data import StoreData
 from runtime.model import Sim
 
 # The columns printed to the terminal besides the params (the file gets every column).
@@ -56,8 +57,11 @@ def add_sweep_parser(sub: Any) -> None:
         action="append",
         default=None,
         metavar="[SYMBOL=]PATH",
-        help="bars file (CSV/Parquet); repeat as SYMBOL=PATH for several markets",
+        help="bars file (CSV/Parquet), repeat as SYMBOL=PATH for several markets; or 'store' "
+        "for the market-data store",
     )
+    p.add_argument("--since", default=None, help="first bar time with --data store")
+    p.add_argument("--until", default=None, help="end time with --data store")
     p.add_argument("--bars", type=int, default=20_000, help="generated bars without --data")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cash", type=float, default=None, help="initial cash")
@@ -74,7 +78,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     rows = runtime.sweep(
         args.strategy,
         parse_params(args.param),
-        data=_data(args.data),
+        data=_data(args.data, args.since, args.until),
         markets=[m.split(",") for m in args.market] if args.market else None,
         mode=Sim(bars=args.bars, seed=args.seed),
         initial_cash=args.cash,
@@ -138,7 +142,11 @@ def _head(rows: pd.DataFrame) -> list[str]:
     return [c for c in rows.columns[:end] if c != "job"]
 
 
-def _data(specs: list[str] | None) -> Any:
+def _data(specs: list[str] | None, since: str | None, until: str | None) -> Any:
+    if specs == ["store"]:
+        return StoreData(since=since, until=until)
+    if since is not None or until is not None:
+        raise ConfigError("--since and --until go with --data store")
     if not specs:
         return None
     if len(specs) == 1 and "=" not in specs[0]:

@@ -65,6 +65,7 @@ STATS: tuple[tuple[str, str, Callable[[float], str]], ...] = (
     ("exposure", "exposure", lambda v: f"{v * 100:.1f}%"),
     ("trades", "trades", lambda v: f"{int(v)}"),
     ("fees", "fees", lambda v: f"{v:.2f}"),
+    ("funding", "funding", lambda v: f"{v:.2f}"),  # paid on perpetual positions
     ("start_equity", "start equity", lambda v: f"{v:.2f}"),
     ("end_equity", "end equity", lambda v: f"{v:.2f}"),
 )
@@ -106,7 +107,8 @@ class Report:
     """The outcome of one run: statistics, equity, drawdown, prices and fills.
 
     * ``stats``: the keys of `STATS` (total_return, max_drawdown, sharpe, sortino, win_rate,
-      profit_factor, exposure, trades, fees, start_equity, end_equity); fractions, not percent.
+      profit_factor, exposure, trades, fees, funding, start_equity, end_equity); fractions, not
+      percent.
     * ``equity``: equity in ``cash_currency`` at each bar's close (a Series indexed by close
       time, UTC); ``equity.attrs["start"]`` is the value before the first bar.
     * ``drawdown``: ``1 − equity / running peak`` (the peak includes the start), same index.

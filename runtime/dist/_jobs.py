@@ -29,10 +29,13 @@ import trio
 
 from runtime._errors import ConfigError
 from runtime.app._lifecycle import start
+from runtime.data import MarketStore, StoreData
+from runtime.data._store import timeframe_ms
 from runtime.dist._windows import Span
-from runtime.engine._strategy import load_strategy_class
+from runtime.engine._strategy import Strategy, load_strategy_class
 from runtime.model._bars import generate_bars, load_bars
 from runtime.model._modes import Sim
+from runtime.modes._venues import venue_id
 from runtime.modes._wiring import normalize_symbol, strategy, with_params
 
 ROW_FILE = "row.json"
@@ -72,9 +75,21 @@ class Frames:
         return f"frames:{self.digest}"
 
 
-# A store range (DESIGN §11's `data="store"`) is a fourth kind: (exchange, timeframe, store)
-# resolved on the worker by `load_ohlcv`, with the job's span as since/until.
-DataRef = Generated | Files | Frames
+@dataclass(frozen=True, slots=True)
+class Store:
+    """A range of the market-data store (DESIGN §11, ``data="store"``), read on the worker with
+    the stored funding: every worker needs that store (this machine, or a shared mount).
+    Times are epoch ms; a stored range is final, so the range names the data."""
+
+    root: str
+    since: int | None
+    until: int | None
+
+    def key(self) -> str:
+        return f"store:{self.root}:{self.since}:{self.until}"
+
+
+DataRef = Generated | Files | Frames | Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +258,13 @@ def _bars_for(job: Job, frames: Any) -> Any:
     """The `data=` of the job's Sim run: its reference resolved, cut to its span."""
     ref = job.data
     data: Any
+    if isinstance(ref, Store):
+        if job.span is None:
+            return StoreData(since=ref.since, until=ref.until, root=ref.root)
+        until = job.span.end.value // 1_000_000
+        if ref.until is not None:
+            until = min(until, ref.until)
+        return StoreData(since=_store_since(job, ref), until=until, root=ref.root)
     if isinstance(ref, Generated):
         if job.span is None:
             return None  # Sim generates them itself, from the job's `mode`
@@ -256,13 +278,37 @@ def _bars_for(job: Job, frames: Any) -> Any:
     return _cut(job, data)
 
 
+def _store_since(job: Job, ref: Store) -> int:
+    """Where a span's store read starts: `warmup` bars before the span, as `_cut` does, but
+    not before what the store (or the sweep's own range) holds."""
+    assert job.span is not None
+    cls, symbols = _job_class(job)
+    want = job.span.start.value // 1_000_000 - max(int(cls.warmup), 0) * timeframe_ms(
+        cls.timeframe
+    )
+    db = MarketStore(ref.root)
+    venue = venue_id(cls.exchange, cls.margin)
+    starts = []
+    for sym in symbols:
+        series = db.open(cls.exchange, sym, cls.timeframe) or db.open(venue, sym, cls.timeframe)
+        if series is not None and series.rows:
+            starts.append(series.start)
+    floors = [*starts, *([ref.since] if ref.since is not None else [])]
+    return max([want, *floors])
+
+
+def _job_class(job: Job) -> tuple[type[Strategy], list[str]]:
+    """The job's strategy class with its params, and the markets it trades."""
+    _, base = load_strategy_class(_strategy_file(job))
+    cls = with_params(base, dict(job.params))
+    return cls, [normalize_symbol(m, cls.margin) for m in (job.markets or cls.markets)]
+
+
 def _cut(job: Job, data: Any) -> dict[str, pd.DataFrame]:
     """The job's markets within its span, with the strategy's warmup bars before it, so the
     first tick falls on the span's first bar."""
     assert job.span is not None
-    _, base = load_strategy_class(_strategy_file(job))
-    cls = with_params(base, dict(job.params))
-    symbols = [normalize_symbol(m, cls.margin) for m in (job.markets or cls.markets)]
+    cls, symbols = _job_class(job)
     if data is None:
         data = generate_bars(symbols, job.mode.bars, timeframe=cls.timeframe, seed=job.mode.seed)
     elif isinstance(data, Mapping):

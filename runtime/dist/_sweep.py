@@ -19,6 +19,8 @@ import pandas as pd
 
 from runtime._errors import ConfigError
 from runtime._progress import Progress
+from runtime.data import StoreData, data_root
+from runtime.data._store import to_ms
 from runtime.dist._engines import Engine, open_engine
 from runtime.dist._jobs import (
     DataRef,
@@ -26,6 +28,7 @@ from runtime.dist._jobs import (
     Frames,
     Generated,
     Job,
+    Store,
     completed_row,
     digest,
     files_digest,
@@ -143,8 +146,9 @@ def sweep(
     one row per job: its params, its statistics, its trace path, its seconds and its error.
 
     * `params`: ``{"fast": [5, 10, 20], "slow": [30, 50]}``; a single value is one choice.
-    * `data`: as `strategy(..., data=)` (a DataFrame, a CSV or Parquet path, or a dict from
-      market to either); None generates bars from `mode` (``Sim(bars=, seed=)``).
+    * `data`: as `strategy(..., data=)`: a DataFrame, a CSV or Parquet path, a dict from
+      market to either, or ``"store"`` / ``StoreData(since=, until=)`` (the market-data store,
+      with funding); None generates bars from `mode` (``Sim(bars=, seed=)``).
     * `markets`: each entry (a symbol, or a list of symbols) is a separate set of jobs.
     * `windows`: `walk_forward(...)` windows (each runs its train and its test span),
       `Span`s or ``(start, end)`` pairs.
@@ -276,11 +280,10 @@ def _data_ref(data: Any, mode: Sim) -> tuple[DataRef, Any]:
     """The data as a reference the jobs carry, and the frames shipped beside them (if any)."""
     if data is None:
         return Generated(mode.bars, mode.seed), None
-    if isinstance(data, str) and data == "store":
-        raise ConfigError(
-            'data="store" needs the market-data store (DESIGN §11), which this build lacks; '
-            "pass a DataFrame or a CSV/Parquet path"
-        )
+    request = StoreData.of(data)
+    if request is not None:  # data="store" or StoreData(since=, until=): the market-data store
+        root = str(data_root(request.root).resolve())
+        return Store(root, to_ms(request.since, "since"), to_ms(request.until, "until")), None
     if isinstance(data, str | Path):
         path = _local_path(data)
         return Files(path, files_digest(path)), None
@@ -296,7 +299,7 @@ def _data_ref(data: Any, mode: Sim) -> tuple[DataRef, Any]:
             return Files(paths, files_digest(paths)), None
     raise ConfigError(
         f"data={type(data).__name__} is not sweep data; pass a DataFrame, a CSV or Parquet "
-        "path, or a dict from market to DataFrames (or to paths)"
+        "path, a dict from market to DataFrames (or to paths), or \"store\""
     )
 
 

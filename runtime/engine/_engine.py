@@ -155,6 +155,21 @@ class Resumed:
     timestamp: int
 
 
+@dataclass(frozen=True, slots=True)
+class FundingPaid:
+    """Funding settled on a perpetual position at a funding time: `amount` of the settle
+    currency paid (negative: received) = `contracts` (signed: long positive) × contract size ×
+    `price` × `rate`. The strategy's state keeps it as history (`State.funding`); the balance
+    moves by the exchange's report, as for fills (`settle_funding` is the ledger's side)."""
+
+    symbol: str
+    timestamp: int
+    rate: float
+    price: float
+    contracts: float
+    amount: float
+
+
 Event = (
     OrderCreated
     | OrderAcknowledged
@@ -166,6 +181,7 @@ Event = (
     | LeverageChanged
     | Halted
     | Resumed
+    | FundingPaid
 )
 EVENT_TYPES: dict[str, type] = {
     t.__name__: t
@@ -180,6 +196,7 @@ EVENT_TYPES: dict[str, type] = {
         LeverageChanged,
         Halted,
         Resumed,
+        FundingPaid,
     )
 }
 
@@ -205,6 +222,7 @@ class State:
         # must not overwrite it.
         self.balance_as_of: dict[str, int] = {}
         self.position_as_of: dict[str, int] = {}
+        self.funding: list[FundingPaid] = []  # funding settled on positions, oldest first
         self.balance_reports = 0  # reports applied so far (Live waits on them)
         self.position_reports = 0
         self.halted: str | None = None  # why trading is off (see `Halted`), or None
@@ -482,6 +500,18 @@ def _apply_resumed(state: State, e: Resumed) -> None:
     state.halted = None
 
 
+def _apply_funding(state: State, e: FundingPaid) -> FundingPaid:
+    state.asset(e.symbol)  # an unknown market is refused like any other event's
+    if not any(f.symbol == e.symbol and f.timestamp == e.timestamp for f in state.funding[-8:]):
+        state.funding.append(e)  # a funding time is settled once per market
+    return e
+
+
+def settle_funding(state: State, e: FundingPaid) -> None:
+    """The exchange's side of a funding payment: the settle balance pays `amount`."""
+    state.balance(state.asset(e.symbol).settle).total -= e.amount
+
+
 _APPLY: dict[type, Any] = {
     OrderCreated: _apply_created,
     OrderAcknowledged: _apply_ack,
@@ -493,6 +523,7 @@ _APPLY: dict[type, Any] = {
     LeverageChanged: _apply_leverage,
     Halted: _apply_halted,
     Resumed: _apply_resumed,
+    FundingPaid: _apply_funding,
 }
 
 
@@ -564,6 +595,7 @@ __all__ = [
     "EXPIRED",
     "BalanceUpdated",
     "EngineError",
+    "FundingPaid",
     "Halted",
     "LeverageChanged",
     "OrderAcknowledged",
@@ -576,4 +608,5 @@ __all__ = [
     "State",
     "apply",
     "settle_fill",
+    "settle_funding",
 ]

@@ -69,6 +69,7 @@ class Results:
             ("exposure", f"{s['exposure'] * 100:.1f}%"),
             ("trades", f"{int(s['trades'])}"),
             ("fees", f"{s['fees']:.2f}"),
+            ("funding", f"{s.get('funding', 0.0):.2f}"),
             ("start equity", f"{s['start_equity']:.2f}"),
             ("end equity", f"{s['end_equity']:.2f}"),
         ]
@@ -79,12 +80,27 @@ class Results:
 
 
 def trades_frame(rt: Runtime) -> pd.DataFrame:
-    """Every fill, oldest first, with realized PnL (average cost, fees included) per fill."""
+    """Every fill, oldest first, with realized PnL (average cost, fees included) per fill, and
+    `funding`: what the position this fill left paid in funding (negative: received) until
+    the market's next fill."""
     rows: list[dict[str, Any]] = []
+    funding_by_symbol: dict[str, list[tuple[int, float]]] = {}
+    for f in rt.state.funding:
+        funding_by_symbol.setdefault(f.symbol, []).append((f.timestamp, f.amount))
     for ai in rt.universe:
         qty = 0.0
         avg = 0.0
-        for t in ai.trades:
+        paid = funding_by_symbol.get(ai.symbol, [])
+        pay_times = np.array([p[0] for p in paid], dtype=np.int64)
+        pay_cum = np.concatenate(([0.0], np.cumsum([p[1] for p in paid])))
+        fills = ai.trades
+        for k, t in enumerate(fills):
+            # Funding after this fill up to the next: the position this fill left paid it. A
+            # funding time equal to a fill's is settled before that bar's tick, so before it.
+            lo = int(np.searchsorted(pay_times, t.timestamp, side="right"))
+            nxt = fills[k + 1].timestamp if k + 1 < len(fills) else None
+            hi = len(pay_times) if nxt is None else int(np.searchsorted(pay_times, nxt, "right"))
+            funding = float(pay_cum[hi] - pay_cum[lo]) if hi > lo else 0.0
             signed = t.amount if t.side == "buy" else -t.amount
             fee_q = t.fee if t.fee_currency in (ai.quote, ai.settle) else t.fee * t.price
             pnl = 0.0
@@ -112,6 +128,7 @@ def trades_frame(rt: Runtime) -> pd.DataFrame:
                     "fee": t.fee,
                     "fee_currency": t.fee_currency,
                     "realized_pnl": pnl,
+                    "funding": funding,
                     "taker": t.taker,
                     "leverage": t.leverage,
                     "order_type": t.order.type.__name__,
@@ -130,6 +147,7 @@ def trades_frame(rt: Runtime) -> pd.DataFrame:
         "fee",
         "fee_currency",
         "realized_pnl",
+        "funding",
         "taker",
         "leverage",
         "order_type",
@@ -247,6 +265,8 @@ def compute_stats(
         "exposure": exposure,
         "trades": float(len(trades)),
         "fees": fees,
+        # Net funding paid on perpetual positions (negative: received).
+        "funding": float(trades["funding"].sum()) if "funding" in trades else 0.0,
         "start_equity": start,
         "end_equity": end,
     }

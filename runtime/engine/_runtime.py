@@ -20,6 +20,7 @@ from runtime._errors import ConfigError
 from runtime.engine._engine import (
     BalanceUpdated,
     Event,
+    FundingPaid,
     Halted,
     LeverageChanged,
     OrderAcknowledged,
@@ -65,6 +66,7 @@ EVENT_KINDS: dict[type, Kind] = {
     LeverageChanged: Kind.LEVERAGE,
     Halted: Kind.HALTED,
     Resumed: Kind.RESUMED,
+    FundingPaid: Kind.FUNDING,
 }
 
 
@@ -343,6 +345,8 @@ class Runtime:
                     self._emit_report(event, tag)
         elif kind == "position":
             self._on_position(payload, tag)
+        elif kind == "funding":
+            self._emit_report(FundingPaid(**payload), tag)
         elif kind == "positions":
             reported = {(p["symbol"], p.get("side")) for p in payload["positions"]}
             stamp = self.now_ms()
@@ -429,6 +433,19 @@ class Runtime:
         event = position_event(p, ai.leverage)
         if not event.timestamp:
             event = dataclasses.replace(event, timestamp=default_ts or self.now_ms())
+        if p.get("side") not in ("long", "short") and event.contracts == 0:
+            # A flat one-way report that names no side (Binance's "both", Bybit's ""): every
+            # open side is flat.
+            held = [pos for pos in (ai.long, ai.short) if pos is not None]
+            for pos in held:
+                self._emit_report(
+                    PositionUpdated(
+                        event.symbol, pos.side, 0.0, 0.0, pos.leverage, 0.0, event.timestamp
+                    ),
+                    tag,
+                )
+            if held:
+                return
         other = ai.short if event.side == "long" else ai.long
         if event.contracts > 0 and other is not None:  # one-way: the other side is flat now
             self._emit_report(

@@ -278,6 +278,8 @@ async def call(
             f"UpdateLeverage(x) or PositionClose(); got {what!r}"
         )
     if rt.stopping:
+        # A checkpoint first: a loop that swallows this error still lets `stop` cancel it.
+        await trio.lowlevel.checkpoint()
         raise StrategyStopped(
             f"strategy {rt.name} is stopping: no new order is sent after stop(s) "
             "(cancels and PositionClose still work)"

@@ -41,6 +41,7 @@ from runtime.model._modes import Live
 from runtime.model._orders import Order
 from runtime.modes._clock import WallClock
 from runtime.modes._operations import on_stop_action, run_operations
+from runtime.modes._venues import adopt_exchange_markets
 from traces._schema import Kind
 from watchers._account import BalanceWatcher, OrdersWatcher, PositionsWatcher, TradesWatcher
 from watchers._base import HEALTHY, Watcher, WatcherConfig, retrying
@@ -142,11 +143,17 @@ class LiveDriver:
 
     # Start-up.
     async def _refresh_markets(self) -> None:
-        markets = await self.rt.exchange.load_markets()  # loaded at open: no request
-        for ai in self.rt.universe:
-            market = markets.get(ai.symbol)
-            if market is not None:
-                ai.set_market(market)
+        ex = self.rt.exchange
+        markets = await ex.load_markets()  # loaded at open: no request
+        settings = getattr(ex, "settings", None)  # a CcxtExchange's; scripted ones have none
+        if settings is None:
+            for ai in self.rt.universe:
+                if (market := markets.get(ai.symbol)) is not None:
+                    ai.set_market(market)
+            return
+        adopt_exchange_markets(
+            self.rt, markets, venue=settings.exchange_id, sandbox=settings.sandbox
+        )
 
     async def reconcile(self) -> None:
         """Sync on start: every difference with the exchange becomes a RECONCILE event."""
@@ -377,6 +384,8 @@ class LiveSends:
         self.rt = driver.rt
         # client id -> the asset's holding when it was sent (see wait_account)
         self.holding_at_send: dict[str, float] = {}
+        # client id -> balance reports applied when it was sent (see wait_account)
+        self.balance_reports_at_send: dict[str, int] = {}
         self._sending = 0.0
 
     def unavailable(self) -> str | None:
@@ -445,6 +454,7 @@ class LiveSends:
 
     def sent(self, client_id: str) -> None:
         self.holding_at_send[client_id] = self._sending
+        self.balance_reports_at_send[client_id] = self.rt.state.balance_reports
 
     def expect_news(self, ai: AssetInstance, expected: bool = True) -> None:
         """An order is about to be sent on `ai` (True), or was refused (False): its orders
@@ -486,6 +496,13 @@ class LiveSends:
                 if reported_since() and trio.current_time() >= grace:
                     break
                 with trio.move_on_at(grace if trio.current_time() < grace else math.inf):
+                    await rt.account_changed.wait()
+            if ai.contract and order.filled:
+                # A venue may report the wallet apart from the position (Bybit's wallet and
+                # position topics; Binance's ACCOUNT_UPDATE carries both): the fill's fee and
+                # realised PnL are in the wallet report, so wait for one since the send too.
+                balances_before = self.balance_reports_at_send.get(order.client_id, 0)
+                while rt.state.balance_reports <= balances_before:
                     await rt.account_changed.wait()
 
     def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None:

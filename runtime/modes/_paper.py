@@ -20,6 +20,7 @@ from runtime.exchanges.sim._paper import PaperExchange
 from runtime.model._orders import Order
 from runtime.modes._clock import WallClock
 from runtime.modes._operations import run_operations
+from runtime.modes._venues import adopt_exchange_markets
 from watchers._base import WatcherConfig
 from watchers._market import BookWatcher, OHLCVWatcher, PublicTradesWatcher, TickerWatcher
 
@@ -92,11 +93,24 @@ class PaperDriver:
             if self.rt.has_hooks:
                 await self.rt.run_hooks()
 
+    async def _adopt_markets(self, market: Any) -> None:
+        """The venue's own rules for every asset, in the strategy and the paper exchange."""
+        settings = getattr(market, "settings", None)
+        if settings is None:
+            return
+        markets = await market.load_markets()  # loaded at open: no request
+        for ai in adopt_exchange_markets(
+            self.rt, markets, venue=settings.exchange_id, sandbox=settings.sandbox
+        ):
+            self.paper.markets[ai.symbol] = dict(ai.market)
+            self.paper.ledger.assets[ai.symbol].set_market(ai.market)
+
     async def run(self, s: Strategy, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         rt = self.rt
         async with self.open_market() as market:
             # Public data only: the strategy's orders go to the paper exchange.
             self.market = market
+            await self._adopt_markets(market)
             rt.exchange = self.paper
             send, receive = trio.open_memory_channel[Any](4096)
             on_watcher = self.clock.record_watcher_event

@@ -9,10 +9,13 @@ the run loop then carries on after them, as a live strategy blocked in a wait mi
 from __future__ import annotations
 
 import logging
+import math
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import trio
 
 from runtime._errors import StrategyStopped
@@ -28,6 +31,7 @@ from runtime.modes._operations import enforce, tick_failed
 from traces._schema import Kind
 
 if TYPE_CHECKING:
+    from runtime.data import FundingRates
     from runtime.engine._strategy import Strategy
 
 log = logging.getLogger("vigil")
@@ -124,7 +128,42 @@ class SimDriver:
         self.end_index = cursor.n
         self.bars_recorded = 0  # bars [0, bars_recorded) are in the trace as BARS blocks
         self.progress: Progress | None = None  # set by the CLI on a terminal
+        # Stored funding to settle: (bar index, funding time, symbol, rate), in time order; it
+        # is settled when that bar (the first closing at or after the funding time) shows.
+        self._funding: list[tuple[int, int, str, float]] = []
+        self._funding_pos = 0
+        self.next_funding_n = sys.maxsize  # the cursor value at which funding is next due
         rt.on_account = self._mark
+
+    def set_funding(self, funding: Mapping[str, FundingRates]) -> None:
+        """Settle these funding rates on open perpetual positions at each funding time, at the
+        close of the bar ending then (the first bar closing at or after it). Funding times the
+        run starts after, or past the last bar, are not settled."""
+        close_ms = self.feed.close_ms
+        entries = []
+        for sym, rates in funding.items():
+            at = np.searchsorted(close_ms, rates.time_ms, side="left")
+            times, values = rates.time_ms.tolist(), rates.rate.tolist()
+            for i, t, r in zip(at.tolist(), times, values, strict=True):
+                if self.cursor.n <= i < len(close_ms) and not math.isnan(r):
+                    entries.append((int(i), int(t), sym, float(r)))
+        entries.sort()
+        self._funding = entries
+        self._funding_pos = 0
+        self.next_funding_n = entries[0][0] + 1 if entries else sys.maxsize
+
+    def settle_funding(self) -> None:
+        """Settle the funding due by the newest visible bar (the run loop calls this when the
+        cursor reaches `next_funding_n`)."""
+        entries, n = self._funding, self.cursor.n
+        with self.rt.durable_together():
+            while self._funding_pos < len(entries) and entries[self._funding_pos][0] < n:
+                i, t, sym, rate = entries[self._funding_pos]
+                self._funding_pos += 1
+                price = float(self.bars.columns[sym]["close"][i])
+                self.exchange.settle_funding(sym, t, rate, price)
+        pos = self._funding_pos
+        self.next_funding_n = entries[pos][0] + 1 if pos < len(entries) else sys.maxsize
 
     def now_ms(self) -> int:
         return self.feed.now_ms()
@@ -171,6 +210,8 @@ class SimDriver:
         if self.exchange.has_work:
             with self.rt.durable_together():  # a bar's fills and their reports
                 self.exchange.on_bar()
+        if cursor.n >= self.next_funding_n:
+            self.settle_funding()
         return True
 
     async def advance_to(self, deadline_ms: int, until: Callable[[], bool] | None = None) -> None:
@@ -246,6 +287,8 @@ class SimDriver:
                         exchange.on_bar()
                     if rt.has_hooks:
                         await rt.run_hooks()
+                if cursor.n >= self.next_funding_n:
+                    self.settle_funding()
         finally:
             self.end_index = cursor.n
             self.record_bar_blocks()

@@ -17,15 +17,15 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from runtime._errors import ConfigError
+from runtime.data import FundingRates, StoreData, store_bars
 from runtime.engine._engine import BalanceUpdated, LeverageChanged, apply
 from runtime.engine._runtime import Runtime, build_runtime
 from runtime.engine._strategy import Strategy, bind, load_strategy_class
-from runtime.exchanges._markets import market_for, markets_exchange, synthetic_market
 from runtime.exchanges.ccxt import CcxtExchange
 from runtime.exchanges.sim._exchange import SimExchange
 from runtime.exchanges.sim._paper import PaperExchange, PaperFeed
@@ -35,6 +35,7 @@ from runtime.model._modes import Live, Mode, Paper, RunConfig, Sim
 from runtime.modes._live import LiveDriver, LiveSends
 from runtime.modes._paper import PaperDriver
 from runtime.modes._sim import BarFeed, SimDriver, SimulatedSends
+from runtime.modes._venues import require_credentials, strategy_markets, venue_id
 from runtime.risk import Risk, RiskGuard
 from traces import open_recorder
 
@@ -103,17 +104,25 @@ def wire(
     risk: Risk | None = None,
 ) -> Runtime:
     """Wire `s` to `mode`: the one place a strategy's runtime is assembled (module docstring).
-    Nothing touches the network here; Live refuses missing credentials at once."""
+    Live refuses missing credentials at once; the network is touched only when Paper or Live
+    must load markets the cache and the bundled snapshots lack (`runtime.modes._venues`)."""
     cls = type(s)
     if isinstance(mode, Live):
-        _require_credentials(exchange, margin)
+        require_credentials(exchange, margin)
     symbols = [normalize_symbol(m, margin) for m in (config.markets or cls.markets)]
     if not symbols:
         raise ConfigError(f"strategy {name!r} lists no markets; set markets = ['BTC/USDT']")
     bars = None
+    funding: dict[str, FundingRates] = {}
     if isinstance(mode, Sim):
+        request = StoreData.of(data)
+        if request is not None:  # data="store": bars and funding from the market-data store
+            venue = venue_id(exchange, margin)
+            data, funding = store_bars(
+                request, exchange, symbols, cls.timeframe, fallback_exchange=venue
+            )
         bars = _sim_bars(name, cls.timeframe, mode, data, symbols, margin)
-    markets = _markets(exchange, margin, symbols, bars)
+    markets = strategy_markets(exchange, margin, symbols, mode=mode, bars=bars, sandbox=sandbox)
     first = markets[symbols[0]]
     rt = build_runtime(
         name=name,
@@ -143,6 +152,8 @@ def wire(
         assert bars is not None
         cash = _initial_cash(initial_cash, cls.initial_cash, rt.cash_currency)
         _plug_sim(rt, mode, bars, markets, cash, exchange, margin)
+        if funding:
+            cast(SimDriver, rt.driver).set_funding(funding)
     else:
         cash = _initial_cash(initial_cash, cls.initial_cash, rt.cash_currency)
         _plug_paper(rt, markets, cash, exchange, margin, sandbox)
@@ -219,21 +230,6 @@ def normalize_symbol(symbol: str, margin: str | None) -> str:
     return symbol
 
 
-def _require_credentials(exchange: str, margin: str | None) -> None:
-    account_id = markets_exchange(exchange, margin) if exchange == "binance" else exchange
-    missing = [
-        f"VIGIL_{account_id.upper()}_{what}"
-        for what in ("API_KEY", "SECRET")
-        if not os.environ.get(f"VIGIL_{account_id.upper()}_{what}")
-    ]
-    if missing:
-        raise ConfigError(
-            f"Live mode on {account_id} needs credentials: set {' and '.join(missing)} in the "
-            "environment (never in strategy files); `vigil exchange serve` prints them for the "
-            "loopback exchange"
-        )
-
-
 def _sim_bars(
     name: str, timeframe: str, mode: Sim, data: Any, symbols: list[str], margin: str | None
 ) -> Bars:
@@ -252,22 +248,6 @@ def _sim_bars(
     if len(bars.time_ns) < 1:
         raise ConfigError(f"strategy {name!r}: the data has no bars")
     return bars
-
-
-def _markets(
-    exchange: str, margin: str | None, symbols: list[str], bars: Bars | None
-) -> dict[str, dict[str, Any]]:
-    """Each market from the offline snapshot (Live and Paper replace it with the exchange's own
-    rules at start); one it lacks is synthetic, scaled from the data's first close in Sim."""
-    source = markets_exchange(exchange, margin)
-    markets: dict[str, dict[str, Any]] = {}
-    for sym in symbols:
-        try:
-            markets[sym] = market_for(source, sym)
-        except ConfigError:
-            price = float(bars.columns[sym]["close"][0]) if bars is not None else 1.0
-            markets[sym] = synthetic_market(sym, price=price, contract=bool(margin))
-    return markets
 
 
 def _initial_cash(
@@ -362,5 +342,5 @@ def _start_simulated_account(rt: Runtime, exchange: SimExchange, leverage: float
 
 def _public_env(exchange: str, margin: str | None) -> dict[str, str]:
     """The environment for the market-data connection: the URL override only, no keys."""
-    names = {exchange.upper(), "BINANCEUSDM" if margin else exchange.upper()}
-    return {k: v for k, v in os.environ.items() if any(k == f"VIGIL_{n}_URL" for n in names)}
+    name = f"VIGIL_{venue_id(exchange, margin).upper()}_URL"
+    return {k: v for k, v in os.environ.items() if k == name}

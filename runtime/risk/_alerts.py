@@ -119,6 +119,7 @@ class Webhook:
         self.queue = AlertQueue()
         self.sent = 0
         self.failed = 0
+        self.attempted = trio.Event()  # set (and replaced) after each delivery attempt
         self._last_failure_log = -FAILURE_LOG_INTERVAL_S
 
     def post(self, alert: Alert) -> None:
@@ -156,3 +157,5 @@ class Webhook:
                     self.sent += 1
                 except (OSError, urllib.error.URLError, ValueError) as exc:
                     self._failed(exc)
+                self.attempted.set()
+                self.attempted = trio.Event()

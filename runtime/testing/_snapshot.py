@@ -1,7 +1,9 @@
 """Regenerate the offline market snapshot with real ccxt parsing.
 
 Run ``python -m runtime.testing._snapshot`` after changing
-``runtime/exchanges/_binance_info.py`` or upgrading ccxt. Two sources give the same bytes:
+``runtime/exchanges/_binance_info.py`` or ``_bybit_info.py``, or upgrading ccxt. Two sources give
+the same bytes (Bybit's snapshot the same way, from the loopback's Bybit v5 dialect and
+``/v5/market/instruments-info``):
 
 - ``--source loopback`` (the default, DESIGN §2): starts the loopback exchange on 127.0.0.1 and
   loads markets through real ``ccxt.async_support.binance`` (spot only) and ``binanceusdm``
@@ -24,7 +26,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import ccxt
 import ccxt.async_support as ccxt_async
@@ -35,8 +37,10 @@ from runtime.exchanges._binance_info import (
     futures_exchange_info,
     spot_exchange_info,
 )
+from runtime.exchanges._bybit_info import LINEAR_INSTRUMENTS, SPOT_INSTRUMENTS, instruments_info
 from runtime.exchanges.ccxt._urls import point_ccxt_at
 from runtime.testing.loopback import LoopbackExchange
+from runtime.testing.loopback._bybit_server import BybitLoopbackExchange
 
 __all__ = [
     "EXCHANGES",
@@ -52,17 +56,29 @@ __all__ = [
 #: Fixed server time of the canned responses: 2025-01-01T00:00:00Z.
 SERVER_TIME_MS: Final = 1_735_689_600_000
 #: The exchanges a snapshot is produced for.
-EXCHANGES: Final = ("binance", "binanceusdm")
+EXCHANGES: Final = ("binance", "binanceusdm", "bybit")
 GENERATED_BY: Final = "python -m runtime.testing._snapshot"
-MARKETS_DIR: Final = Path(__file__).resolve().parents[1] / "markets"
+MARKETS_DIR: Final = Path(__file__).resolve().parents[1] / "exchanges" / "markets"
 #: Where the exchangeInfo bodies come from (see the module doc).
 SOURCES: Final = ("loopback", "canned")
 # ccxt's fetchMarkets restricted to the one market type each exchange snapshots.
-_MARKET_TYPES: Final = {"binance": ["spot"], "binanceusdm": ["linear"]}
+_MARKET_TYPES: Final = {
+    "binance": ["spot"],
+    "binanceusdm": ["linear"],
+    "bybit": ["spot", "linear"],
+}
 
 
 def _canned(url: str, method: str) -> dict[str, Any]:
-    path = urlsplit(url).path
+    parts = urlsplit(url)
+    path = parts.path
+    if method == "GET" and path == "/v5/market/instruments-info":
+        query = dict(parse_qsl(parts.query))
+        if query.get("status") == "PreLaunch":  # ccxt also asks for pre-launch perpetuals
+            return instruments_info("none", SERVER_TIME_MS) | {
+                "result": {"category": query["category"], "list": [], "nextPageCursor": ""}
+            }
+        return instruments_info(query.get("category", ""), SERVER_TIME_MS)
     if method == "GET" and path == "/api/v3/exchangeInfo":
         return spot_exchange_info(SERVER_TIME_MS)
     if method == "GET" and path == "/fapi/v1/exchangeInfo":
@@ -85,18 +101,27 @@ class _CannedBinanceUsdm(ccxt.binanceusdm):
         return _canned(url, method)
 
 
+class _CannedBybit(ccxt.bybit):
+    def fetch(
+        self, url: str, method: str = "GET", headers: Any = None, body: Any = None
+    ) -> dict[str, Any]:
+        return _canned(url, method)
+
+
 def _exchange(name: str) -> Any:
     # Restrict each exchange to the one market type it snapshots, so only one endpoint is hit.
     if name == "binance":
         return _CannedBinance({"options": {"fetchMarkets": {"types": ["spot"]}}})
     if name == "binanceusdm":
         return _CannedBinanceUsdm({"options": {"fetchMarkets": {"types": ["linear"]}}})
+    if name == "bybit":
+        return _CannedBybit({"options": {"fetchMarkets": {"types": _MARKET_TYPES["bybit"]}}})
     raise ValueError(f"no snapshot for exchange {name!r}; valid: {', '.join(EXCHANGES)}")
 
 
 def build_snapshot(exchange: str) -> dict[str, Any]:
-    """The snapshot document of ``exchange`` ("binance" or "binanceusdm"), as JSON-ready data,
-    from the canned ``exchangeInfo`` bodies.
+    """The snapshot document of ``exchange`` (one of :data:`EXCHANGES`), as JSON-ready data,
+    from the canned ``exchangeInfo`` (instruments-info) bodies.
 
     ``{"ccxt_version": ..., "generated_by": ..., "markets": {symbol: unified market}}``, with the
     markets exactly as ``load_markets()`` of real ccxt returns them, ``info`` included.
@@ -127,7 +152,11 @@ def build_snapshot_from_loopback(exchange: str, base_url: str) -> dict[str, Any]
 
 
 def _document(exchange: str, markets: dict[str, Any]) -> dict[str, Any]:
-    wanted = SPOT_SYMBOLS if exchange == "binance" else FUTURES_SYMBOLS
+    wanted = {
+        "binance": list(SPOT_SYMBOLS),
+        "binanceusdm": list(FUTURES_SYMBOLS),
+        "bybit": [i.symbol for i in (*SPOT_INSTRUMENTS.values(), *LINEAR_INSTRUMENTS.values())],
+    }[exchange]
     missing = sorted(set(wanted) - set(markets))
     if missing:
         raise RuntimeError(f"ccxt did not produce markets {missing} for {exchange}")
@@ -159,8 +188,11 @@ def write_snapshots(directory: Path = MARKETS_DIR, *, source: str = "loopback") 
     else:
         with LoopbackExchange(history=10) as server:
             assert server.base_url is not None
-            for name in EXCHANGES:
+            for name in ("binance", "binanceusdm"):
                 documents[name] = build_snapshot_from_loopback(name, server.base_url)
+        with BybitLoopbackExchange(history=10) as bybit:
+            assert bybit.base_url is not None
+            documents["bybit"] = build_snapshot_from_loopback("bybit", bybit.base_url)
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in EXCHANGES:

@@ -113,5 +113,6 @@ class ExchangeConformance:
     async def test_an_order_beyond_the_funds_raises_insufficient_funds(self, venue: Venue) -> None:
         ex = venue.exchange
         with pytest.raises(InsufficientFunds):
-            await ex.create_order(SYM, "limit", "buy", 100.0, venue.resting_price, {})
+            # 50 BTC: far beyond the cash, within every venue's maximum order size.
+            await ex.create_order(SYM, "limit", "buy", 50.0, venue.resting_price, {})
         assert await ex.fetch_open_orders(SYM) == []  # nothing was placed

@@ -3,7 +3,8 @@
 The strategy gives the exchange id, ``sandbox``, ``margin`` and ccxt ``options``. Credentials and
 the URL override come from the environment only, never from a strategy file:
 
-- ``VIGIL_<EXCHANGE>_API_KEY``, ``VIGIL_<EXCHANGE>_SECRET``, ``VIGIL_<EXCHANGE>_PASSWORD``;
+- ``VIGIL_<EXCHANGE>_API_KEY``, ``VIGIL_<EXCHANGE>_SECRET``, and ``VIGIL_<EXCHANGE>_PASSWORD`` /
+  ``VIGIL_<EXCHANGE>_UID`` where ccxt's ``requiredCredentials`` asks for them (OKX, KuCoin ...);
 - ``VIGIL_<EXCHANGE>_URL``: every REST and websocket base URL of the exchange moves onto that
   origin (how a strategy reaches the loopback exchange: ``vigil exchange serve`` prints them).
 
@@ -62,21 +63,23 @@ def env_name(exchange_id: str, what: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    """An account's key, secret and (for some exchanges) password; ``repr`` hides them."""
+    """An account's key, secret and (for some exchanges) password and uid; ``repr`` hides
+    them."""
 
     api_key: str | None = field(default=None, repr=False)
     secret: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
+    uid: str | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         shown = ", ".join(
             f"{name}={'set' if getattr(self, name) else 'missing'}"
-            for name in ("api_key", "secret", "password")
+            for name in ("api_key", "secret", "password", "uid")
         )
         return f"Credentials({shown})"
 
     def values(self) -> tuple[str | None, ...]:
-        return (self.api_key, self.secret, self.password)
+        return (self.api_key, self.secret, self.password, self.uid)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,6 +101,7 @@ class Settings:
             ("apiKey", "API_KEY", self.credentials.api_key),
             ("secret", "SECRET", self.credentials.secret),
             ("password", "PASSWORD", self.credentials.password),
+            ("uid", "UID", self.credentials.uid),
         ]
         return [
             env_name(self.exchange_id, suffix)
@@ -166,6 +170,6 @@ def resolve_settings(
         margin=margin,
         options=options,
         config=config,
-        credentials=Credentials(read("API_KEY"), read("SECRET"), read("PASSWORD")),
+        credentials=Credentials(read("API_KEY"), read("SECRET"), read("PASSWORD"), read("UID")),
         url=read("URL"),
     )

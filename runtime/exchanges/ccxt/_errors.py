@@ -124,9 +124,12 @@ def scrub_exception_chain(exc: BaseException, scrub: Callable[[str], str]) -> No
 
 
 def retry_after_s(headers: Mapping[str, Any] | None, message: str = "") -> float | None:
-    """Seconds to wait from a 429/418 response: its ``Retry-After`` header (seconds or an HTTP
-    date), else Binance's ``banned until <ms>`` in the message; None when neither says."""
+    """Seconds to wait from a rate-limited response: its ``Retry-After`` header (seconds or an
+    HTTP date), else Bybit's ``X-Bapi-Limit-Reset-Timestamp`` (ms), else Binance's ``banned
+    until <ms>`` in the message; None when none says."""
     for name, value in (headers or {}).items():
+        if name.lower() == "x-bapi-limit-reset-timestamp" and str(value).strip().isdigit():
+            return max(int(str(value).strip()) / 1000 - time.time(), 0.0)
         if name.lower() != "retry-after" or value is None:
             continue
         text = str(value).strip()

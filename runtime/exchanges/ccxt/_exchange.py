@@ -34,6 +34,20 @@ from runtime.exchanges.ccxt._config import Settings, env_name, resolve_settings
 from runtime.exchanges.ccxt._errors import RETRY_AFTER_ATTR, Scrubber, map_ccxt_error, retry_after_s
 from runtime.exchanges.ccxt._tail_filter import install_tail_filter
 from runtime.exchanges.ccxt._urls import point_ccxt_at
+from runtime.exchanges.ccxt._venues import (
+    BYBIT_OPTIONS,
+    BYBIT_TOPICS,
+    bybit_cancel_order,
+    bybit_create_order,
+    bybit_fetch_order,
+    bybit_fetch_positions,
+    bybit_orders,
+    bybit_set_leverage,
+    bybit_subscribed,
+    bybit_ws_balance,
+    is_bybit,
+    track_bybit_acks,
+)
 
 __all__ = ["PRIVATE_METHODS", "STREAM_METHODS", "CcxtExchange"]
 
@@ -165,16 +179,24 @@ def _build_client(
         ccxt.async_support, settings.exchange_id
     )
     config: dict[str, Any] = dict(settings.config)
-    config["options"] = {**_DEFAULT_OPTIONS, **settings.options}
+    venue_options = BYBIT_OPTIONS if is_bybit(settings.exchange_id) else {}
+    config["options"] = {**_DEFAULT_OPTIONS, **venue_options, **settings.options}
     config["enableRateLimit"] = True  # ccxt then awaits self.throttle(cost): our budget
     config["logger"] = _ScrubbingLogger(scrubber)
     creds = settings.credentials
-    pairs = (("apiKey", creds.api_key), ("secret", creds.secret), ("password", creds.password))
+    pairs = (
+        ("apiKey", creds.api_key),
+        ("secret", creds.secret),
+        ("password", creds.password),
+        ("uid", creds.uid),
+    )
     for key, value in pairs:
         if value:
             config[key] = value
     client = cls(config)
     install_tail_filter(client)
+    if is_bybit(settings.exchange_id) and hasattr(client, "handle_subscription_status"):
+        track_bybit_acks(client)
     if settings.sandbox:
         try:
             client.set_sandbox_mode(True)
@@ -512,7 +534,8 @@ class CcxtExchange(trio.abc.AsyncResource):
             raise ConfigError(f"{self.id} has no ccxt method {method!r}")
         if kwargs:
             fn = functools.partial(fn, **kwargs)
-        return await self._run(method, fn, *args)
+        result = await self._run(method, fn, *args)
+        return bybit_orders(method, result) if is_bybit(self.id) else result
 
     # The exchange interface.
     async def load_markets(self, reload: bool = False) -> dict[str, dict[str, Any]]:
@@ -535,6 +558,17 @@ class CcxtExchange(trio.abc.AsyncResource):
     ) -> Order:
         """Place an order; ``params`` pass through (``clientOrderId``, ``timeInForce``,
         ``postOnly``, ``reduceOnly`` ...). NetworkError means the outcome is unknown."""
+        if is_bybit(self.id):
+            return await self._venue_call(
+                "create_order",
+                bybit_create_order,
+                symbol,
+                type,
+                side,
+                amount,
+                price,
+                dict(params or {}),
+            )
         result: Order = await self.call(
             "create_order", symbol, type, side, amount, price, dict(params or {})
         )
@@ -544,6 +578,10 @@ class CcxtExchange(trio.abc.AsyncResource):
         self, id: str | None, symbol: str, params: Mapping[str, Any] | None = None
     ) -> Order:
         """Cancel by exchange id, or with ``id=None`` and ``params={"clientOrderId": ...}``."""
+        if is_bybit(self.id):
+            return await self._venue_call(
+                "cancel_order", bybit_cancel_order, id, symbol, dict(params or {})
+            )
         result: Order = await self.call("cancel_order", id, symbol, dict(params or {}))
         return result
 
@@ -558,6 +596,10 @@ class CcxtExchange(trio.abc.AsyncResource):
         self, id: str | None, symbol: str, params: Mapping[str, Any] | None = None
     ) -> Order:
         """By exchange id, or with ``id=None`` and ``params={"clientOrderId": ...}``."""
+        if is_bybit(self.id):
+            return await self._venue_call(
+                "fetch_order", bybit_fetch_order, id, symbol, dict(params or {})
+            )
         result: Order = await self.call("fetch_order", id, symbol, dict(params or {}))
         return result
 
@@ -595,12 +637,25 @@ class CcxtExchange(trio.abc.AsyncResource):
 
     async def fetch_positions(self, symbols: list[str] | None = None) -> list[dict[str, Any]]:
         """Open positions (derivatives accounts)."""
+        if is_bybit(self.id):
+            return await self._venue_call("fetch_positions", bybit_fetch_positions, symbols)
         result: list[dict[str, Any]] = await self.call("fetch_positions", symbols)
         return result
 
     async def set_leverage(self, leverage: float, symbol: str) -> dict[str, Any]:
+        """Setting the leverage it already has succeeds (``{"changed": False, ...}``)."""
+        if is_bybit(self.id):
+            return await self._venue_call("set_leverage", bybit_set_leverage, leverage, symbol)
         result: dict[str, Any] = await self.call("set_leverage", leverage, symbol)
         return result
+
+    async def _venue_call(self, operation: str, fn: Any, *args: Any) -> Any:
+        """``fn(client, *args)`` on the bridge loop: a unified method with the venue's own
+        parameters (:mod:`._venues`), checked and mapped like :meth:`call`."""
+        self._check(operation, private=operation in PRIVATE_METHODS)
+        if not self._markets_loaded:
+            await self.load_markets()
+        return await self._run(operation, fn, self._client, *args)
 
     async def set_margin_mode(self, mode: str, symbol: str) -> dict[str, Any]:
         """Set "isolated" or "cross"; setting the current mode again succeeds
@@ -619,11 +674,46 @@ class CcxtExchange(trio.abc.AsyncResource):
         return result
 
     async def fetch_ohlcv(
-        self, symbol: str, timeframe: str = "1m", since: int | None = None, limit: int | None = None
+        self,
+        symbol: str,
+        timeframe: str = "1m",
+        since: int | None = None,
+        limit: int | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> list[list[float]]:
-        """Bars ``[time_ms, open, high, low, close, volume]``, oldest first."""
-        result: list[list[float]] = await self.call("fetch_ohlcv", symbol, timeframe, since, limit)
+        """Bars ``[time_ms, open, high, low, close, volume]``, oldest first (``params``:
+        ccxt's, e.g. ``{"until": ms}`` for the last bar's time)."""
+        result: list[list[float]] = await self.call(
+            "fetch_ohlcv", symbol, timeframe, since, limit, dict(params or {})
+        )
         return result
+
+    async def fetch_funding_rate_history(
+        self,
+        symbol: str,
+        since: int | None = None,
+        limit: int | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """A perpetual's past funding rates (``fundingRate``, ``timestamp``), oldest first."""
+        result: list[dict[str, Any]] = await self.call(
+            "fetch_funding_rate_history", symbol, since, limit, dict(params or {})
+        )
+        return result
+
+    def page_limit(self, method: str, symbol: str, default: int = 1000) -> int:
+        """The most rows one ``method`` request returns for ``symbol``'s market, as ccxt's
+        ``features`` declare it (``fetchOHLCV``: Binance spot 1000), else ``default``."""
+        market = self._client.markets.get(symbol) if self._client.markets else None
+        features = getattr(self._client, "features", None) or {}
+        kind = (market or {}).get("type") or "spot"
+        node = features.get(kind) or {}
+        if kind in ("swap", "future") and isinstance(node, dict):
+            sub = "inverse" if (market or {}).get("inverse") else "linear"
+            node = node.get(sub) or {}
+        entry = node.get(method) if isinstance(node, dict) else None
+        limit = entry.get("limit") if isinstance(entry, dict) else None
+        return int(limit) if isinstance(limit, int) and limit > 0 else default
 
     async def fetch_order_book(self, symbol: str, limit: int | None = None) -> dict[str, Any]:
         result: dict[str, Any] = await self.call("fetch_order_book", symbol, limit)
@@ -657,15 +747,40 @@ class CcxtExchange(trio.abc.AsyncResource):
             raise ConfigError(f"{self.id} has no websocket {method} in ccxt.pro; poll instead")
         if kwargs:
             fn = functools.partial(fn, **kwargs)
+        transform: Any = _plain
+        if is_bybit(self.id) and method == "watch_balance":
+
+            def transform(value: Any) -> Any:
+                return bybit_ws_balance(_plain(value))
+
+        elif is_bybit(self.id) and method == "watch_orders":
+
+            def transform(value: Any) -> Any:
+                return bybit_orders(method, _plain(value))
+
         stream = self.bridge.stream(
             fn,
             *args,
-            transform=_plain,
+            transform=transform,
             map_error=functools.partial(self._map, operation=method),
             buffer=buffer,
         )
         self._streams.add(stream)
         return stream
+
+    async def subscribed(self, method: str, timeout_s: float = 5.0) -> None:
+        """Until a private stream just opened with ``method`` has sent its subscription, so an
+        event from now on reaches it (Bybit subscribes ``order``/``execution`` per call; other
+        venues' account streams are subscribed as a whole: no wait). Gives up after
+        ``timeout_s``: the watcher's gap fills cover what a late subscription misses."""
+        topic = BYBIT_TOPICS.get(method) if is_bybit(self.id) else None
+        if topic is None:
+            await trio.lowlevel.checkpoint()
+            return
+        with trio.move_on_after(timeout_s):
+            # ccxt signals nothing on an acknowledgement: poll the record track_bybit_acks keeps.
+            while not await self.bridge.run(bybit_subscribed, self._client, topic):  # noqa: ASYNC110
+                await trio.sleep(0.005)
 
     def watch_orders(
         self, symbol: str | None = None, *, buffer: int = _DEFAULT_BUFFER

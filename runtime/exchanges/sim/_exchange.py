@@ -39,6 +39,7 @@ from typing import Any, NamedTuple, Protocol
 
 from runtime._errors import ConfigError, InsufficientFunds, OrderNotFound, OrderRejected
 from runtime.engine._engine import (
+    FundingPaid,
     LeverageChanged,
     OrderCancelled,
     OrderCreated,
@@ -47,6 +48,7 @@ from runtime.engine._engine import (
     apply,
     commitment,
     settle_fill,
+    settle_funding,
 )
 from runtime.model._assets import LONG, SHORT, AssetInstance, Balance
 from runtime.model._modes import FillModel as FillModel
@@ -338,6 +340,38 @@ class SimExchange:
         for ai in self.ledger.assets.values():
             if ai.long is not None or ai.short is not None:
                 self._check_liquidation(ai)
+
+    def settle_funding(self, symbol: str, time_ms: int, rate: float, price: float) -> float:
+        """Settle funding on ``symbol``'s open position at funding time ``time_ms``: a long
+        pays ``contracts × contract size × price × rate`` (a short receives it; a negative rate
+        reverses both). Reported as a "funding" event, then the balance. Returns the amount
+        paid (0.0 with no position)."""
+        ai = self.ledger.assets[symbol]
+        paid = 0.0
+        for pos in (ai.long, ai.short):
+            if pos is None or not ai.contract:
+                continue
+            signed = pos.contracts if pos.side == LONG else -pos.contracts
+            amount = signed * ai.contract_size * price * rate
+            event = FundingPaid(symbol, time_ms, rate, price, signed, amount)
+            apply(self.ledger, event)
+            settle_funding(self.ledger, event)
+            paid += amount
+            stamp = self._reported_ms = max(self._reported_ms, time_ms)
+            self._emit(
+                "funding",
+                {
+                    "symbol": symbol,
+                    "timestamp": time_ms,
+                    "rate": rate,
+                    "price": price,
+                    "contracts": signed,
+                    "amount": amount,
+                },
+            )
+            total = self.ledger.balances[ai.settle].total
+            self._emit("balance", {"total": {ai.settle: total}, "timestamp": stamp, "info": {}})
+        return paid
 
     def _match(self, symbol: str, resting: list[Order], bar: Bar) -> None:
         ai = self.ledger.assets[symbol]

@@ -1,4 +1,6 @@
-"""The loopback exchange: a local Binance (spot and USDⓈ-M futures) that real ccxt talks to.
+"""The loopback exchanges: a local Binance (spot and USDⓈ-M futures) and a local Bybit (v5,
+unified account: spot and linear USDT perpetuals, :class:`BybitLoopbackExchange`) that real
+ccxt talks to.
 
 It serves Binance's wire protocol on 127.0.0.1, checks API keys and HMAC signatures as Binance
 does (codes and HTTP statuses included), matches orders with the simulated exchange's engine,
@@ -42,6 +44,7 @@ from runtime.exchanges.ccxt._urls import loopback_url as loopback_url
 from runtime.exchanges.ccxt._urls import point_ccxt_at as point_ccxt_at
 from runtime.exchanges.ccxt._urls import rewrite_urls as rewrite_urls
 from runtime.testing.loopback._auth import Credentials as Credentials
+from runtime.testing.loopback._bybit_server import BybitLoopbackExchange as BybitLoopbackExchange
 from runtime.testing.loopback._cli import serve as serve
 from runtime.testing.loopback._faults import Faults as Faults
 from runtime.testing.loopback._feed import BarClock as BarClock
@@ -50,6 +53,7 @@ from runtime.testing.loopback._server import Payload as Payload
 
 __all__ = [
     "BarClock",
+    "BybitLoopbackExchange",
     "Credentials",
     "Faults",
     "LoopbackExchange",

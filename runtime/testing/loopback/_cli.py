@@ -1,7 +1,8 @@
 """``vigil exchange serve``: run the loopback exchange until Ctrl-C.
 
 Prints the environment a strategy needs (``VIGIL_BINANCE_URL``, ``..._API_KEY``, ``..._SECRET``
-and the same for ``BINANCEUSDM``) on stdout, one ``NAME=value`` line each, so
+and the same for ``BINANCEUSDM``; with ``--venue bybit``, ``VIGIL_BYBIT_*``) on stdout, one
+``NAME=value`` line each, so
 ``eval "$(vigil exchange serve ... | head -6)"``-style use works. Those lines carry the secret on
 purpose; the server's log never does.
 """
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from runtime.model._bars import TIMEFRAMES, timeframe_ns
+from runtime.testing.loopback._bybit_server import BybitLoopbackExchange
 from runtime.testing.loopback._server import LoopbackExchange
 
 __all__ = ["serve"]
@@ -28,6 +30,13 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vigil exchange serve",
         description="Serve a local Binance (spot and USD-M futures) for rehearsing strategies.",
+    )
+    p.add_argument(
+        "--venue",
+        choices=("binance", "bybit"),
+        default="binance",
+        help="the dialect: binance (spot and USD-M futures, the default) or bybit (v5, one "
+        "unified account: spot and linear USDT perpetuals)",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
@@ -81,8 +90,8 @@ def _balances(specs: Sequence[str]) -> tuple[dict[str, float] | None, dict[str, 
     return spot or None, futures or None
 
 
-def build(argv: Sequence[str]) -> LoopbackExchange:
-    """The :class:`LoopbackExchange` that ``serve(argv)`` would run (not started)."""
+def build(argv: Sequence[str]) -> LoopbackExchange | BybitLoopbackExchange:
+    """The loopback exchange that ``serve(argv)`` would run (not started)."""
     args = _parser().parse_args(list(argv))
     if (args.api_key is None) != (args.secret is None):
         raise SystemExit("vigil exchange serve: give both --api-key and --secret, or neither")
@@ -90,6 +99,19 @@ def build(argv: Sequence[str]) -> LoopbackExchange:
     bar_ms = args.bar_ms
     if bar_ms is None and not args.manual:
         bar_ms = timeframe_ns(args.timeframe or "1m") / 1e6
+    if args.venue == "bybit":
+        # One unified account: every --balance goes to it, whatever its prefix.
+        return BybitLoopbackExchange(
+            api_key=args.api_key,
+            secret=args.secret,
+            balances={**(futures or {}), **(spot or {})} or None,
+            timeframe=args.timeframe,
+            seed=args.seed,
+            data=args.data,
+            bar_interval_ms=None if args.manual else bar_ms,
+            host=args.host,
+            port=args.port,
+        )
     return LoopbackExchange(
         api_key=args.api_key,
         secret=args.secret,

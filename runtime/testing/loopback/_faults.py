@@ -41,6 +41,8 @@ class Faults:
       closed without a reply (``mode="close"``) or answered 500 with no body (``mode="500"``).
     - :meth:`close_websockets`: close every open WebSocket now.
     - :meth:`pause_user_data`: hold user-data events for ``seconds``, then deliver them in order.
+    - :meth:`suppress_user_data`: never deliver the next ``k`` user-data events (a stream that
+      silently lost them: only a REST read finds the change).
     - :meth:`reset`: everything back to normal.
     """
 
@@ -51,6 +53,7 @@ class Faults:
         self._drop: list[str] = []
         self._banned_until = 0.0  # clock() time before which an early retry gets 418
         self._pause_until = 0.0
+        self._suppress = 0
         self._close_ws: Callable[[], None] | None = None
         self.clock: Callable[[], float] = time.monotonic  # time of bans and pauses; tests fake it
 
@@ -115,8 +118,22 @@ class Faults:
         with self._lock:
             self._pause_until = max(self._pause_until, self.clock() + seconds)
 
+    def suppress_user_data(self, k: int = 1) -> None:
+        """Drop the next ``k`` user-data events of any account: they are never sent."""
+        with self._lock:
+            self._suppress += self._count(k)
+
+    def take_suppressed(self) -> bool:
+        """Whether the user-data event being published now is to be dropped."""
+        with self._lock:
+            if self._suppress <= 0:
+                return False
+            self._suppress -= 1
+            return True
+
     def reset(self) -> None:
         with self._lock:
+            self._suppress = 0
             self._latency_ms = 0.0
             self._fail.clear()
             self._drop.clear()

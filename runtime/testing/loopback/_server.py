@@ -46,6 +46,7 @@ from runtime.testing.loopback._auth import (
 from runtime.testing.loopback._auth import ws_signature_payload as _ws_payload
 from runtime.testing.loopback._faults import Faults, RequestFault
 from runtime.testing.loopback._feed import BarClock
+from runtime.testing.loopback._funding import funding_history
 from runtime.testing.loopback._futures import FuturesAccount
 from runtime.testing.loopback._market import MarketData
 from runtime.testing.loopback._spot import SpotAccount
@@ -138,6 +139,8 @@ class _UserData:
         self.sent: collections.deque[dict[str, Any]] = collections.deque(maxlen=_EVENTS_KEPT)
 
     def publish(self, event: dict[str, Any]) -> None:
+        if self.server.faults.take_suppressed():
+            return  # lost on the way: only REST knows
         self.sent.append(event)
         if self.held or self.server.faults.user_data_pause_s() > 0:
             self.held.append(event)
@@ -535,6 +538,7 @@ class LoopbackExchange:
         add("GET", "/fapi/v1/exchangeInfo", PUBLIC, lambda p: futures_exchange_info(_wall_ms()))
         add("GET", "/fapi/v2/ticker/price", PUBLIC, lambda p: self._tickers(fd, p, fd.price_ticker))
         add("GET", "/fapi/v1/premiumIndex", PUBLIC, lambda p: self._tickers(fd, p, self._premium))
+        add("GET", "/fapi/v1/fundingRate", PUBLIC, self._funding_rate)
         # USDⓈ-M, signed.
         add("GET", "/fapi/v2/account", SIGNED, lambda p: fut.account(p, version=2))
         add("GET", "/fapi/v3/account", SIGNED, lambda p: fut.account(p, version=3))
@@ -682,6 +686,8 @@ class LoopbackExchange:
             raise mandatory("interval")
         start = p.get("startTime")
         end = p.get("endTime")
+        if start and end and int(start) > int(end):
+            raise BinanceError(-1023, "Start time is greater than end time.")
         limit = max(1, min(int(p.get("limit") or 500), maximum))
         return data.klines(
             m, interval, int(start) if start else None, int(end) if end else None, limit
@@ -701,6 +707,12 @@ class LoopbackExchange:
                 ) from None
             return [one(data.market(i)) for i in ids]
         return [one(m) for m in data.markets.values()]
+
+    def _funding_rate(self, p: Params) -> Any:
+        if not p.get("symbol"):
+            # Binance answers every symbol's history; one is enough for what ccxt reads.
+            raise mandatory("symbol")
+        return funding_history(self.clock, self.futures_data.market(p.get("symbol")), p)
 
     def _premium(self, m: Market) -> dict[str, Any]:
         price = self.clock.last_price(m.symbol)

@@ -1,18 +1,19 @@
 """The exchange conformance suite (`runtime.testing.conformance`) against every implementation:
-the simulated exchange, vigil's ccxt exchange on the loopback Binance, and the scripted one."""
+the simulated exchange, vigil's ccxt exchange on the loopback Binance and on the loopback
+Bybit (v5, unified account), and the scripted one."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from runtime.exchanges.ccxt import CcxtExchange
-from runtime.testing import LoopbackExchange, ScriptedExchange
+from runtime.testing import BybitLoopbackExchange, LoopbackExchange, ScriptedExchange
 from runtime.testing.conformance import AMOUNT, SYM, ExchangeConformance, Venue
 from tests.runtime.exchanges.ccxt.support import FAST
 from tests.runtime.exchanges.test_sim_exchange import make
-from tests.runtime.testing.loopback.support import BTC
+from tests.runtime.testing.loopback.support import BTC, make_bybit
 
 
 class TestSimExchange(ExchangeConformance):
@@ -29,6 +30,21 @@ class TestCcxtExchange(ExchangeConformance):
             "binance", sandbox=False, env=loopback.env(), rate_limit=FAST
         ) as ex:
             loopback.set_price(BTC, 60_000.0)
+            yield Venue(ex, 60_000.0)
+
+
+class TestCcxtBybit(ExchangeConformance):
+    @pytest.fixture
+    def bybit(self) -> Iterator[BybitLoopbackExchange]:
+        with make_bybit() as ex:
+            yield ex
+
+    @pytest.fixture
+    async def venue(self, bybit: BybitLoopbackExchange) -> AsyncIterator[Venue]:
+        async with CcxtExchange.open(
+            "bybit", sandbox=False, env=bybit.env(), rate_limit=FAST
+        ) as ex:
+            bybit.set_price(BTC, 60_000.0)
             yield Venue(ex, 60_000.0)
 
 

@@ -157,5 +157,6 @@ async def test_on_tick_exception_is_logged_with_its_bar_and_halts_after_three(
     await start(s)  # DESIGN §9: a strategy error is not a crash
     assert not s.trading  # three in a row (the default limit) halted it
     logged = [r for r in caplog.records if "on_tick at bar" in r.getMessage() and r.exc_info]
-    assert logged and "2024-01-01T00:01" in logged[0].getMessage()
+    assert logged
+    assert "2024-01-01T00:01" in logged[0].getMessage()
     assert "kaboom" in logged[0].getMessage()

@@ -13,6 +13,7 @@ import pytest
 from runtime import (
     Buy,
     CancelOrders,
+    ConfigError,
     GTCOrder,
     MarketOrder,
     Risk,
@@ -73,13 +74,15 @@ async def test_max_drawdown_halts_at_the_first_bar_past_the_limit(tmp_path: Path
     assert halts[0].message.startswith("halted: max_drawdown")
     assert not s.trading
     assert ai.orders == ()  # the resting bid was cancelled
-    assert s.later and all(r is None for r in s.later)
+    assert s.later
+    assert all(r is None for r in s.later)
     halted = [e for e in s.refusals if getattr(e, "rule", "") == "halted"]
     assert len(halted) == len(s.later)
     assert str(halted[0]).startswith("halted: max_drawdown")
     # The halt is state in the trace: a replay is halted too.
     events = read_trace(s.trace_path, kinds=["HALTED"])
-    assert len(events) == 1 and events["ts_ns"].iloc[0] == close_ms * 1_000_000
+    assert len(events) == 1
+    assert events["ts_ns"].iloc[0] == close_ms * 1_000_000
     assert not replay_from_trace(s.trace_path).trading
 
 
@@ -176,7 +179,9 @@ async def test_pre_trade_limit_refuses_and_sends_nothing(
     assert error.rule == rule
     for word in words:
         assert word in str(error)
-    assert intents(s) == 0 and ai.orders == () and ai.trades == []
+    assert intents(s) == 0
+    assert ai.orders == ()
+    assert ai.trades == []
 
 
 async def test_price_band_lets_a_price_within_it_through(tmp_path: Path) -> None:
@@ -203,7 +208,8 @@ async def test_max_open_orders_and_max_orders_per_minute(tmp_path: Path) -> None
         assert await call(s, ai, GTCOrder[Buy], amount=0.01, price=price, waitfor=0) is not None
     sent = intents(s)
     assert await call(s, ai, GTCOrder[Buy], amount=0.01, price=50_200.0, waitfor=0) is None
-    assert s.errors[-1].rule == "max_open_orders" and "2 orders are open" in str(s.errors[-1])
+    assert s.errors[-1].rule == "max_open_orders"
+    assert "2 orders are open" in str(s.errors[-1])
     assert intents(s) == sent
 
     s = manual(Risk(max_orders_per_minute=3), tmp_path / "rate")
@@ -221,7 +227,8 @@ async def test_halt_cancels_refuses_and_resume_trades_again(tmp_path: Path) -> N
     ai = s.universe["BTC/USDT"]
     assert await call(s, ai, GTCOrder[Buy], amount=0.01, price=50_000.0, waitfor=0) is not None
     await halt(s, "test")
-    assert not s.trading and ai.orders == ()
+    assert not s.trading
+    assert ai.orders == ()
     assert await call(s, ai, MarketOrder[Buy], amount=0.01) is None
     assert str(s.errors[-1]).startswith("halted: test")
     assert await call(s, ai, CancelOrders()) is True  # cancels still work
@@ -257,8 +264,12 @@ async def test_strategy_errors_in_a_row(
 ) -> None:
     path = tmp_path / "flaky.py"
     path.write_text(STRATEGY_ERRORS.replace('plan = "xxo"', f"plan = {plan!r}"))
-    s = strategy(path, mode=Sim(bars=20), risk=Risk(max_strategy_errors=3),
-                 config={"trace_root": str(tmp_path)})
+    s = strategy(
+        path,
+        mode=Sim(bars=20),
+        risk=Risk(max_strategy_errors=3),
+        config={"trace_root": str(tmp_path)},
+    )
     await start(s)
     assert s.n == 20  # every tick ran
     assert s.trading is not halted
@@ -269,9 +280,7 @@ async def test_strategy_errors_in_a_row(
 
 
 def test_risk_values_are_checked() -> None:
-    from runtime import ConfigError
-
-    with pytest.raises(ConfigError, match="max_drawdown=5.*fraction below 1"):
+    with pytest.raises(ConfigError, match=r"max_drawdown=5.*fraction below 1"):
         Risk(max_drawdown=5)
     with pytest.raises(ConfigError, match="on_halt='sell'"):
         Risk(on_halt="sell")

@@ -1,4 +1,4 @@
-"""Live mode end to end against the loopback exchange, with real ccxt classes."""
+"""Live mode end to end against the loopback exchange (both dialects), with real ccxt classes."""
 
 from __future__ import annotations
 
@@ -22,20 +22,26 @@ from runtime import (
     strategy,
 )
 from runtime.exchanges.ccxt import CcxtExchange
-from runtime.testing.loopback import LoopbackExchange
 from tests.conftest import MANUAL
+from tests.runtime.conftest import Dialect
 from tests.runtime.testing.loopback.support import BTC
 
 
-async def exchange_state(symbol: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    async with CcxtExchange.open("binance", sandbox=False) as ex:
+async def exchange_state(exchange: str, symbol: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    async with CcxtExchange.open(exchange, sandbox=False) as ex:
         return await ex.fetch_balance(), await ex.fetch_open_orders(symbol)
 
 
 async def test_spot_market_resting_fill_cancel_and_state_equals_exchange(
-    loopback: LoopbackExchange, tmp_path: Path
+    dialect: Dialect, tmp_path: Path
 ) -> None:
-    s = strategy(MANUAL, mode=Live(), sandbox=False, config={"trace_root": str(tmp_path)})
+    s = strategy(
+        MANUAL,
+        mode=Live(),
+        exchange=dialect.id,
+        sandbox=False,
+        config={"trace_root": str(tmp_path)},
+    )
     ai = s.universe[BTC]
     async with trio.open_nursery() as nursery:
         await nursery.start(start, s)
@@ -50,7 +56,7 @@ async def test_spot_market_resting_fill_cancel_and_state_equals_exchange(
         p = await call(s, ai, GTCOrder[Buy], amount=0.01, price=59_000.0, waitfor=1.0)
         assert isinstance(p, Pending)
         assert p.state == "open"
-        loopback.set_price(BTC, 58_900.0)  # the market trades through the bid
+        dialect.ex.set_price(BTC, 58_900.0)  # the market trades through the bid
         fill = await p.wait(10.0)
         assert isinstance(fill, Trade)
         assert fill.price == pytest.approx(59_000.0)
@@ -64,7 +70,7 @@ async def test_spot_market_resting_fill_cancel_and_state_equals_exchange(
         assert ai.orders == ()
         await stop(s)
 
-    balance, open_orders = await exchange_state(BTC)
+    balance, open_orders = await exchange_state(dialect.id, BTC)
     assert open_orders == []
     assert s.balances["USDT"].total == pytest.approx(balance["USDT"]["total"])
     assert s.balances["BTC"].total == pytest.approx(balance["BTC"]["total"])

@@ -1,4 +1,5 @@
-"""Live mode on the loopback: futures end to end, each return rule, faults and restart."""
+"""Live mode on the loopback, on both dialects (Binance, and Bybit's unified account): futures
+end to end, each return rule, faults and restart."""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ from runtime import (
 )
 from runtime.engine._replica import snapshot
 from runtime.exchanges.ccxt import CcxtExchange
-from runtime.testing.loopback import LoopbackExchange
 from tests.conftest import HERE, MANUAL
+from tests.runtime.conftest import Dialect
 from tests.runtime.testing.loopback.support import BTC, BTC_PERP
 from traces import replay_from_trace
 from watchers._base import WatcherConfig, retrying
@@ -40,8 +41,14 @@ FAST = Live(watchers=WatcherConfig(stall_timeout_s=1.0, backoff_initial_s=0.05, 
 
 
 @asynccontextmanager
-async def running(path: Path, root: Path, mode: Live = FAST) -> AsyncIterator[Strategy]:
-    s = strategy(path, mode=mode, sandbox=False, config={"trace_root": str(root)})
+async def running(
+    path: Path, root: Path, dialect: Dialect | None = None, mode: Live = FAST
+) -> AsyncIterator[Strategy]:
+    """A Live run of `path` on `dialect`'s venue (the strategy's own exchange when None)."""
+    exchange = dialect.id if dialect is not None else None
+    s = strategy(
+        path, mode=mode, exchange=exchange, sandbox=False, config={"trace_root": str(root)}
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(start, s)
         try:
@@ -57,9 +64,9 @@ async def until(s: Strategy, condition: Any, seconds: float = 10.0) -> None:
                 await s._rt.account_changed.wait()
 
 
-async def on_exchange(margin: bool, symbol: str) -> dict[str, Any]:
+async def on_exchange(dialect: Dialect | None, margin: bool, symbol: str) -> dict[str, Any]:
     async with CcxtExchange.open(
-        "binance", sandbox=False, margin="isolated" if margin else None
+        dialect.id if dialect else "binance", sandbox=False, margin="isolated" if margin else None
     ) as ex:
         out: dict[str, Any] = {
             "balance": await ex.fetch_balance(),
@@ -70,38 +77,38 @@ async def on_exchange(margin: bool, symbol: str) -> dict[str, Any]:
         return out
 
 
-async def test_futures_end_to_end(loopback: LoopbackExchange, tmp_path: Path) -> None:
-    async with running(MARGIN, tmp_path) as s:
+async def test_futures_end_to_end(dialect: Dialect, tmp_path: Path) -> None:
+    async with running(MARGIN, tmp_path, dialect) as s:
         ai = s.universe[BTC]
         assert ai.symbol == BTC_PERP
         assert ai.leverage == 2.0  # set on the exchange at start
         t = await call(s, ai, MarketOrder[Buy], amount=0.1)
         assert isinstance(t, Trade)
         assert t.price == pytest.approx(60_000.0)
-        assert t.fee == pytest.approx(0.1 * 60_000.0 * 0.0005)
+        assert t.fee == pytest.approx(0.1 * 60_000.0 * dialect.perp_taker)
         assert ai.long is not None
         assert ai.long.contracts == pytest.approx(0.1)
         p = await call(s, ai, GTCOrder[Buy], amount=0.05, price=59_000.0, waitfor=0.5)
         assert isinstance(p, Pending), (p, s._rt.last_refusal)
-        loopback.set_price(BTC, 58_800.0)
+        dialect.ex.set_price(BTC, 58_800.0)
         assert isinstance(await p.wait(10.0), Trade)
         await until(s, lambda: ai.long is not None and ai.long.contracts > 0.149)
         assert await call(s, ai, CancelOrders()) is True
-    state = await on_exchange(True, BTC_PERP)
+    state = await on_exchange(dialect, True, BTC_PERP)
     (pos,) = [p for p in state["positions"] if p["contracts"]]
     assert ai.long is not None
     assert ai.long.contracts == pytest.approx(pos["contracts"])
     assert ai.long.entry_price == pytest.approx(pos["entryPrice"])
     assert state["open"] == []
-    wallet = {a["asset"]: float(a["walletBalance"]) for a in state["balance"]["info"]["assets"]}
-    assert s.cash == pytest.approx(wallet["USDT"])  # realised cash; PnL is marked separately
+    # Realised cash; PnL is marked separately.
+    assert s.cash == pytest.approx(dialect.wallet_usdt(state["balance"]))
     # The Live run's trace replays to the same state, field by field.
     r = replay_from_trace(s)
     assert snapshot(r._rt.state) == snapshot(s._rt.state)
 
 
-async def test_return_rules(loopback: LoopbackExchange, tmp_path: Path) -> None:
-    async with running(MANUAL, tmp_path) as s:
+async def test_return_rules(dialect: Dialect, tmp_path: Path) -> None:
+    async with running(MANUAL, tmp_path, dialect) as s:
         ai = s.universe[BTC]
         # Trade.
         assert isinstance(await call(s, ai, MarketOrder[Buy], amount=0.01), Trade)
@@ -113,16 +120,17 @@ async def test_return_rules(loopback: LoopbackExchange, tmp_path: Path) -> None:
             assert isinstance(p, Pending), s._rt.last_refusal
             assert p.state == "open"
         # None for local checks: nothing reaches the exchange.
-        before = len((await on_exchange(False, BTC))["open"])
+        before = len((await on_exchange(dialect, False, BTC))["open"])
         assert await call(s, ai, GTCOrder[Buy], amount=0.000001, price=50_000.0) is None
         assert s._rt.last_refusal.rule == "amount_min"
         assert await call(s, ai, GTCOrder[Buy], amount=-1.0, price=50_000.0) is None
         assert await call(s, ai, GTCOrder[Buy], amount=0.01, price=float("nan")) is None
-        assert await call(s, ai, MarketOrder[Buy], amount=100.0) is None
+        assert await call(s, ai, MarketOrder[Buy], amount=50.0) is None
         assert s._rt.last_refusal.rule == "free_cash"
-        assert len((await on_exchange(False, BTC))["open"]) == before
-        # None for a rejection by the exchange: 2.5 USDT is below its 5 USDT minimum.
-        r = await call(s, ai, GTCOrder[Buy], amount=0.00005, price=50_000.0, skipchecks=True)
+        assert len((await on_exchange(dialect, False, BTC))["open"]) == before
+        # None for a rejection by the exchange: 0.00001 BTC (0.5 USDT) is below Binance's 5
+        # USDT minimum and Bybit's 0.000048 BTC one.
+        r = await call(s, ai, GTCOrder[Buy], amount=0.00001, price=50_000.0, skipchecks=True)
         assert r is None
         assert type(s._rt.last_refusal).__name__ == "OrderRejected"
         # None for an unfilled IOC and an FOK without the volume.
@@ -131,33 +139,31 @@ async def test_return_rules(loopback: LoopbackExchange, tmp_path: Path) -> None:
         assert await call(s, ai, CancelOrders()) is True
 
 
-async def test_dropped_response_is_found_by_client_id(
-    loopback: LoopbackExchange, tmp_path: Path
-) -> None:
-    async with running(MANUAL, tmp_path) as s:
+async def test_dropped_response_is_found_by_client_id(dialect: Dialect, tmp_path: Path) -> None:
+    async with running(MANUAL, tmp_path, dialect) as s:
         ai = s.universe[BTC]
-        loopback.faults.drop_next_order_response()
+        dialect.ex.faults.drop_next_order_response()
         r = await call(s, ai, GTCOrder[Buy], amount=0.01, price=50_000.0, waitfor=3.0)
         assert isinstance(r, Trade | Pending)
         assert isinstance(r, Pending)
         assert r.order.id is not None  # found by client id
-        orders = (await on_exchange(False, BTC))["open"]
+        orders = (await on_exchange(dialect, False, BTC))["open"]
         assert [o["clientOrderId"] for o in orders] == [r.order.client_id]  # exactly one
-        loopback.faults.drop_next_order_response()
+        dialect.ex.faults.drop_next_order_response()
         t = await call(s, ai, MarketOrder[Buy], amount=0.01, waitfor=3.0)
         assert isinstance(t, Trade), (t, s._rt.last_refusal)
         assert await call(s, ai, CancelOrders()) is True
 
 
 async def test_fill_while_the_websocket_is_down_is_recovered(
-    loopback: LoopbackExchange, tmp_path: Path
+    dialect: Dialect, tmp_path: Path
 ) -> None:
-    async with running(MANUAL, tmp_path) as s:
+    async with running(MANUAL, tmp_path, dialect) as s:
         ai = s.universe[BTC]
         p = await call(s, ai, GTCOrder[Buy], amount=0.01, price=59_000.0, waitfor=0.3)
         assert isinstance(p, Pending)
-        loopback.faults.close_websockets()
-        loopback.set_price(BTC, 58_500.0)  # fills while the streams reconnect
+        dialect.ex.faults.close_websockets()
+        dialect.ex.set_price(BTC, 58_500.0)  # fills while the streams reconnect
         await until(s, lambda: not p.order.is_open)
         assert p.order.fills
         await until(s, lambda: ai.cash >= 0.01 - 1e-9)
@@ -168,20 +174,20 @@ async def test_fill_while_the_websocket_is_down_is_recovered(
         assert all(w.gap_fills >= 2 for w in watchers if w.reconnects)  # and filled the gap
 
 
-async def test_5xx_and_429_bursts_converge(loopback: LoopbackExchange, tmp_path: Path) -> None:
-    async with running(MANUAL, tmp_path) as s:
+async def test_5xx_and_429_bursts_converge(dialect: Dialect, tmp_path: Path) -> None:
+    async with running(MANUAL, tmp_path, dialect) as s:
         ai = s.universe[BTC]
-        loopback.faults.fail_next(3, status=503)
+        dialect.ex.faults.fail_next(3, status=503)
         t = await call(s, ai, MarketOrder[Buy], amount=0.01, waitfor=10.0)
         assert isinstance(t, Trade | Pending)
-        loopback.faults.rate_limit_next(2, retry_after_s=1)
-        loopback.faults.close_websockets()
+        dialect.ex.faults.rate_limit_next(2, retry_after_s=1)
+        dialect.ex.faults.close_websockets()
         await until(
             s,
             lambda: all(w.health == "healthy" for w in s._rt.driver.account_watchers),
             seconds=20.0,
         )
-        state = await retrying(lambda: on_exchange(False, BTC), attempts=8)
+        state = await retrying(lambda: on_exchange(dialect, False, BTC), attempts=8)
         await until(
             s, lambda: s.balances["BTC"].total == pytest.approx(state["balance"]["BTC"]["total"])
         )
@@ -189,11 +195,11 @@ async def test_5xx_and_429_bursts_converge(loopback: LoopbackExchange, tmp_path:
 
 
 async def test_paused_user_data_makes_call_refuse_until_healthy(
-    loopback: LoopbackExchange, tmp_path: Path
+    dialect: Dialect, tmp_path: Path
 ) -> None:
-    async with running(MANUAL, tmp_path) as s:
+    async with running(MANUAL, tmp_path, dialect) as s:
         ai = s.universe[BTC]
-        loopback.faults.pause_user_data(3.0)
+        dialect.ex.faults.pause_user_data(3.0)
         p = await call(s, ai, GTCOrder[Buy], amount=0.01, price=50_000.0, waitfor=0.2)
         assert isinstance(p, Pending)
         await until(
@@ -204,27 +210,26 @@ async def test_paused_user_data_makes_call_refuse_until_healthy(
             ),
             seconds=5.0,
         )
-        assert await call(s, ai, GTCOrder[Buy], amount=0.01, price=50_000.0) is None
-        assert s._rt.last_refusal.rule == "watchers_stale"
-        await until(s, lambda: s._rt.sends.refusal(ai) is None, seconds=10.0)
-        assert isinstance(
-            await call(s, ai, GTCOrder[Buy], amount=0.01, price=50_000.0, waitfor=0.2), Pending
-        )
+        # Not healthy by the deadline: refused, nothing sent.
+        assert await call(s, ai, GTCOrder[Buy], amount=0.01, price=50_000.0, waitfor=0.2) is None
+        assert s._rt.last_refusal.rule == "watchers_unhealthy"
+        assert "orders BTC/USDT (stale)" in str(s._rt.last_refusal)
+        # A deadline past the recovery: the call waits for the watchers, then sends.
+        p = await call(s, ai, GTCOrder[Buy], amount=0.01, price=50_000.0, waitfor=10.0)
+        assert isinstance(p, Pending)
         assert await call(s, ai, CancelOrders()) is True
 
 
-async def test_restart_adopts_orders_and_position(
-    loopback: LoopbackExchange, tmp_path: Path
-) -> None:
-    async with running(MARGIN, tmp_path) as s:
+async def test_restart_adopts_orders_and_position(dialect: Dialect, tmp_path: Path) -> None:
+    async with running(MARGIN, tmp_path, dialect) as s:
         ai = s.universe[BTC]
         assert isinstance(await call(s, ai, MarketOrder[Sell], amount=0.1), Trade)
         p = await call(s, ai, GTCOrder[Buy], amount=0.05, price=59_000.0, waitfor=0.3)
         assert isinstance(p, Pending)
         before = snapshot(s._rt.state)
     # While it is down, the resting order fills.
-    loopback.set_price(BTC, 58_500.0)
-    async with running(MARGIN, tmp_path) as again:
+    dialect.ex.set_price(BTC, 58_500.0)
+    async with running(MARGIN, tmp_path, dialect) as again:
         bi = again.universe[BTC]
         client_ids = [o.client_id for o in bi.orders]
         assert p.order.client_id not in client_ids  # it filled while we were away
@@ -246,12 +251,10 @@ async def test_restart_adopts_orders_and_position(
         assert ok is True, (bi.orders, again._rt.last_refusal)
 
 
-async def test_leverage_and_position_close_on_futures(
-    loopback: LoopbackExchange, tmp_path: Path
-) -> None:
+async def test_leverage_and_position_close_on_futures(dialect: Dialect, tmp_path: Path) -> None:
     from runtime import PositionClose, UpdateLeverage
 
-    async with running(MARGIN, tmp_path) as s:
+    async with running(MARGIN, tmp_path, dialect) as s:
         ai = s.universe[BTC]
         assert await call(s, ai, UpdateLeverage(5)) is True
         assert ai.leverage == 5.0
@@ -262,5 +265,5 @@ async def test_leverage_and_position_close_on_futures(
         assert isinstance(closing, Trade)
         assert closing.order.reduce_only
         await until(s, lambda: ai.short is None and ai.long is None)
-    positions = (await on_exchange(True, BTC_PERP))["positions"]
+    positions = (await on_exchange(dialect, True, BTC_PERP))["positions"]
     assert not [p for p in positions if p["contracts"]]

@@ -1,5 +1,6 @@
 """One strategy, three modes: the same decisions on the same market path in Sim, Paper and
-Live, with fill prices that differ only as each mode's fill model allows."""
+Live (on each loopback dialect), with fill prices that differ only as each mode's fill model
+allows."""
 
 from __future__ import annotations
 
@@ -10,18 +11,20 @@ import trio
 
 from runtime import Live, Paper, Sim, start, stop, strategy
 from runtime.exchanges.ccxt import CcxtExchange
-from runtime.testing.loopback import LoopbackExchange
 from tests.conftest import HERE
+from tests.runtime.conftest import Dialect
 from tests.runtime.testing.loopback.support import BTC
 
 UPDOWN = HERE / "three_modes_strategy.py"
 
 
 async def test_same_decisions_in_sim_paper_and_live(
-    running_market: LoopbackExchange, tmp_path: Path
+    running_dialect: Dialect, tmp_path: Path
 ) -> None:
-    live = strategy(UPDOWN, mode=Live(), sandbox=False, config={"trace_root": str(tmp_path)})
-    paper = strategy(UPDOWN, mode=Paper(), sandbox=False, config={"trace_root": str(tmp_path)})
+    venue = running_dialect.id
+    config = {"trace_root": str(tmp_path)}
+    live = strategy(UPDOWN, mode=Live(), exchange=venue, sandbox=False, config=config)
+    paper = strategy(UPDOWN, mode=Paper(), exchange=venue, sandbox=False, config=config)
     async with trio.open_nursery() as nursery:
         await nursery.start(start, live)
         await nursery.start(start, paper)
@@ -31,10 +34,10 @@ async def test_same_decisions_in_sim_paper_and_live(
                 await trio.sleep(0.1)
         await stop(live)
         await stop(paper)
-    async with CcxtExchange.open("binance", sandbox=False) as ex:
+    async with CcxtExchange.open(venue, sandbox=False) as ex:
         rows = await ex.fetch_ohlcv(BTC, "1s", limit=120)
     frame = pd.DataFrame(rows[:-1], columns=["timestamp", "open", "high", "low", "close", "volume"])
-    sim = strategy(UPDOWN, mode=Sim(), data=frame, config={"trace": False})
+    sim = strategy(UPDOWN, mode=Sim(), exchange=venue, data=frame, config={"trace": False})
     await start(sim)
 
     by_bar = {t: (side, price, close) for t, side, price, close in sim.decisions}

@@ -1,4 +1,5 @@
-"""Paper mode on the loopback exchange's public streams: fills locally, the account untouched."""
+"""Paper mode on the loopback exchange's public streams (both dialects): fills locally, the
+account untouched."""
 
 from __future__ import annotations
 
@@ -10,16 +11,22 @@ import trio
 from runtime import Buy, GTCOrder, MarketOrder, Paper, Pending, Trade, call, start, stop, strategy
 from runtime.engine._replica import snapshot
 from runtime.exchanges.ccxt import CcxtExchange
-from runtime.testing.loopback import LoopbackExchange
 from tests.conftest import MANUAL
+from tests.runtime.conftest import Dialect
 from tests.runtime.testing.loopback.support import BTC
 from traces import replay_from_trace
 
 
 async def test_paper_fills_locally_and_the_exchange_sees_nothing(
-    loopback: LoopbackExchange, tmp_path: Path
+    dialect: Dialect, tmp_path: Path
 ) -> None:
-    s = strategy(MANUAL, mode=Paper(), sandbox=False, config={"trace_root": str(tmp_path)})
+    s = strategy(
+        MANUAL,
+        mode=Paper(),
+        exchange=dialect.id,
+        sandbox=False,
+        config={"trace_root": str(tmp_path)},
+    )
     ai = s.universe[BTC]
     feed = s._rt.driver.paper.paper_feed
     async with trio.open_nursery() as nursery:
@@ -38,7 +45,7 @@ async def test_paper_fills_locally_and_the_exchange_sees_nothing(
         # and the tape has no history to replay, so keep the market moving until it is read.
         fill = None
         for step in range(10):
-            loopback.set_price(BTC, 58_000.0 - 10 * step)
+            dialect.ex.set_price(BTC, 58_000.0 - 10 * step)
             fill = await p.wait(1.0)
             if fill is not None:
                 break
@@ -47,7 +54,7 @@ async def test_paper_fills_locally_and_the_exchange_sees_nothing(
         await stop(s)
     assert ai.cash == pytest.approx(0.02)
     # The exchange account saw no order and no trade.
-    async with CcxtExchange.open("binance", sandbox=False) as ex:
+    async with CcxtExchange.open(dialect.id, sandbox=False) as ex:
         assert await ex.fetch_open_orders(BTC) == []
         assert await ex.fetch_closed_orders(BTC) == []
         assert await ex.fetch_my_trades(BTC) == []

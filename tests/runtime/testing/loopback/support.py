@@ -25,7 +25,7 @@ import ccxt.async_support as ccxt_async
 import ccxt.pro as ccxt_pro
 
 from runtime.exchanges.sim._exchange import FillModel
-from runtime.testing.loopback import LoopbackExchange, point_ccxt_at
+from runtime.testing.loopback import BybitLoopbackExchange, LoopbackExchange, point_ccxt_at
 
 KEY = "vigilTestKey0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP"
 SECRET = "vigilTestSecret0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLM"
@@ -42,7 +42,16 @@ def make_exchange(**kwargs: Any) -> LoopbackExchange:
     return LoopbackExchange(**kwargs)
 
 
-def client(cls: type, ex: LoopbackExchange, **config: Any) -> Any:
+def make_bybit(**kwargs: Any) -> BybitLoopbackExchange:
+    """A Bybit-dialect loopback with the same keys, exact fills and history."""
+    kwargs.setdefault("api_key", KEY)
+    kwargs.setdefault("secret", SECRET)
+    kwargs.setdefault("fill_model", EXACT)
+    kwargs.setdefault("history", 300)
+    return BybitLoopbackExchange(**kwargs)
+
+
+def client(cls: type, ex: LoopbackExchange | BybitLoopbackExchange, **config: Any) -> Any:
     """A real ccxt object of ``cls`` pointed at ``ex``, with its keys (unless overridden)."""
     options = {"apiKey": ex.credentials.api_key, "secret": ex.credentials.secret}
     options["enableRateLimit"] = False  # the throttle would only slow the tests down
