@@ -59,6 +59,8 @@ if TYPE_CHECKING:
     from runtime.model import RunConfig as RunConfig
     from runtime.model import Sell as Sell
     from runtime.model import Sim as Sim
+    from runtime.model import StopOrder as StopOrder
+    from runtime.model import TakeProfitOrder as TakeProfitOrder
     from runtime.model import Trade as Trade
     from runtime.model import UpdateLeverage as UpdateLeverage
     from runtime.modes import Pending as Pending
@@ -85,6 +87,8 @@ _EXPORTS: dict[str, str] = {
     "Position": "runtime.model",
     "PositionClose": "runtime.model",
     "PostOnlyOrder": "runtime.model",
+    "StopOrder": "runtime.model",
+    "TakeProfitOrder": "runtime.model",
     "RunConfig": "runtime.model",
     "Sell": "runtime.model",
     "Sim": "runtime.model",
@@ -160,8 +164,10 @@ __all__ = [
     "Sell",
     "Session",
     "Sim",
+    "StopOrder",
     "Strategy",
     "StrategyStopped",
+    "TakeProfitOrder",
     "TraceError",
     "Trade",
     "UpdateLeverage",

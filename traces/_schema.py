@@ -37,6 +37,10 @@ class Kind(enum.IntEnum):
     # The exchange refused the send outright (nothing was placed): a record of the refusal,
     # not a state change. Before this code, vigil wrote these under ORDER_REJECTED.
     ORDER_REFUSED = 17
+    # A bracket (DESIGN §10): the entry's client id, its stop-loss and take-profit triggers
+    # and its legs' client ids, written before the entry is sent; a restart rebuilds the
+    # one-cancels-other link, and places missing legs, from it.
+    BRACKET = 18
     TRADE = 20  # a fill
     TRADE_EMULATED = 21  # a fill derived from cumulative filled/cost deltas
     # Account.

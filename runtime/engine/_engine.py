@@ -68,6 +68,10 @@ class OrderCreated:
     reduce_only: bool = False
     # Price used to size the commitment of a market order (the last price when it was sent).
     reference_price: float | None = None
+    # A protective order's trigger (DESIGN §10). Such an order commits nothing while it waits:
+    # the exchange checks the funds when it triggers, and a bracket's two legs share one
+    # holding (only one of them can fill).
+    trigger_price: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +325,7 @@ def _apply_created(state: State, e: OrderCreated) -> Order:
         timestamp=e.timestamp,
         id=e.id,
         reduce_only=e.reduce_only,
+        trigger_price=e.trigger_price,
     )
     state.orders[e.client_id] = order
     if e.id:
@@ -330,7 +335,7 @@ def _apply_created(state: State, e: OrderCreated) -> Order:
     basis = e.price if e.price is not None else (e.reference_price or 0.0)
     if not math.isfinite(basis):
         basis = 0.0  # no price to value it at: a NaN here would poison the balance for good
-    if not e.reduce_only:
+    if not e.reduce_only and e.trigger_price is None:
         value = commitment(ai, e.side, e.amount, basis)
         order.committed = value
         state.balance(commit_currency(ai, e.side)).committed += value

@@ -32,7 +32,7 @@ from runtime.engine._engine import (
     event_from_dict,
     settle_fill,
 )
-from runtime.model._orders import Trade
+from runtime.model._orders import Trade, client_seq_of
 from traces import STATE_KINDS, Kind, RunInfo, open_view, runs_of
 from traces._codec import gc_paused
 
@@ -65,6 +65,8 @@ def snapshot(state: State) -> dict[str, Any]:
                     "committed": _num(o.committed),
                     "reduce_only": o.reduce_only,
                     "timestamp": o.timestamp,
+                    # Only protective orders carry it: older snapshots stay comparable.
+                    **({} if o.trigger_price is None else {"trigger_price": o.trigger_price}),
                 }
                 for o in ai.open_orders.values()
             ],
@@ -220,9 +222,9 @@ class Replica:
                         if on_event is not None:
                             on_event(seq, ts_ns, event, result)
                     elif code == Kind.ORDER_INTENT:
-                        tail = str(payload.get("client_id", "")).rsplit("-", 1)[-1]
-                        if tail.isdigit():
-                            self.client_seq = max(self.client_seq, int(tail))
+                        seq_of = client_seq_of(str(payload.get("client_id", "")))
+                        if seq_of is not None:
+                            self.client_seq = max(self.client_seq, seq_of)
                     elif seq == stop_seq:
                         check_snapshot(state, payload, seq, path)
                 if len(cols["ts_ns"]):

@@ -47,6 +47,7 @@ class BarHistory(Protocol):
     end_index: int
     marks: list[Mark]
 
+
 YEAR_NS = 365 * 24 * 3600 * 10**9
 
 

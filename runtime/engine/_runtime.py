@@ -188,6 +188,10 @@ class Runtime:
         # Inside `durable_together`: the newest record that asked to be durable (-1: none yet).
         self._durable_batch: int | None = None
         self._hooks: list[tuple[AssetInstance, Trade]] = []
+        # Called for each new fill before `on_trade`: the brackets' one-cancels-other
+        # (runtime.modes._brackets), once the strategy has a bracket.
+        self.after_fill: Callable[[Trade], Awaitable[None]] | None = None
+        self.brackets: Any = None  # runtime.modes._brackets.Brackets, made on first use
         self._client_seq = 0
         # Short, stable tag: client ids stay within Binance's 36 characters for any name.
         self._tag = format(zlib.crc32(name.encode()) & 0xFFFFFF, "06x")
@@ -372,6 +376,14 @@ class Runtime:
         account = isinstance(event, BalanceUpdated | PositionUpdated)
         if tag is Kind.RECONCILE and not account:
             self.reconcile_fixes += 1
+        if tag == Kind.RECONCILE and isinstance(event, PositionUpdated):
+            # The start-up sync reads the account as it is now, whatever its stamp says: a
+            # venue's REST and stream clocks (or ours) may differ, and a position that a
+            # protective order closed while the strategy was down must not lose to a report
+            # the previous run applied.
+            newest = self.state.position_as_of.get(event.symbol, 0)
+            if event.timestamp < newest:
+                event = dataclasses.replace(event, timestamp=newest)
         result = self.emit(event, durable=not account, kind=tag)
         if account:
             self._account_changed()
@@ -433,19 +445,19 @@ class Runtime:
         event = position_event(p, ai.leverage)
         if not event.timestamp:
             event = dataclasses.replace(event, timestamp=default_ts or self.now_ms())
-        if p.get("side") not in ("long", "short") and event.contracts == 0:
-            # A flat one-way report that names no side (Binance's "both", Bybit's ""): every
-            # open side is flat.
-            held = [pos for pos in (ai.long, ai.short) if pos is not None]
-            for pos in held:
-                self._emit_report(
-                    PositionUpdated(
-                        event.symbol, pos.side, 0.0, 0.0, pos.leverage, 0.0, event.timestamp
-                    ),
-                    tag,
-                )
-            if held:
+        if p.get("side") not in ("long", "short"):
+            # A one-way report that names no side (Binance's "both", Bybit's ""). Flat: every
+            # side that was open is flat now (a protective order's fill closes a position with
+            # no call waiting to see it). Not flat: it cannot be placed, so it is not applied.
+            if event.contracts != 0 and event.side not in ("long", "short"):
                 return
+            if event.contracts == 0:
+                held = [pos for pos in (ai.long, ai.short) if pos is not None]
+                for pos in held:
+                    self._emit_report(dataclasses.replace(event, side=pos.side), tag)
+                if held:
+                    return
+                event = dataclasses.replace(event, side="long")
         other = ai.short if event.side == "long" else ai.long
         if event.contracts > 0 and other is not None:  # one-way: the other side is flat now
             self._emit_report(
@@ -522,6 +534,8 @@ class Runtime:
         s = self.strategy
         while self._hooks:
             ai, trade = self._hooks.pop(0)
+            if self.after_fill is not None:
+                await self.after_fill(trade)
             if s is not None:
                 await self.call_hook("on_trade", s.on_trade, ai, trade)
 

@@ -60,8 +60,16 @@ def order_events(
         if reference_price is None or not math.isfinite(reference_price):
             # Adopted before any price is known (a restart): value it at its own price.
             reference_price = _finite(o.get("average")) or _finite(o.get("price"))
+        trigger_price = _finite(o.get("triggerPrice"))
+        trigger = None
+        if trigger_price:
+            trigger = "take_profit" if _finite(o.get("takeProfitPrice")) else "stop"
         type_cls = order_type_of(
-            o.get("type") or "limit", o.get("timeInForce"), bool(o.get("postOnly")), o["side"]
+            o.get("type") or "limit",
+            o.get("timeInForce"),
+            bool(o.get("postOnly")),
+            o["side"],
+            trigger,
         )
         events.append(
             OrderCreated(
@@ -75,6 +83,7 @@ def order_events(
                 id=None if o.get("id") is None else str(o["id"]),
                 reduce_only=bool(o.get("reduceOnly")),
                 reference_price=reference_price,
+                trigger_price=trigger_price or None,
             )
         )
     elif o.get("id") is not None and local.id != str(o["id"]):

@@ -27,5 +27,7 @@ from runtime.model._orders import Order as Order
 from runtime.model._orders import PositionClose as PositionClose
 from runtime.model._orders import PostOnlyOrder as PostOnlyOrder
 from runtime.model._orders import Sell as Sell
+from runtime.model._orders import StopOrder as StopOrder
+from runtime.model._orders import TakeProfitOrder as TakeProfitOrder
 from runtime.model._orders import Trade as Trade
 from runtime.model._orders import UpdateLeverage as UpdateLeverage

@@ -56,6 +56,10 @@ class OrderType(Generic[SideT]):
     post_only: ClassVar[bool] = False
     # Market, IOC and FOK orders end at once on the exchange; `call` waits for them to close.
     immediate: ClassVar[bool] = False
+    # Protective orders (DESIGN §10): "stop" or "take_profit"; they rest until the price
+    # crosses their `trigger_price`, then execute as a market order, or as a limit order when
+    # given a price.
+    trigger: ClassVar[str | None] = None
     _bound: ClassVar[dict[tuple[type, type], type]] = {}
 
     def __class_getitem__(cls, side: Any) -> Any:
@@ -108,15 +112,77 @@ class PostOnlyOrder(OrderType[SideT]):
     post_only = True
 
 
+class StopOrder(OrderType[SideT]):
+    """A stop: ``StopOrder[Sell]`` with ``trigger_price=`` below the market sells once the price
+    falls to it (a buy stop sits above and buys once it rises). Stop-market without ``price=``,
+    stop-limit with it."""
+
+    ccxt_type = "market"
+    trigger = "stop"
+
+
+class TakeProfitOrder(OrderType[SideT]):
+    """A take-profit: ``TakeProfitOrder[Sell]`` with ``trigger_price=`` above the market sells
+    once the price rises to it (a buy take-profit sits below). Market without ``price=``,
+    limit with it."""
+
+    ccxt_type = "market"
+    trigger = "take_profit"
+
+
 ORDER_TYPES: dict[str, type[OrderType[Any]]] = {
-    t.__name__: t for t in (MarketOrder, GTCOrder, IOCOrder, FOKOrder, PostOnlyOrder)
+    t.__name__: t
+    for t in (
+        MarketOrder,
+        GTCOrder,
+        IOCOrder,
+        FOKOrder,
+        PostOnlyOrder,
+        StopOrder,
+        TakeProfitOrder,
+    )
 }
 
+# The two legs of a bracket (DESIGN §10) take the entry's client id with these suffixes, so
+# the one-cancels-other link is known from the ids alone.
+LEG_SUFFIXES = {"stop": "-sl", "take_profit": "-tp"}
 
-def order_type_of(ccxt_type: str, time_in_force: str | None, post_only: bool, side: str) -> type:
-    """The bound order type class for a ccxt order's type fields."""
-    if ccxt_type == "market":
-        base: type[OrderType[Any]] = MarketOrder
+
+def leg_client_id(entry_client_id: str, trigger: str) -> str:
+    """The client id of the bracket leg `trigger` ("stop" or "take_profit") of an entry."""
+    return entry_client_id + LEG_SUFFIXES[trigger]
+
+
+def client_seq_of(client_id: str) -> int | None:
+    """The sequence number in a vigil client id (``vg<tag>-<asset>-<seq>``, or a bracket leg's
+    ``...-<seq>-sl``), or None for another id."""
+    parts = str(client_id).split("-")
+    if len(parts) > 1 and "-" + parts[-1] in LEG_SUFFIXES.values():
+        parts.pop()
+    return int(parts[-1]) if len(parts) > 1 and parts[-1].isdigit() else None
+
+
+def falls_to(side: str, trigger: str | None) -> bool:
+    """Whether a protective order triggers on a fall to its price (a sell stop, a buy
+    take-profit) rather than a rise (a buy stop, a sell take-profit)."""
+    return (side == "sell") == (trigger == "stop")
+
+
+def order_type_of(
+    ccxt_type: str,
+    time_in_force: str | None,
+    post_only: bool,
+    side: str,
+    trigger: str | None = None,
+) -> type:
+    """The bound order type class for a ccxt order's type fields (`trigger` for a protective
+    order: "stop" or "take_profit")."""
+    if trigger == "stop":
+        base: type[OrderType[Any]] = StopOrder
+    elif trigger == "take_profit":
+        base = TakeProfitOrder
+    elif ccxt_type == "market":
+        base = MarketOrder
     elif post_only or time_in_force == "PO":
         base = PostOnlyOrder
     elif time_in_force == "IOC":
@@ -161,6 +227,7 @@ class Order:
     committed: float = 0.0
     reduce_only: bool = False
     fills: list[Trade] = field(default_factory=list)
+    trigger_price: float | None = None  # a protective order's (StopOrder, TakeProfitOrder)
 
     @property
     def remaining(self) -> float:
@@ -179,6 +246,8 @@ class Order:
 
     def __repr__(self) -> str:
         price = "market" if self.price is None else f"@{self.price:g}"
+        if self.trigger_price is not None:
+            price += f" trigger {self.trigger_price:g}"
         return (
             f"<Order {self.type.__name__} {self.symbol} {self.filled:g}/{self.amount:g} {price} "
             f"{self.status} cid={self.client_id}>"

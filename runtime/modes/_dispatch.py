@@ -14,6 +14,7 @@ The contract (DESIGN §3), the same in every mode:
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from typing import TYPE_CHECKING, Any
@@ -41,8 +42,18 @@ from runtime.model._orders import (
     OrderType,
     PositionClose,
     Sell,
+    StopOrder,
+    TakeProfitOrder,
     Trade,
     UpdateLeverage,
+)
+from runtime.modes._brackets import (
+    TRIGGER_PARAMS,
+    Bracket,
+    Brackets,
+    check_protective,
+    check_trigger,
+    read_brackets,
 )
 from runtime.risk import RiskGuard
 from traces._schema import Kind
@@ -127,7 +138,7 @@ def sendable_numbers(
         return _refuse(
             "amount_positive", f"amount {amount!r} must be a finite positive number for {sym}"
         )
-    if order_type.ccxt_type == "market":
+    if order_type.ccxt_type == "market" and not (order_type.trigger and price is not None):
         if price is not None:
             return _refuse(
                 "market_price", f"a market order takes no price (got {price!r}) for {sym}"
@@ -149,8 +160,11 @@ def check_order(
     amount: Any,
     price: Any,
     reduce_only: bool,
+    reference: float | None = None,
 ) -> tuple[float, float | None] | OrderCheckFailed:
-    """The local checks of DESIGN §3.2: the rounded (amount, price), or the refusal."""
+    """The local checks of DESIGN §3.2: the rounded (amount, price), or the refusal.
+    `reference` values an order without a price (a stop-market's trigger) instead of the
+    last price."""
     sym = ai.symbol
     sendable = sendable_numbers(ai, order_type, amount, price)
     if isinstance(sendable, OrderCheckFailed):
@@ -192,7 +206,7 @@ def check_order(
             "amount_max",
             f"amount {_n(rounded)} above the market maximum {_n(ai.amount_max)} for {sym}",
         )
-    basis = rounded_price if rounded_price is not None else ai.price
+    basis = rounded_price if rounded_price is not None else (reference or ai.price)
     if not math.isfinite(basis) or basis <= 0:
         return _refuse("no_price", f"no market price known yet for {sym}; wait for data")
     value = rounded * basis * ai.contract_size
@@ -285,24 +299,48 @@ async def call(
             "(cancels and PositionClose still work)"
         )
     reduce_only = bool(params.pop("reduce_only", False))
+    protective = check_protective(
+        ai,
+        what,
+        params.pop("trigger_price", None),
+        params.pop("stop_loss", None),
+        params.pop("take_profit", None),
+        directions=not skipchecks,
+    )
     checked: tuple[float, float | None] | OrderCheckFailed
     if reduce_only and not ai.contract:
         checked = _refuse(
             "reduce_only", f"reduce_only is for derivatives; {ai.symbol} is a spot market"
         )
+    elif isinstance(protective, OrderCheckFailed):
+        checked = protective
     elif skipchecks:
         checked = sendable_numbers(ai, what, amount, price)
     else:
-        checked = check_order(rt, ai, what, amount, price, reduce_only)
+        checked = check_order(rt, ai, what, amount, price, reduce_only, protective[0])
     if isinstance(checked, OrderCheckFailed):
         await _refused(rt, ai, what, amount, price, checked, Kind.ORDER_CHECK_FAILED)
         return None
+    assert not isinstance(protective, OrderCheckFailed)
+    trigger_price, bracket = protective
     if rt.guard is not None:  # the risk limits (DESIGN §9), after the local checks
         refusal = risk_of(rt).check(ai, what.side, checked[0], checked[1], reduce_only)
         if refusal is not None:
             await _refused(rt, ai, what, amount, price, refusal, Kind.ORDER_CHECK_FAILED)
             return None
-    return await _place(rt, ai, what, checked[0], checked[1], deadline, synced, reduce_only, params)
+    return await _place(
+        rt,
+        ai,
+        what,
+        checked[0],
+        checked[1],
+        deadline,
+        synced,
+        reduce_only,
+        params,
+        trigger_price=trigger_price,
+        bracket=bracket,
+    )
 
 
 async def _refused(
@@ -343,13 +381,21 @@ async def _place(
     synced: bool,
     reduce_only: bool,
     params: dict[str, Any],
+    *,
+    trigger_price: float | None = None,
+    bracket: tuple[float | None, float | None] | None = None,
+    client_id: str | None = None,
+    wait: bool = True,
 ) -> Trade | Pending | None:
+    """Send an order whose checks passed, and (unless not `wait`) wait for it. A protective
+    order has its `trigger_price`; an entry its `bracket` (stop-loss, take-profit); a bracket
+    leg comes with its derived `client_id`."""
     sends = rt.sends
     assert sends is not None  # `call` refused a runtime without one
     basis = price if price is not None else ai.price
     held = (
         0.0
-        if reduce_only or not math.isfinite(basis)
+        if reduce_only or trigger_price is not None or not math.isfinite(basis)
         else commitment(ai, order_type.side, amount, basis)
     )
     with rt.reserving(commit_currency(ai, order_type.side), held):
@@ -362,14 +408,25 @@ async def _place(
         if refusal is not None:
             await _refused(rt, ai, order_type, amount, price, refusal, Kind.ORDER_CHECK_FAILED)
             return None
-        client_id = rt.next_client_id(ai)
+        client_id = client_id or rt.next_client_id(ai)
         sends.sent(client_id)
         if rt.guard is not None:
             risk_of(rt).note_sent()
+        ccxt_type = order_type.ccxt_type
         ccxt_params = dict(params)
         ccxt_params["clientOrderId"] = client_id
         if order_type.time_in_force and not order_type.post_only:
             ccxt_params["timeInForce"] = order_type.time_in_force
+        if order_type.trigger is not None and trigger_price is not None:
+            ccxt_params[TRIGGER_PARAMS[order_type.trigger]] = trigger_price
+            if price is not None:  # a stop-limit (take-profit-limit)
+                ccxt_type = "limit"
+                ccxt_params["timeInForce"] = "GTC"
+        protection = None
+        if bracket is not None:
+            side = "sell" if order_type.side == "buy" else "buy"
+            protection = Bracket(client_id, ai.symbol, side, bracket[0], bracket[1], ai.contract)
+            brackets_of(rt).record(protection)
         if order_type.post_only:
             ccxt_params["postOnly"] = True
         if reduce_only:
@@ -379,11 +436,12 @@ async def _place(
             {
                 "client_id": client_id,
                 "symbol": ai.symbol,
-                "type": order_type.ccxt_type,
+                "type": ccxt_type,
                 "order_type": order_type.__name__,
                 "side": order_type.side,
                 "amount": amount,
                 "price": price,
+                "trigger_price": trigger_price,
                 "params": ccxt_params,
             },
             asset=ai.symbol,
@@ -392,7 +450,7 @@ async def _place(
 
         async def create() -> Any:
             return await rt.exchange.create_order(
-                ai.symbol, order_type.ccxt_type, order_type.side, amount, price, ccxt_params
+                ai.symbol, ccxt_type, order_type.side, amount, price, ccxt_params
             )
 
         sends.expect_news(ai)
@@ -421,7 +479,9 @@ async def _place(
             report = await _lookup(rt, sends, ai, client_id, deadline)
             if report is None:
                 rt.emit(
-                    _created_from_intent(ai, order_type, client_id, amount, price, {}, rt),
+                    _created_from_intent(
+                        ai, order_type, client_id, amount, price, {}, rt, trigger_price
+                    ),
                     durable=True,
                 )
                 sends.spawn(lambda: sends.resolve_unknown(ai, client_id))
@@ -430,8 +490,14 @@ async def _place(
         _apply_response_fills(rt, report)
     order = rt.state.orders.get(client_id)
     if order is None:  # the exchange answered but the order never reached our state
-        rt.emit(_created_from_intent(ai, order_type, client_id, amount, price, report, rt))
+        rt.emit(
+            _created_from_intent(
+                ai, order_type, client_id, amount, price, report, rt, trigger_price
+            )
+        )
         order = rt.state.orders[client_id]
+    if not wait:  # a bracket leg: placed from a fill's follow-up, nothing waits on it
+        return order.fills[-1] if order.fills else (Pending(rt, order) if order.is_open else None)
     if order_type.immediate:
         # Market, IOC and FOK orders end at once: wait for the close so every fill is known.
         while order.is_open and await rt.driver.wait_order(order, deadline):
@@ -451,11 +517,159 @@ async def _place(
         await sends.wait_account(order.fills[-1], deadline)
     if rt.has_hooks:
         await rt.run_hooks()
+    if protection is not None:  # its legs are placed before `call` returns the entry's fill
+        await brackets_of(rt).protect(protection)
     if order.fills:
         return order.fills[-1]
     if order.is_open:
         return Pending(rt, order)
     return None
+
+
+def brackets_of(rt: Runtime) -> Brackets:
+    """The strategy's brackets (`runtime.modes._brackets`), made on first use; from then on
+    every fill passes through them before `on_trade`."""
+    if rt.brackets is None:
+
+        async def place(
+            ai: AssetInstance,
+            order_type: Any,
+            amount: float,
+            trigger_price: float,
+            reduce_only: bool,
+            client_id: str,
+        ) -> Any:
+            side, trigger = order_type.side, order_type.trigger
+            checked = check_trigger(ai, side, trigger, trigger_price)
+            if isinstance(checked, OrderCheckFailed):
+                await _refused(
+                    rt, ai, order_type, amount, None, checked, Kind.ORDER_CHECK_FAILED, client_id
+                )
+                return None
+            return await _place(
+                rt,
+                ai,
+                order_type,
+                amount,
+                None,
+                rt.now_ms(),
+                False,
+                reduce_only,
+                {},
+                trigger_price=checked,
+                client_id=client_id,
+                wait=False,
+            )
+
+        async def cancel(orders: list[Order]) -> bool:
+            return await cancel_orders(rt, orders)
+
+        async def place_pair(ai: AssetInstance, bracket: Bracket, amount: float) -> bool:
+            return await _place_oco(rt, ai, bracket, amount)
+
+        brackets = rt.brackets = Brackets(rt, place, cancel, place_pair)
+        rt.after_fill = brackets.after_fill
+    return rt.brackets
+
+
+async def _place_oco(rt: Runtime, ai: AssetInstance, bracket: Bracket, amount: float) -> bool:
+    """A bracket's two legs as one OCO order list where the exchange has them (Binance spot:
+    it locks the holding once and expires the other leg itself). False when it has none, or
+    a leg fails its check (the legs are then placed one by one, each refused or not)."""
+    sends = rt.sends
+    has_oco = getattr(rt.exchange, "has_oco", None)
+    if sends is None or has_oco is None or not has_oco(ai.symbol):
+        return False
+    side: Any = Sell if bracket.side == "sell" else Buy
+    ids = bracket.legs
+    legs: list[tuple[Any, str, float]] = []
+    stop_type: Any = StopOrder
+    take_type: Any = TakeProfitOrder
+    for order_type, trigger, wanted in (
+        (stop_type[side], "stop", bracket.stop_loss),
+        (take_type[side], "take_profit", bracket.take_profit),
+    ):
+        checked = check_trigger(ai, bracket.side, trigger, wanted)
+        if isinstance(checked, OrderCheckFailed):
+            return False
+        legs.append((order_type, ids[trigger], checked))
+    # The watchers must see the legs' news: wait for them as a `call` would (its default 5 s).
+    if await sends.refusal(ai, rt.now_ms() + 5_000) is not None:
+        return False
+    try:
+        await sends.before_send(ai)
+    except ExchangeError:
+        return False
+    list_id = f"{bracket.entry}-oco"
+    for order_type, client_id, trigger_price in legs:
+        sends.sent(client_id)
+        rt.record(
+            Kind.ORDER_INTENT,
+            {
+                "client_id": client_id,
+                "symbol": ai.symbol,
+                "type": "market",
+                "order_type": order_type.__name__,
+                "side": order_type.side,
+                "amount": amount,
+                "price": None,
+                "trigger_price": trigger_price,
+                "params": {
+                    "clientOrderId": client_id,
+                    TRIGGER_PARAMS[order_type.trigger]: trigger_price,
+                    "orderList": list_id,
+                },
+            },
+            asset=ai.symbol,
+            durable=True,
+        )
+    (_, stop_id, stop), (_, take_id, take) = legs
+    exchange: Any = rt.exchange
+
+    async def create() -> Any:
+        return await exchange.create_oco_order(
+            ai.symbol, bracket.side, amount, (stop, stop_id), (take, take_id), list_id
+        )
+
+    sends.expect_news(ai)
+    try:
+        reports = await sends.send(create, rt.now_ms())
+    except (OrderRejected, RateLimited) as exc:
+        sends.expect_news(ai, False)
+        for order_type, client_id, _ in legs:
+            await _refused(rt, ai, order_type, amount, None, exc, Kind.ORDER_REFUSED, client_id)
+        return True
+    except NetworkError as exc:  # unknown: resolved by client id, never sent again
+        for order_type, client_id, trigger_price in legs:
+            rt.record(
+                Kind.ORDER_UNKNOWN,
+                {"client_id": client_id, "error": str(exc)},
+                asset=ai.symbol,
+                durable=True,
+            )
+            rt.emit(
+                _created_from_intent(
+                    ai, order_type, client_id, amount, None, {}, rt, trigger_price
+                ),
+                durable=True,
+            )
+            sends.spawn(functools.partial(sends.resolve_unknown, ai, client_id))
+        return True
+    for report in reports:
+        rt.on_exchange("order", report)
+    return True
+
+
+async def resume_brackets(rt: Runtime, path: Any) -> None:
+    """After a restart's sync: rebuild the brackets from the trace at `path` and place what a
+    crash left unplaced (`Brackets.sweep`)."""
+    found = read_brackets(path) if path is not None else []
+    if not found:
+        return
+    brackets = brackets_of(rt)
+    for bracket in found:
+        brackets.add(bracket)
+    await brackets.sweep()
 
 
 def _apply_response_fills(rt: Runtime, report: dict[str, Any]) -> None:
@@ -499,6 +713,7 @@ def _created_from_intent(
     price: float | None,
     report: dict[str, Any],
     rt: Runtime,
+    trigger_price: float | None = None,
 ) -> OrderCreated:
     return OrderCreated(
         symbol=ai.symbol,
@@ -510,6 +725,7 @@ def _created_from_intent(
         timestamp=int(report.get("timestamp") or rt.now_ms()),
         id=None if report.get("id") is None else str(report["id"]),
         reference_price=ai.price,
+        trigger_price=trigger_price,
     )
 
 
@@ -538,6 +754,8 @@ async def cancel_orders(rt: Runtime, orders: list[Order]) -> bool:
         rt.on_exchange("order", report)
     if rt.has_hooks:
         await rt.run_hooks()
+    if rt.brackets is not None:  # a partly filled entry cancelled: protect what filled
+        await rt.brackets.ended(orders)
     return all(not o.is_open for o in orders)
 
 

@@ -38,8 +38,9 @@ from runtime.engine._replica import restore
 from runtime.exchanges._interface import StreamingExchange
 from runtime.model._assets import AssetInstance
 from runtime.model._modes import Live
-from runtime.model._orders import Order
+from runtime.model._orders import Order, client_seq_of
 from runtime.modes._clock import WallClock
+from runtime.modes._dispatch import resume_brackets
 from runtime.modes._operations import on_stop_action, run_operations
 from runtime.modes._venues import adopt_exchange_markets
 from traces._schema import Kind
@@ -155,16 +156,24 @@ class LiveDriver:
             self.rt, markets, venue=settings.exchange_id, sandbox=settings.sandbox
         )
 
+    async def _reconcile_account(self) -> None:
+        """Balances, and positions for margin, from REST, applied under RECONCILE."""
+        rt = self.rt
+        ex = rt.exchange
+        rt.on_exchange("balance", await retrying(ex.fetch_balance), tag=Kind.RECONCILE)
+        if rt.margin:
+            symbols = list(rt.universe.keys())
+            positions = await retrying(lambda: ex.fetch_positions(symbols))
+            rt.on_exchange(
+                "positions", {"symbols": symbols, "positions": positions}, tag=Kind.RECONCILE
+            )
+
     async def reconcile(self) -> None:
         """Sync on start: every difference with the exchange becomes a RECONCILE event."""
         rt = self.rt
         ex = rt.exchange
         tag = Kind.RECONCILE
-        rt.on_exchange("balance", await retrying(ex.fetch_balance), tag=tag)
-        symbols = list(rt.universe.keys())
-        if rt.margin:
-            positions = await retrying(lambda: ex.fetch_positions(symbols))
-            rt.on_exchange("positions", {"symbols": symbols, "positions": positions}, tag=tag)
+        await self._reconcile_account()
         for ai in rt.universe:
 
             async def open_orders(sym: str = ai.symbol) -> Any:
@@ -186,9 +195,9 @@ class LiveDriver:
                 rt.on_exchange("order", report, tag=tag)
                 # Client ids continue past ours on the exchange, trace or not: a reused id is
                 # refused as a duplicate.
-                tail = str(report.get("clientOrderId") or "").rsplit("-", 1)[-1]
-                if rt.own_client_id(report.get("clientOrderId")) and tail.isdigit():
-                    rt.continue_client_ids(int(tail))
+                seq_of = client_seq_of(str(report.get("clientOrderId") or ""))
+                if rt.own_client_id(report.get("clientOrderId")) and seq_of is not None:
+                    rt.continue_client_ids(seq_of)
             # Locally open orders the exchange no longer lists ended while we were away.
             listed = {o.get("clientOrderId") for o in opened}
             for order in list(ai.open_orders.values()):
@@ -290,6 +299,8 @@ class LiveDriver:
                     nursery.start_soon(run_operations, rt)
                     if self.mode.reconcile_every_s:
                         nursery.start_soon(self._reconcile_every, self.mode.reconcile_every_s)
+                    # Brackets a crash left half done (DESIGN §10), once the watchers are up.
+                    await resume_brackets(rt, path)
                     task_status.started()
                     try:
                         await rt.call_hook("on_start", s.on_start)
@@ -340,11 +351,7 @@ class LiveDriver:
         rt = self.rt
         ex = rt.exchange
         tag = Kind.RECONCILE
-        rt.on_exchange("balance", await retrying(ex.fetch_balance), tag=tag)
-        symbols = list(rt.universe.keys())
-        if rt.margin:
-            positions = await retrying(lambda: ex.fetch_positions(symbols))
-            rt.on_exchange("positions", {"symbols": symbols, "positions": positions}, tag=tag)
+        await self._reconcile_account()
         for ai in rt.universe:
 
             async def open_orders(sym: str = ai.symbol) -> Any:

@@ -22,7 +22,13 @@ import ccxt.async_support
 import ccxt.pro
 import trio
 
-from runtime._errors import AuthenticationError, ConfigError, ExchangeError, NetworkError
+from runtime._errors import (
+    AuthenticationError,
+    ConfigError,
+    ExchangeError,
+    NetworkError,
+    OrderNotFound,
+)
 from runtime.exchanges.ccxt._bridge import (
     AsyncioBridge,
     Stream,
@@ -72,6 +78,7 @@ PRIVATE_METHODS: Final = frozenset(
         "fetch_positions",
         "set_leverage",
         "set_margin_mode",
+        "private_post_orderlist_oco",
         "watch_orders",
         "watch_my_trades",
         "watch_balance",
@@ -574,6 +581,12 @@ class CcxtExchange(trio.abc.AsyncResource):
         )
         return result
 
+    # Binance USDⓈ-M keeps conditional orders (stop and take-profit) in its Algo Service until
+    # they trigger: ccxt reaches them with the `trigger` param. Lookups and cancels that the
+    # matching engine does not know are asked of it again, and listings include it.
+    def _conditional_service(self) -> bool:
+        return str(getattr(self._client, "id", "")) == "binanceusdm"
+
     async def cancel_order(
         self, id: str | None, symbol: str, params: Mapping[str, Any] | None = None
     ) -> Order:
@@ -582,8 +595,60 @@ class CcxtExchange(trio.abc.AsyncResource):
             return await self._venue_call(
                 "cancel_order", bybit_cancel_order, id, symbol, dict(params or {})
             )
-        result: Order = await self.call("cancel_order", id, symbol, dict(params or {}))
+        try:
+            result: Order = await self.call("cancel_order", id, symbol, dict(params or {}))
+        except OrderNotFound:
+            if not self._conditional_service():
+                raise
+            algo = {**(params or {}), "trigger": True}
+            done = await self.call("cancel_order", id, symbol, algo)
+            # The Algo Service answers a cancel with a code, not the order: read it back.
+            result = await self.call("fetch_order", done.get("id") or id, symbol, algo)
         return result
+
+    def has_oco(self, symbol: str) -> bool:
+        """Whether a stop and a take-profit on `symbol` can be sent as one OCO order list,
+        which the exchange links and locks funds for once (Binance spot)."""
+        if str(getattr(self._client, "id", "")) != "binance":
+            return False
+        market = (getattr(self._client, "markets", None) or {}).get(symbol)
+        return bool(market and market.get("spot"))
+
+    async def create_oco_order(
+        self,
+        symbol: str,
+        side: str,
+        amount: float,
+        stop: tuple[float, str],
+        take_profit: tuple[float, str],
+        list_client_id: str,
+    ) -> list[Order]:
+        """A stop-loss and a take-profit (each ``(trigger price, client id)``) on `side` as
+        one Binance OCO order list (``POST /api/v3/orderList/oco``; ccxt has no unified call,
+        so its implicit endpoint), returned as ccxt orders."""
+        client = self._client
+        market = client.market(symbol)
+        stop_leg = {"Type": "STOP_LOSS", "StopPrice": stop[0], "ClientOrderId": stop[1]}
+        take_leg = {
+            "Type": "TAKE_PROFIT",
+            "StopPrice": take_profit[0],
+            "ClientOrderId": take_profit[1],
+        }
+        # A sell takes profit above the price and stops below it; a buy the reverse.
+        above, below = (take_leg, stop_leg) if side == "sell" else (stop_leg, take_leg)
+        request: dict[str, Any] = {
+            "symbol": market["id"],
+            "side": side.upper(),
+            "quantity": client.amount_to_precision(symbol, amount),
+            "listClientOrderId": list_client_id,
+            "newOrderRespType": "RESULT",
+        }
+        for where, leg in (("above", above), ("below", below)):
+            request[f"{where}Type"] = leg["Type"]
+            request[f"{where}StopPrice"] = client.price_to_precision(symbol, leg["StopPrice"])
+            request[f"{where}ClientOrderId"] = leg["ClientOrderId"]
+        response = await self.call("private_post_orderlist_oco", request)
+        return [client.parse_order(report, market) for report in response["orderReports"]]
 
     async def cancel_all_orders(
         self, symbol: str | None = None, params: Mapping[str, Any] | None = None
@@ -600,7 +665,13 @@ class CcxtExchange(trio.abc.AsyncResource):
             return await self._venue_call(
                 "fetch_order", bybit_fetch_order, id, symbol, dict(params or {})
             )
-        result: Order = await self.call("fetch_order", id, symbol, dict(params or {}))
+        try:
+            result: Order = await self.call("fetch_order", id, symbol, dict(params or {}))
+        except OrderNotFound:
+            if not self._conditional_service():
+                raise
+            algo = {**(params or {}), "trigger": True}
+            result = await self.call("fetch_order", id, symbol, algo)
         return result
 
     async def fetch_open_orders(
@@ -614,6 +685,9 @@ class CcxtExchange(trio.abc.AsyncResource):
         result: list[Order] = await self.call(
             "fetch_open_orders", symbol, since, limit, dict(params or {})
         )
+        if self._conditional_service() and not (params or {}).get("trigger"):
+            algo = {**(params or {}), "trigger": True}
+            result = result + await self.call("fetch_open_orders", symbol, since, limit, algo)
         return result
 
     async def fetch_closed_orders(
@@ -621,6 +695,9 @@ class CcxtExchange(trio.abc.AsyncResource):
     ) -> list[Order]:
         """Filled orders of ``symbol`` (ccxt status "closed"; cancelled ones are not here)."""
         result: list[Order] = await self.call("fetch_closed_orders", symbol, since, limit)
+        if self._conditional_service():
+            algo = await self.call("fetch_closed_orders", symbol, since, limit, {"trigger": True})
+            result = result + algo
         return result
 
     async def fetch_my_trades(

@@ -20,6 +20,16 @@ bars in Sim mode; Paper mode and the loopback server bring their own feeds.
   (``low < price`` for a buy, ``high > price`` for a sell), at its price, or at the bar's open
   when the bar opens beyond it. Each bar gives at most ``volume_cap × volume`` to resting orders,
   in time priority, so orders fill partially on thin bars and continue on the next ones.
+* A protective order (``stopLossPrice`` / ``takeProfitPrice`` / ``triggerPrice`` params, the
+  ccxt unified names) waits, reserving nothing, until a later bar reaches its trigger: a sell
+  stop or a buy take-profit when ``low <= trigger``, a buy stop or a sell take-profit when
+  ``high >= trigger``. It then executes at the trigger, or at the bar's open when the bar
+  *opens* through the trigger (a gap), with the taker slippage above: a stop-market fills
+  there in full; a stop-limit fills there if that price is within its limit (never beyond
+  it), and otherwise rests as a limit order from the next bar on. When several trigger in one
+  bar, the one nearest the open goes first. Funds (or, reduce-only, the position) are checked
+  when it triggers; without them it expires. An order whose trigger the last close already
+  crossed is rejected ("Order would immediately trigger."), as Binance does.
 * Isolated positions are liquidated, at the liquidation price, on a bar that reaches it: the
   exchange closes them with its own reduce-only market order (client id ``autoclose-...``).
 
@@ -52,7 +62,7 @@ from runtime.engine._engine import (
 )
 from runtime.model._assets import LONG, SHORT, AssetInstance, Balance
 from runtime.model._modes import FillModel as FillModel
-from runtime.model._orders import CANCELED, EXPIRED, OPEN, Order
+from runtime.model._orders import CANCELED, EXPIRED, OPEN, Order, falls_to
 
 
 class Bar(NamedTuple):
@@ -108,6 +118,7 @@ class SimExchange:
         self._trade_ids = itertools.count(1)
         self._meta: dict[str, dict[str, Any]] = {}  # client id -> exchange-only order fields
         self._resting: dict[str, list[Order]] = {}
+        self._waiting: dict[str, list[Order]] = {}  # protective orders not triggered yet
         self._bar_used: dict[str, tuple[int, float]] = {}  # symbol -> (bar time, volume taken)
         self._trades: dict[str, list[dict[str, Any]]] = {}
         self._margin_mode: dict[str, str] = {}
@@ -128,8 +139,10 @@ class SimExchange:
 
     def _refresh_work(self) -> None:
         # Read once per bar by the Sim loop, so kept as a plain attribute.
-        self.has_work = any(self._resting.values()) or any(
-            a.long is not None or a.short is not None for a in self.ledger.assets.values()
+        self.has_work = (
+            any(self._resting.values())
+            or any(self._waiting.values())
+            or any(a.long is not None or a.short is not None for a in self.ledger.assets.values())
         )
 
     # Interface.
@@ -172,13 +185,20 @@ class SimExchange:
             raise OrderRejected(f"No market data yet for {symbol}: the market is not trading.")
         self._check_filters(ai, type, amount, price, bar, reduce_only)
         ai.last_price = bar.close
-        marketable, exec_price = self._quote(ai, side, type, amount, price, bar)
+        trigger, trigger_price = self._trigger_of(ai, side, params, bar)
+        if trigger is not None:
+            assert trigger_price is not None
+            marketable, exec_price = False, price if price is not None else trigger_price
+        else:
+            marketable, exec_price = self._quote(ai, side, type, amount, price, bar)
         if post_only and marketable:
             raise OrderRejected("Order would immediately match and take.")
         self._check_funds(ai, side, amount, exec_price, reduce_only)
 
         order_id = str(next(self._ids))
         order_type = "MarketOrder" if type == "market" else _TIF[tif]
+        if trigger is not None:
+            order_type = "StopOrder" if trigger == "stop" else "TakeProfitOrder"
         apply(
             self.ledger,
             OrderCreated(
@@ -192,14 +212,101 @@ class SimExchange:
                 id=order_id,
                 reduce_only=reduce_only,
                 reference_price=exec_price,
+                trigger_price=trigger_price,
             ),
         )
         order = self.ledger.orders[client_id]
-        self._meta[client_id] = {"timeInForce": tif, "postOnly": post_only, "updated": now}
+        self._meta[client_id] = {
+            "timeInForce": tif,
+            "postOnly": post_only,
+            "updated": now,
+            "trigger": trigger,
+            "triggered": False,
+        }
         self._emit("order", self.order_dict(order))
-        self._execute(ai, order, type, tif, marketable, exec_price, bar, now)
+        if trigger is not None:
+            self._waiting.setdefault(symbol, []).append(order)
+        else:
+            self._execute(ai, order, type, tif, marketable, exec_price, bar, now)
         self._refresh_work()
         return self.order_dict(order)
+
+    @staticmethod
+    def _trigger_of(
+        ai: AssetInstance, side: str, params: Mapping[str, Any], bar: Bar
+    ) -> tuple[str | None, float | None]:
+        """("stop" or "take_profit", trigger price) for a protective order, (None, None) else."""
+        for key, trigger in (
+            ("stopLossPrice", "stop"),
+            ("takeProfitPrice", "take_profit"),
+            ("triggerPrice", "stop"),
+        ):
+            raw = params.get(key)
+            if raw is None:
+                continue
+            value = float(raw)
+            if not (math.isfinite(value) and value > 0):
+                raise OrderRejected(
+                    f"Filter failure: PRICE_FILTER (trigger price {raw!r} must be positive)."
+                )
+            if abs(ai.round_price(value) - value) > 1e-9 * ai.price_tick:
+                raise OrderRejected(
+                    f"Filter failure: PRICE_FILTER (trigger price {raw!r} is not a multiple of "
+                    f"the tick {ai.price_tick:g} for {ai.symbol})."
+                )
+            crossed = bar.close <= value if falls_to(side, trigger) else bar.close >= value
+            if crossed:
+                raise OrderRejected("Order would immediately trigger.")
+            return trigger, value
+        return None, None
+
+    def _trigger_waiting(self, symbol: str, waiting: list[Order], bar: Bar) -> None:
+        """Trigger the protective orders this bar reaches (module docstring)."""
+        hit: list[tuple[float, Order, float]] = []
+        for order in waiting:
+            if order.timestamp > bar.time_ms:
+                continue  # placed after this bar opened: it only sees later bars
+            trigger = order.trigger_price
+            assert trigger is not None
+            if falls_to(order.side, self._meta[order.client_id]["trigger"]):
+                if bar.low <= trigger:
+                    hit.append((abs(bar.open - trigger), order, min(bar.open, trigger)))
+            elif bar.high >= trigger:
+                hit.append((abs(bar.open - trigger), order, max(bar.open, trigger)))
+        if not hit:
+            return
+        ai = self.ledger.assets[symbol]
+        for _, order, at in sorted(hit, key=lambda h: h[0]):
+            if order.status != OPEN or order not in waiting:
+                continue  # ended by an earlier one of this bar (an exchange's OCO list)
+            waiting.remove(order)
+            self._fire(ai, order, at, bar, bar.time_ms)
+        self._refresh_work()
+
+    def _fire(self, ai: AssetInstance, order: Order, at: float, bar: Bar, now: int) -> None:
+        """A triggered protective order executes from `at` (the trigger, or the gap's open):
+        a market one in full, a limit one if `at` is within its limit, else it rests."""
+        self._meta[order.client_id]["triggered"] = True
+        if not self._can_fund(ai, order, at):
+            self._end(order, EXPIRED, now, "no funds (or no position) when it triggered")
+            return
+        price = self._slipped(ai, order.side, order.amount, bar, at)
+        if order.price is not None:
+            within = at >= order.price if order.side == "sell" else at <= order.price
+            if not within:
+                self._resting.setdefault(ai.symbol, []).append(order)
+                self._meta[order.client_id]["updated"] = now
+                self._emit("order", self.order_dict(order))  # now working, as a limit order
+                return
+            price = max(price, order.price) if order.side == "sell" else min(price, order.price)
+        self._fill(ai, order, order.amount, price, taker=True, now=now)
+
+    def _can_fund(self, ai: AssetInstance, order: Order, price: float) -> bool:
+        try:
+            self._check_funds(ai, order.side, order.amount, price, order.reduce_only)
+        except OrderRejected:
+            return False
+        return True
 
     def _quote(
         self,
@@ -337,6 +444,11 @@ class SimExchange:
                 bar = self.feed.bar(symbol)
                 if bar is not None:
                     self._match(symbol, resting, bar)
+        for symbol, waiting in self._waiting.items():
+            if waiting:
+                bar = self.feed.bar(symbol)
+                if bar is not None:
+                    self._trigger_waiting(symbol, waiting, bar)
         for ai in self.ledger.assets.values():
             if ai.long is not None or ai.short is not None:
                 self._check_liquidation(ai)
@@ -431,6 +543,19 @@ class SimExchange:
             self._emit("order", self.order_dict(order))
             self._fill(ai, order, pos.contracts, ai.round_price(liq), True, bar.time_ms)
 
+    def end_order(self, order: Order, status: str, reason: str) -> None:
+        """End an open order as the exchange itself does (an OCO list's other leg)."""
+        if order.status == OPEN:
+            self._end(order, status, self.feed.now_ms(), reason)
+
+    def new_id(self) -> str:
+        """A fresh order id from the exchange's sequence (the loopback's triggered orders)."""
+        return str(next(self._ids))
+
+    def is_working(self, order: Order) -> bool:
+        """False for a protective order still waiting for its trigger (Binance's isWorking)."""
+        return order.trigger_price is None or bool(self._meta[order.client_id].get("triggered"))
+
     # Internals.
     def _asset(self, symbol: str) -> AssetInstance:
         ai = self.ledger.assets.get(symbol)
@@ -518,15 +643,19 @@ class SimExchange:
                 f"{currency}, free {have:g}."
             )
 
-    def _taker_price(
-        self, ai: AssetInstance, side: str, amount: float, bar: Bar, limit: float | None
-    ) -> float:
+    def _slipped(self, ai: AssetInstance, side: str, amount: float, bar: Bar, at: float) -> float:
+        """What a taker pays starting from price `at`: the fill model's slippage on it."""
         fm = self.fill_model
         participation = min(1.0, amount / bar.volume) if bar.volume > 0 else 1.0
         slip = fm.spread_bps / 2e4 + fm.impact * (bar.high - bar.low) / bar.close * math.sqrt(
             participation
         )
-        price = bar.close * (1 + slip) if side == "buy" else bar.close * (1 - slip)
+        return at * (1 + slip) if side == "buy" else at * (1 - slip)
+
+    def _taker_price(
+        self, ai: AssetInstance, side: str, amount: float, bar: Bar, limit: float | None
+    ) -> float:
+        price = self._slipped(ai, side, amount, bar, bar.close)
         if limit is not None:
             price = min(price, limit) if side == "buy" else max(price, limit)
         return price
@@ -595,9 +724,10 @@ class SimExchange:
     def _end(self, order: Order, status: str, now: int, reason: str) -> None:
         apply(self.ledger, OrderCancelled(order.symbol, order.client_id, now, status, reason))
         self._meta[order.client_id]["updated"] = now
-        resting = self._resting.get(order.symbol)
-        if resting and order in resting:
-            resting.remove(order)
+        for book in (self._resting, self._waiting):
+            orders = book.get(order.symbol)
+            if orders and order in orders:
+                orders.remove(order)
         self._refresh_work()
         self._emit("order", self.order_dict(order))
 
@@ -638,7 +768,11 @@ class SimExchange:
             "reduceOnly": order.reduce_only,
             "side": order.side,
             "price": order.price if order.price is not None else average,
-            "triggerPrice": None,
+            "triggerPrice": order.trigger_price,
+            "stopLossPrice": order.trigger_price if meta.get("trigger") == "stop" else None,
+            "takeProfitPrice": (
+                order.trigger_price if meta.get("trigger") == "take_profit" else None
+            ),
             "amount": order.amount,
             "filled": filled,
             "remaining": order.amount - filled,

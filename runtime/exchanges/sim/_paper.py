@@ -12,6 +12,11 @@
   the book showed at that price when it arrived. Public trades *at* its price use up that queue
   first; only the volume past the queue fills the order. A trade *through* its price (a sell
   below a resting bid) fills it directly. Resting fills are maker fills at the order's price.
+* A protective order triggers on a trade print at or through its trigger (a sell stop on a
+  print at or below it, a sell take-profit at or above it; the reverse for buys), never on
+  the book. It then executes as a market order (stop-market) or a limit order (stop-limit)
+  arriving at that moment: it sweeps the book as above, and a stop-limit's remainder rests.
+  Funds, or the position for a reduce-only order, are checked when it triggers.
 * Fees are the market's maker/taker fees.
 """
 
@@ -25,7 +30,7 @@ from typing import Any
 from runtime._errors import OrderRejected
 from runtime.exchanges.sim._exchange import Bar, FillModel, SimExchange
 from runtime.model._assets import AssetInstance
-from runtime.model._orders import EXPIRED, OPEN, Order
+from runtime.model._orders import EXPIRED, OPEN, Order, falls_to
 
 Level = tuple[float, float]  # (price, amount)
 
@@ -212,6 +217,42 @@ class PaperExchange(SimExchange):
     def on_bar(self) -> None:
         """Paper fills come from the tape (`on_public_trades`), not from bars."""
 
+    def _fire(self, ai: AssetInstance, order: Order, at: float, bar: Bar, now: int) -> None:
+        """A triggered protective order arrives as a market or limit order (module docstring)."""
+        self._meta[order.client_id]["triggered"] = True
+        if not self._can_fund(ai, order, at):
+            self._end(order, EXPIRED, now, "no funds (or no position) when it triggered")
+            return
+        kind = "market" if order.price is None else "limit"
+        try:
+            marketable, exec_price = self._quote(
+                ai, order.side, kind, order.amount, order.price, bar
+            )
+        except OrderRejected:  # an empty book: nothing to execute against
+            self._end(order, EXPIRED, now, "the book was empty when it triggered")
+            return
+        self._execute(ai, order, kind, "GTC", marketable, exec_price, bar, now)
+
+    def _trigger_on_print(self, ai: AssetInstance, price: float, stamp: int) -> None:
+        waiting = self._waiting.get(ai.symbol)
+        if not waiting:
+            return
+        for order in list(waiting):
+            # Prints are taken as they arrive (as resting orders take them), not by their
+            # stamps: the exchange's clock and ours differ.
+            trigger = order.trigger_price
+            assert trigger is not None
+            if falls_to(order.side, self._meta[order.client_id]["trigger"]):
+                hit = price <= trigger
+            else:
+                hit = price >= trigger
+            if hit:
+                bar = self.paper_feed.bar(ai.symbol)
+                assert bar is not None  # a print has set the last price
+                waiting.remove(order)
+                self._fire(ai, order, price, bar, stamp)
+        self._refresh_work()
+
     def on_public_trades(self, symbol: str, trades: Sequence[Mapping[str, Any]]) -> None:
         """Fill resting orders from public trades, queue first (module docstring)."""
         ai = self.ledger.assets.get(symbol)
@@ -219,10 +260,13 @@ class PaperExchange(SimExchange):
         for trade in trades:
             price = float(trade["price"])
             self.paper_feed.set_last(symbol, price)
+            stamp = int(trade.get("timestamp") or self.paper_feed.now_ms())
+            if ai is not None:
+                self._trigger_on_print(ai, price, stamp)
+                resting = self._resting.get(symbol)
             if ai is None or not resting:
                 continue
             volume = float(trade["amount"])
-            stamp = int(trade.get("timestamp") or self.paper_feed.now_ms())
             for order in list(resting):
                 if volume <= 0:
                     break

@@ -118,6 +118,10 @@ def rejection(exc: OrderRejected | ConfigError, *, futures: bool) -> BinanceErro
                 "rejected. The order will not be recorded in the order history",
             )
         return BinanceError(-2010, "Order would immediately match and take.")
+    if text.startswith("Order would immediately trigger"):
+        if futures:
+            return BinanceError(-2021, "Order would immediately trigger.")
+        return BinanceError(-2010, "Stop price would trigger immediately.")
     if text.startswith("Duplicate order"):
         if futures:
             return BinanceError(-4116, "ClientOrderId is duplicated.")

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from runtime.model._assets import LONG, AssetInstance, Position
-from runtime.model._orders import OPEN, Order, Trade
+from runtime.model._orders import CLOSED, OPEN, Order, Trade
 from runtime.testing.loopback._accounts import (
     Account,
     decimal_param,
@@ -21,7 +21,9 @@ from runtime.testing.loopback._auth import BinanceError, mandatory
 from runtime.testing.loopback._feed import BarClock
 from runtime.testing.loopback._market import MarketData
 from runtime.testing.loopback._wire import (
+    FUTURES_TRIGGER_PARAMS,
     Market,
+    algo_order,
     futures_new_order,
     futures_order,
     futures_trade,
@@ -58,6 +60,11 @@ class FuturesAccount(Account):
     def __init__(self, clock: BarClock, data: MarketData, balances: Mapping[str, float]) -> None:
         super().__init__("binanceusdm", clock, data, balances, "isolated")
         self._realized: dict[str, float] = {}  # trade id -> realized PnL of that fill
+        # Conditional orders once triggered: client id -> the matching engine's order id, the
+        # reverse, and when it triggered.
+        self._actual: dict[str, int] = {}
+        self._by_actual: dict[str, Order] = {}
+        self._triggered_ms: dict[str, int] = {}
         self._accumulated: dict[str, float] = {}  # symbol -> accumulated realized PnL
         self._wallet_seen = {a: b.total for a, b in self.sim.ledger.balances.items()}
         self.listen_key: str | None = None
@@ -374,27 +381,26 @@ class FuturesAccount(Account):
     def get_order(self, params: Mapping[str, str]) -> dict[str, Any]:
         m = self.market(params)
         order = self.order(m, params)
-        return futures_order(m, order, self.updated_ms(order))
+        return self._body(m, order)
 
     def cancel_order(self, params: Mapping[str, str]) -> dict[str, Any]:
         m = self.market(params)
         order = self.order(m, params, cancel=True)
         self._cancel(order, None)
-        return futures_new_order(m, order, self.updated_ms(order))
+        return futures_new_order(
+            m, order, self.updated_ms(order), self._actual.get(order.client_id)
+        )
 
     def open_orders(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
         m = self.market(params) if params.get("symbol") else None
-        return [
-            futures_order(self.by_symbol[o.symbol], o, self.updated_ms(o))
-            for o in self.orders_of(m, open_only=True)
-        ]
+        return [self._body(self.by_symbol[o.symbol], o) for o in self.orders_of(m, open_only=True)]
 
     def open_order(self, params: Mapping[str, str]) -> dict[str, Any]:
         m = self.market(params)
         order = self.order(m, params)
         if order.status != OPEN:
             raise BinanceError(-2013, "Order does not exist.")
-        return futures_order(m, order, self.updated_ms(order))
+        return self._body(m, order)
 
     def cancel_all(self, params: Mapping[str, str]) -> dict[str, Any]:
         m = self.market(params)
@@ -404,12 +410,134 @@ class FuturesAccount(Account):
 
     def all_orders(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
         m = self.market(params)
-        return [futures_order(m, o, self.updated_ms(o)) for o in self.order_history(m, params)]
+        return [self._body(m, o) for o in self.order_history(m, params)]
 
     def user_trades(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
         m = self.market(params)
         picked = self.trade_history(self._asset(m).trades, params)
-        return [futures_trade(m, t, self._realized.get(t.id, 0.0)) for t in picked]
+        return [
+            futures_trade(m, t, self._realized.get(t.id, 0.0), self._actual.get(t.order.client_id))
+            for t in picked
+        ]
+
+    def _body(self, m: Market, order: Order) -> dict[str, Any]:
+        return futures_order(m, order, self.updated_ms(order), self._actual.get(order.client_id))
+
+    # The matching engine's endpoints see a conditional order only once it has triggered, by
+    # the id it got then; before that it lives in the Algo Service (below).
+    def order(self, m: Market, params: Mapping[str, str], *, cancel: bool = False) -> Order:
+        order_id = params.get("orderId")
+        if order_id and order_id in self._by_actual:
+            order = self._by_actual[order_id]
+            if order.symbol == m.symbol:
+                return order
+        order = super().order(m, params, cancel=cancel)
+        if order.trigger_price is not None and (
+            order.client_id not in self._actual or (order_id and order_id == order.id)
+        ):
+            if cancel:
+                raise BinanceError(-2011, "Unknown order sent.")
+            raise BinanceError(-2013, "Order does not exist.")
+        return order
+
+    def orders_of(self, m: Market | None, *, open_only: bool) -> list[Order]:
+        return [
+            o
+            for o in super().orders_of(m, open_only=open_only)
+            if o.trigger_price is None or o.client_id in self._actual
+        ]
+
+    # The Algo Service: conditional orders (STOP_MARKET, STOP, TAKE_PROFIT_MARKET, TAKE_PROFIT).
+    def new_algo_order(self, params: Mapping[str, str]) -> dict[str, Any]:
+        m = self.market(params)
+        enum_param(params, "algoType", ("CONDITIONAL",))
+        side = enum_param(params, "side", ("BUY", "SELL")).lower()
+        kind = required_param(params, "type")
+        if kind not in FUTURES_TRIGGER_PARAMS:
+            raise BinanceError(-1116, "Invalid orderType.")
+        if params.get("positionSide", "BOTH") != "BOTH":
+            raise BinanceError(-4061, "Order's position side does not match user's setting.")
+        client_id = self._client_id({"newClientOrderId": params.get("clientAlgoId", "")})
+        extra: dict[str, Any] = {"clientOrderId": client_id}
+        reduce_only = params.get("reduceOnly")
+        if reduce_only not in (None, "", "true", "false"):
+            raise BinanceError(-4062, "Invalid or improper reduceOnly value.")
+        extra["reduceOnly"] = reduce_only == "true"
+        trigger_param, limit = FUTURES_TRIGGER_PARAMS[kind]
+        extra[trigger_param] = decimal_param(params, "triggerPrice")
+        qty = decimal_param(params, "quantity")
+        assert qty is not None
+        price: float | None = None
+        if limit:
+            price = decimal_param(params, "price")
+            tif = params.get("timeInForce") or "GTC"
+            if tif not in ("GTC", "IOC", "FOK", "GTX"):
+                enum_param(params, "timeInForce", ("GTC", "IOC", "FOK", "GTX"))
+            extra["timeInForce"] = "GTC" if tif == "GTX" else tif
+        order = self._submit(m, "limit" if limit else "market", side, qty, price, extra)
+        return algo_order(m, order, self.updated_ms(order), self.algo_status(order), listing=False)
+
+    def _algo(self, m: Market, params: Mapping[str, str], *, cancel: bool = False) -> Order:
+        algo_id = params.get("algoId")
+        client_id = params.get("clientAlgoId")
+        if not algo_id and not client_id:
+            raise BinanceError(
+                -1102, "Param 'algoId' or 'clientAlgoId' must be sent, but both were empty/null!"
+            )
+        ledger = self.sim.ledger
+        order = ledger.orders_by_id.get(algo_id) if algo_id else ledger.orders.get(client_id or "")
+        if order is None or order.symbol != m.symbol or order.trigger_price is None:
+            if cancel:
+                raise BinanceError(-2011, "Unknown order sent.")
+            raise BinanceError(-2013, "Order does not exist.")
+        return order
+
+    def _algo_body(self, m: Market, order: Order) -> dict[str, Any]:
+        return algo_order(
+            m,
+            order,
+            self.updated_ms(order),
+            self.algo_status(order),
+            actual_id=self._actual.get(order.client_id),
+            trigger_ms=self._triggered_ms.get(order.client_id, 0),
+        )
+
+    def get_algo_order(self, params: Mapping[str, str]) -> dict[str, Any]:
+        m = self.market(params)
+        return self._algo_body(m, self._algo(m, params))
+
+    def cancel_algo_order(self, params: Mapping[str, str]) -> dict[str, Any]:
+        m = self.market(params)
+        order = self._algo(m, params, cancel=True)
+        if self.sim.is_working(order):  # triggered: the Algo Service has let it go
+            raise BinanceError(-2011, "Unknown order sent.")
+        self._cancel(order, None)
+        return {
+            "algoId": int(order.id or 0),
+            "clientAlgoId": order.client_id,
+            "code": "200",
+            "msg": "success",
+        }
+
+    def cancel_all_algo(self, params: Mapping[str, str]) -> dict[str, Any]:
+        m = self.market(params)
+        for order in super().orders_of(m, open_only=True):
+            if order.trigger_price is not None and not self.sim.is_working(order):
+                self._cancel(order, None)
+        return {"code": 200, "msg": "The operation of cancel all open order is done."}
+
+    def open_algo_orders(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        m = self.market(params) if params.get("symbol") else None
+        return [
+            self._algo_body(self.by_symbol[o.symbol], o)
+            for o in super().orders_of(m, open_only=True)
+            if o.trigger_price is not None and not self.sim.is_working(o)
+        ]
+
+    def all_algo_orders(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        m = self.market(params)
+        conditional = [o for o in super().orders_of(m, open_only=False) if o.trigger_price]
+        return [self._algo_body(m, o) for o in conditional]
 
     # Events.
     def _on_engine(self, kind: str, payload: dict[str, Any]) -> None:
@@ -425,27 +553,106 @@ class FuturesAccount(Account):
         super()._on_engine(kind, payload)
 
     def _order_event(self, order: Order, fill: Trade | None) -> None:
+        if order.trigger_price is None:
+            self._trade_update(order, fill)
+            return
+        # A conditional order: ALGO_UPDATE while it waits and when it ends; once triggered, the
+        # matching engine's order it became reports as any order does (ORDER_TRADE_UPDATE).
+        now = self.clock.now_ms()
+        if not self.sim.is_working(order):
+            self._algo_update(order, now)
+            return
+        if (
+            order.status not in (OPEN, CLOSED)
+            and not order.fills
+            and order.client_id not in self._actual
+        ):
+            self._algo_update(order, now)  # refused when it triggered (funds, reduce-only)
+            return
+        if order.client_id not in self._actual:
+            actual = int(self.sim.new_id())
+            self._actual[order.client_id] = actual
+            self._by_actual[str(actual)] = order
+            self._triggered_ms[order.client_id] = now
+            self._algo_update(order, now)
+            if fill is not None or order.status != OPEN:
+                self._trade_update(order, None, force_new=True)
+        self._trade_update(order, fill)
+        if order.status != OPEN:
+            self._algo_update(order, now)
+
+    def algo_status(self, order: Order) -> str:
+        if not self.sim.is_working(order):
+            return "NEW" if order.status == OPEN else "CANCELED"
+        if order.client_id not in self._actual:
+            return "REJECTED"
+        return "TRIGGERED" if order.status == OPEN else "FINISHED"
+
+    def _algo_update(self, order: Order, now: int) -> None:
+        m = self.by_symbol[order.symbol]
+        actual = self._actual.get(order.client_id)
+        filled = order.filled
+        status = self.algo_status(order)
+        o: dict[str, Any] = {
+            "caid": order.client_id,
+            "aid": int(order.id or 0),
+            "at": "CONDITIONAL",
+            "o": order_type(order, futures=True),
+            "s": m.id,
+            "S": order.side.upper(),
+            "ps": "BOTH",
+            "f": time_in_force(order, futures=True),
+            "q": m.qty(order.amount),
+            "X": status,
+            "ai": "" if actual is None else str(actual),
+            "ap": m.fill_price(sum(t.value for t in order.fills) / filled if filled else 0.0),
+            "aq": m.qty(filled),
+            "act": "0" if actual is None else ("MARKET" if order.price is None else "LIMIT"),
+            "tp": m.price(order.trigger_price),
+            "p": m.price(order.price),
+            "V": "EXPIRE_MAKER",
+            "wt": "CONTRACT_PRICE",
+            "pm": "NONE",
+            "cp": False,
+            "pP": False,
+            "R": order.reduce_only,
+            "tt": self._triggered_ms.get(order.client_id, 0),
+            "gtd": 0,
+        }
+        if status == "REJECTED":
+            o["rm"] = "Reduce Only reject" if order.reduce_only else "Margin is insufficient."
+        self.emit({"e": "ALGO_UPDATE", "T": now, "E": now, "o": o})
+
+    def _trade_update(self, order: Order, fill: Trade | None, *, force_new: bool = False) -> None:
         m = self.by_symbol[order.symbol]
         now = self.clock.now_ms()
-        status = order_status(order)
-        x = "TRADE" if fill is not None else ("NEW" if order.status == OPEN else status)
+        status = "NEW" if force_new else order_status(order)
+        x = (
+            "TRADE"
+            if fill is not None
+            else ("NEW" if force_new or order.status == OPEN else status)
+        )
+        actual = self._actual.get(order.client_id)
+        kind = order_type(order, futures=True)
+        if actual is not None:
+            kind = "MARKET" if order.price is None else "LIMIT"
         filled = order.filled
         avg = sum(t.value for t in order.fills) / filled if filled else 0.0
         o: dict[str, Any] = {
             "s": m.id,
             "c": order.client_id,
             "S": order.side.upper(),
-            "o": order_type(order, futures=True),
+            "o": kind,
             "f": time_in_force(order, futures=True),
             "q": m.qty(order.amount),
             "p": m.price(order.price),
-            "ap": m.fill_price(avg),
-            "sp": m.price(0.0),
+            "ap": m.fill_price(0.0 if force_new else avg),
+            "sp": m.price(order.trigger_price or 0.0),
             "x": x,
             "X": status,
-            "i": int(order.id or 0),
+            "i": actual if actual is not None else int(order.id or 0),
             "l": m.qty(fill.amount if fill else 0.0),
-            "z": m.qty(filled),
+            "z": m.qty(0.0 if force_new else filled),
             "L": m.fill_price(fill.price if fill else 0.0),
         }
         if fill is not None:

@@ -120,7 +120,39 @@ def time_in_force(order: Order, *, futures: bool) -> str:
     return str(tif)
 
 
+# Binance's names for protective orders: (trigger kind, with a limit price) -> type.
+_SPOT_TRIGGER_TYPES: Final = {
+    ("StopOrder", False): "STOP_LOSS",
+    ("StopOrder", True): "STOP_LOSS_LIMIT",
+    ("TakeProfitOrder", False): "TAKE_PROFIT",
+    ("TakeProfitOrder", True): "TAKE_PROFIT_LIMIT",
+}
+_FUTURES_TRIGGER_TYPES: Final = {
+    ("StopOrder", False): "STOP_MARKET",
+    ("StopOrder", True): "STOP",
+    ("TakeProfitOrder", False): "TAKE_PROFIT_MARKET",
+    ("TakeProfitOrder", True): "TAKE_PROFIT",
+}
+#: Binance order type -> (ccxt unified trigger param, whether it takes a limit price).
+SPOT_TRIGGER_PARAMS: Final = {
+    "STOP_LOSS": ("stopLossPrice", False),
+    "STOP_LOSS_LIMIT": ("stopLossPrice", True),
+    "TAKE_PROFIT": ("takeProfitPrice", False),
+    "TAKE_PROFIT_LIMIT": ("takeProfitPrice", True),
+}
+FUTURES_TRIGGER_PARAMS: Final = {
+    "STOP_MARKET": ("stopLossPrice", False),
+    "STOP": ("stopLossPrice", True),
+    "TAKE_PROFIT_MARKET": ("takeProfitPrice", False),
+    "TAKE_PROFIT": ("takeProfitPrice", True),
+}
+
+
 def order_type(order: Order, *, futures: bool) -> str:
+    if order.trigger_price is not None:
+        base = order.type.__name__.split("[", 1)[0]
+        types = _FUTURES_TRIGGER_TYPES if futures else _SPOT_TRIGGER_TYPES
+        return types[(base, order.price is not None)]
     if order.price is None:
         return "MARKET"
     if getattr(order.type, "post_only", False) and not futures:
@@ -132,12 +164,16 @@ def cost(order: Order) -> float:
     return sum(t.value for t in order.fills)
 
 
-def spot_order(m: Market, order: Order, updated_ms: int) -> dict[str, Any]:
-    """The order as ``GET /api/v3/order`` (and ``openOrders``, ``allOrders``) returns it."""
+def spot_order(
+    m: Market, order: Order, updated_ms: int, working: bool = True, list_id: int = -1
+) -> dict[str, Any]:
+    """The order as ``GET /api/v3/order`` (and ``openOrders``, ``allOrders``) returns it;
+    `working` is False for a protective order still waiting for its trigger, `list_id` the
+    OCO order list it belongs to (-1: none)."""
     return {
         "symbol": m.id,
         "orderId": int(order.id or 0),
-        "orderListId": -1,
+        "orderListId": list_id,
         "clientOrderId": order.client_id,
         "price": m.price(order.price),
         "origQty": m.qty(order.amount),
@@ -147,11 +183,11 @@ def spot_order(m: Market, order: Order, updated_ms: int) -> dict[str, Any]:
         "timeInForce": time_in_force(order, futures=False),
         "type": order_type(order, futures=False),
         "side": order.side.upper(),
-        "stopPrice": m.price(0.0),
+        "stopPrice": m.price(order.trigger_price or 0.0),
         "icebergQty": m.qty(0.0),
         "time": order.timestamp,
         "updateTime": updated_ms,
-        "isWorking": True,
+        "isWorking": working,
         "workingTime": order.timestamp,
         "origQuoteOrderQty": m.quote_qty(0.0),
         "selfTradePreventionMode": "EXPIRE_MAKER",
@@ -173,26 +209,34 @@ _RESULT_KEYS: Final = (
 
 
 def spot_new_order(
-    m: Market, order: Order, updated_ms: int, resp_type: str, cancel_client_id: str | None = None
+    m: Market,
+    order: Order,
+    updated_ms: int,
+    resp_type: str,
+    cancel_client_id: str | None = None,
+    working: bool = True,
+    list_id: int = -1,
 ) -> dict[str, Any]:
     """The reply of ``POST /api/v3/order`` for ``newOrderRespType`` ACK, RESULT or FULL.
 
     With ``cancel_client_id`` (the cancel request's own client id) it is the reply of
     ``DELETE /api/v3/order`` instead.
     """
-    full = spot_order(m, order, updated_ms)
+    full = spot_order(m, order, updated_ms, working, list_id)
     if cancel_client_id is not None:
         # Binance names the cancel request by its own client id; the order's is "orig".
         out = {
             "symbol": m.id,
             "origClientOrderId": order.client_id,
             "orderId": full["orderId"],
-            "orderListId": -1,
+            "orderListId": list_id,
             "clientOrderId": cancel_client_id,
             "transactTime": updated_ms,
         }
         for key in (*_RESULT_KEYS, "selfTradePreventionMode"):
             out[key] = full[key]
+        if order.trigger_price is not None:
+            out["stopPrice"] = full["stopPrice"]
         return out
     out = {k: full[k] for k in ("symbol", "orderId", "orderListId", "clientOrderId")}
     out["transactTime"] = order.timestamp
@@ -200,6 +244,10 @@ def spot_new_order(
         return out
     for key in (*_RESULT_KEYS, "workingTime", "selfTradePreventionMode"):
         out[key] = full[key]
+    if order.trigger_price is not None:  # Binance adds it for stop and take-profit types
+        out["stopPrice"] = full["stopPrice"]
+        if not working:
+            out["workingTime"] = -1
     if resp_type == "FULL":
         out["fills"] = [
             {
@@ -233,17 +281,24 @@ def spot_trade(m: Market, t: Trade) -> dict[str, Any]:
     }
 
 
-def futures_order(m: Market, order: Order, updated_ms: int) -> dict[str, Any]:
-    """The order as ``GET /fapi/v1/order`` (and ``openOrders``, ``allOrders``) returns it."""
+def futures_order(
+    m: Market, order: Order, updated_ms: int, order_id: int | None = None
+) -> dict[str, Any]:
+    """The order as ``GET /fapi/v1/order`` (and ``openOrders``, ``allOrders``) returns it. A
+    triggered conditional order is the matching engine's order it became: `order_id`, a
+    MARKET or LIMIT type, its conditional type as ``origType``."""
     filled = order.filled
     avg = cost(order) / filled if filled else 0.0
     kind = order_type(order, futures=True)
+    actual = kind
+    if order.trigger_price is not None:
+        actual = "MARKET" if order.price is None else "LIMIT"
     return {
         "avgPrice": m.fill_price(avg),
         "clientOrderId": order.client_id,
         "cumQuote": m.quote_qty(cost(order)),
         "executedQty": m.qty(filled),
-        "orderId": int(order.id or 0),
+        "orderId": order_id if order_id is not None else int(order.id or 0),
         "origQty": m.qty(order.amount),
         "origType": kind,
         "price": m.price(order.price),
@@ -251,12 +306,12 @@ def futures_order(m: Market, order: Order, updated_ms: int) -> dict[str, Any]:
         "side": order.side.upper(),
         "positionSide": "BOTH",
         "status": order_status(order),
-        "stopPrice": m.price(0.0),
+        "stopPrice": m.price(order.trigger_price or 0.0),
         "closePosition": False,
         "symbol": m.id,
         "time": order.timestamp,
         "timeInForce": time_in_force(order, futures=True),
-        "type": kind,
+        "type": actual,
         "updateTime": updated_ms,
         "workingType": "CONTRACT_PRICE",
         "priceProtect": False,
@@ -266,23 +321,27 @@ def futures_order(m: Market, order: Order, updated_ms: int) -> dict[str, Any]:
     }
 
 
-def futures_new_order(m: Market, order: Order, updated_ms: int) -> dict[str, Any]:
+def futures_new_order(
+    m: Market, order: Order, updated_ms: int, order_id: int | None = None
+) -> dict[str, Any]:
     """The reply of ``POST /fapi/v1/order`` and ``DELETE /fapi/v1/order``."""
-    out = futures_order(m, order, updated_ms)
+    out = futures_order(m, order, updated_ms, order_id)
     del out["time"]
     out["cumQty"] = out["executedQty"]
     return out
 
 
-def futures_trade(m: Market, t: Trade, realized_pnl: float) -> dict[str, Any]:
-    """One fill as ``GET /fapi/v1/userTrades`` returns it."""
+def futures_trade(
+    m: Market, t: Trade, realized_pnl: float, order_id: int | None = None
+) -> dict[str, Any]:
+    """One fill as ``GET /fapi/v1/userTrades`` returns it (`order_id`: see futures_order)."""
     return {
         "buyer": t.order.side == "buy",
         "commission": m.quote_qty(t.fee),
         "commissionAsset": t.fee_currency,
         "id": int(t.id),
         "maker": not t.taker,
-        "orderId": int(t.order.id or 0),
+        "orderId": order_id if order_id is not None else int(t.order.id or 0),
         "price": m.fill_price(t.price),
         "qty": m.qty(t.amount),
         "quoteQty": m.quote_qty(t.value),
@@ -292,3 +351,51 @@ def futures_trade(m: Market, t: Trade, realized_pnl: float) -> dict[str, Any]:
         "symbol": m.id,
         "time": t.timestamp,
     }
+
+
+def algo_order(
+    m: Market,
+    order: Order,
+    updated_ms: int,
+    status: str,
+    *,
+    actual_id: int | None = None,
+    trigger_ms: int = 0,
+    listing: bool = True,
+) -> dict[str, Any]:
+    """A conditional order as Binance's Algo Service shows it: the ``POST /fapi/v1/algoOrder``
+    reply (``listing=False``), or ``GET algoOrder`` / ``openAlgoOrders`` / ``allAlgoOrders``
+    (with the matching-engine order it became, once triggered)."""
+    out: dict[str, Any] = {
+        "algoId": int(order.id or 0),
+        "clientAlgoId": order.client_id,
+        "algoType": "CONDITIONAL",
+        "orderType": order_type(order, futures=True),
+        "symbol": m.id,
+        "side": order.side.upper(),
+        "positionSide": "BOTH",
+        "timeInForce": time_in_force(order, futures=True),
+        "quantity": m.qty(order.amount),
+        "algoStatus": status,
+    }
+    if listing:
+        out["actualOrderId"] = "" if actual_id is None else str(actual_id)
+        out["actualPrice"] = m.fill_price(cost(order) / order.filled if order.filled else 0.0)
+    out.update(
+        {
+            "triggerPrice": m.price(order.trigger_price),
+            "price": m.price(order.price),
+            "icebergQuantity": None,
+            "selfTradePreventionMode": "EXPIRE_MAKER",
+            "workingType": "CONTRACT_PRICE",
+            "priceMatch": "NONE",
+            "closePosition": False,
+            "priceProtect": False,
+            "reduceOnly": order.reduce_only,
+            "createTime": order.timestamp,
+            "updateTime": updated_ms,
+            "triggerTime": trigger_ms,
+            "goodTillDate": 0,
+        }
+    )
+    return out

@@ -5,17 +5,21 @@ allows."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import trio
 
 from runtime import Live, Paper, Sim, start, stop, strategy
 from runtime.exchanges.ccxt import CcxtExchange
+from runtime.testing.loopback import LoopbackExchange
 from tests.conftest import HERE
 from tests.runtime.conftest import Dialect
 from tests.runtime.testing.loopback.support import BTC
 
 UPDOWN = HERE / "three_modes_strategy.py"
+BRACKETS = HERE / "three_modes_bracket_strategy.py"
+LEGS = ("-sl", "-tp")
 
 
 async def test_same_decisions_in_sim_paper_and_live(
@@ -63,3 +67,67 @@ async def test_same_decisions_in_sim_paper_and_live(
             band = max(bar["high"] - bar["low"], close * 0.0005) * 3
             assert abs(price - close) <= band, (mode.mode, price, close, band)
             assert abs(sim_price - close) <= band
+
+
+async def test_same_bracket_decisions_in_sim_paper_and_live(
+    running_market: LoopbackExchange, tmp_path: Path
+) -> None:
+    """The same with brackets: the same entries and protective triggers in each mode, each
+    filled entry protected by both legs (unless a trigger was already crossed: refused by
+    name), and once a leg has filled the other is not left open (Live spot sends the pair as
+    Binance's OCO order list; Sim and Paper emulate it)."""
+    live = strategy(BRACKETS, mode=Live(), sandbox=False, config={"trace_root": str(tmp_path)})
+    paper = strategy(BRACKETS, mode=Paper(), sandbox=False, config={"trace_root": str(tmp_path)})
+
+    def legs_filled(s: Any) -> int:
+        return sum(bool(o.fills) for c, o in s._rt.state.orders.items() if c.endswith(LEGS))
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(start, live)
+        await nursery.start(start, paper)
+        with trio.fail_after(40):
+            # Ticks come from the wall clock: poll their progress.
+            while (  # noqa: ASYNC110
+                min(len(live.decisions), len(paper.decisions)) < 6
+                or min(legs_filled(live), legs_filled(paper)) < 1
+            ):
+                await trio.sleep(0.1)
+        await stop(live)
+        await stop(paper)
+    async with CcxtExchange.open("binance", sandbox=False) as ex:
+        rows = await ex.fetch_ohlcv(BTC, "1s", limit=120)
+    frame = pd.DataFrame(rows[:-1], columns=["timestamp", "open", "high", "low", "close", "volume"])
+    sim = strategy(BRACKETS, mode=Sim(), data=frame, config={"trace": False})
+    await start(sim)
+    assert legs_filled(sim) >= 1
+
+    by_bar = {d[0]: d[1:] for d in sim.decisions}
+    for mode in (live, paper):
+        shared = [d for d in mode.decisions if d[0] in by_bar]
+        assert len(shared) >= 4, (mode.mode, mode.decisions, sorted(by_bar)[-10:])
+        for bar_time, side, _price, close, stop_loss, take_profit in shared:
+            sim_side, _sim_price, sim_close, sim_stop, sim_take = by_bar[bar_time]
+            assert (side, close, stop_loss, take_profit) == (
+                sim_side,
+                sim_close,
+                sim_stop,
+                sim_take,
+            ), (mode.mode, bar_time)
+        # Each buy filled, unless the live price had already crossed its stop or take-profit
+        # when it was sent (then refused by that check, by name).
+        buys = [d for d in mode.decisions if d[1] == "buy"]
+        unfilled = [d for d in buys if d[2] is None]
+        assert len(unfilled) <= len(mode.refusals), (mode.mode, unfilled, mode.refusals)
+    for mode in (live, paper, sim):
+        orders = mode._rt.state.orders
+        protected = 0
+        for entry in mode.entries:
+            legs = [orders.get(f"{entry}-sl"), orders.get(f"{entry}-tp")]
+            if None in legs:
+                continue  # refused: the price had crossed a trigger by the fill (counted below)
+            protected += 1
+            assert all(leg.trigger_price is not None for leg in legs if leg is not None)
+            if any(leg.fills for leg in legs if leg is not None):
+                assert not any(leg.is_open for leg in legs if leg is not None), (mode.mode, legs)
+        assert protected >= len(mode.entries) - len(mode.refusals), (mode.mode, mode.refusals)
+        assert protected >= 1

@@ -6,7 +6,19 @@ from typing import Any
 
 import pytest
 
-from runtime import Buy, FOKOrder, GTCOrder, MarketOrder, Paper, Pending, Sell, Trade, call
+from runtime import (
+    Buy,
+    FOKOrder,
+    GTCOrder,
+    MarketOrder,
+    Paper,
+    Pending,
+    Sell,
+    StopOrder,
+    TakeProfitOrder,
+    Trade,
+    call,
+)
 from runtime import strategy as load
 from tests.conftest import MANUAL
 
@@ -88,3 +100,41 @@ async def test_sell_sweeps_bids() -> None:
     t = await call(s, ai, MarketOrder[Sell], amount=0.5)
     assert isinstance(t, Trade)
     assert t.price == pytest.approx(59_990.0)
+
+
+async def test_a_stop_triggers_on_a_print_and_sweeps_the_book() -> None:
+    """Paper triggers protective orders on trade prints (DESIGN §10), then executes them
+    against the book as a market order arriving then."""
+    s = paper()
+    ai = s.universe[BTC]
+    tape(s, (60_000.0, 0.1))  # the last price the trigger checks compare with
+    await call(s, ai, MarketOrder[Buy], amount=1.0)
+    p = await call(s, ai, StopOrder[Sell], amount=0.4, trigger_price=59_900.0, waitfor=0)
+    assert isinstance(p, Pending)
+    tape(s, (59_950.0, 1.0))  # above the trigger: nothing
+    assert p.order.is_open
+    assert not p.order.fills
+    tape(s, (59_900.0, 0.2))  # a print at the trigger
+    assert p.order.status == "closed"
+    assert p.order.fills[-1].price == pytest.approx(59_990.0)  # the best bid takes 0.4
+    assert p.order.fills[-1].taker
+
+
+async def test_a_take_profit_limit_triggers_on_a_print_and_rests_within_its_limit() -> None:
+    s = paper()
+    ai = s.universe[BTC]
+    tape(s, (60_000.0, 0.1))
+    await call(s, ai, MarketOrder[Buy], amount=1.0)
+    p = await call(
+        s, ai, TakeProfitOrder[Sell], amount=0.5, trigger_price=60_050.0, price=60_100.0, waitfor=0
+    )
+    assert isinstance(p, Pending)
+    tape(s, (60_040.0, 1.0))
+    assert p.order.is_open  # below the trigger
+    tape(s, (60_050.0, 1.0))  # triggered: a sell limit at 60,100 above the bids rests
+    assert p.order.is_open
+    assert not p.order.fills
+    tape(s, (60_110.0, 1.0))  # a print through its limit fills it, at its limit
+    assert p.order.status == "closed"
+    assert p.order.fills[-1].price == 60_100.0
+    assert not p.order.fills[-1].taker

@@ -67,6 +67,7 @@ SPOT_REST: dict[str, Any] = {
     "GET /api/v3/account": S.GetAccountResponse,
     "POST /api/v3/order": S.NewOrderResponse,
     "POST /api/v3/order/test": S.OrderTestResponse,
+    "POST /api/v3/orderList/oco": S.OrderListOcoResponse,
     "GET /api/v3/order": S.GetOrderResponse,
     "DELETE /api/v3/order": S.DeleteOrderResponse,
     "GET /api/v3/openOrders": S.GetOpenOrdersResponse,
@@ -105,6 +106,12 @@ FUTURES_REST: dict[str, Any] = {
     "DELETE /fapi/v1/allOpenOrders": F.CancelAllOpenOrdersResponse,
     "GET /fapi/v1/allOrders": F.AllOrdersResponse,
     "GET /fapi/v1/userTrades": F.AccountTradeListResponse,
+    "POST /fapi/v1/algoOrder": F.NewAlgoOrderResponse,
+    "GET /fapi/v1/algoOrder": F.QueryAlgoOrderResponse,
+    "DELETE /fapi/v1/algoOrder": F.CancelAlgoOrderResponse,
+    "GET /fapi/v1/openAlgoOrders": F.CurrentAllAlgoOpenOrdersResponse,
+    "GET /fapi/v1/allAlgoOrders": F.QueryAllAlgoOrdersResponse,
+    "DELETE /fapi/v1/algoOpenOrders": F.CancelAllAlgoOpenOrdersResponse,
     "POST /fapi/v1/listenKey": F.StartUserDataStreamResponse,
     "PUT /fapi/v1/listenKey": F.KeepaliveUserDataStreamResponse,
 }
@@ -128,9 +135,14 @@ KNOWN_EXTRAS: dict[type, frozenset[str]] = {
     SA.ExecutionReport: frozenset({"e"}),
     SA.OutboundAccountPosition: frozenset({"e"}),
     SA.BalanceUpdate: frozenset({"e"}),
+    SA.ListStatus: frozenset({"e"}),
     FW.OrderTradeUpdate: frozenset({"e"}),
     FW.AccountUpdate: frozenset({"e"}),
     FW.AccountConfigUpdate: frozenset({"e"}),
+    FW.AlgoUpdate: frozenset({"e"}),
+    # Binance's "Conditional fields in Order Responses": stopPrice for the stop and
+    # take-profit types; the generated model lacks it.
+    S.NewOrderResponse: frozenset({"stopPrice"}),
     # "New Order" and "Cancel Order" (USDⓈ-M) in Binance's docs show avgPrice and cumQuote.
     F.NewOrderResponse: frozenset({"avgPrice", "cumQuote"}),
     F.CancelOrderResponse: frozenset({"avgPrice", "cumQuote"}),
@@ -228,6 +240,7 @@ FUTURES_EVENTS = {
     "ORDER_TRADE_UPDATE": FW.UserDataStreamEventsResponse,
     "ACCOUNT_UPDATE": FW.UserDataStreamEventsResponse,
     "ACCOUNT_CONFIG_UPDATE": FW.UserDataStreamEventsResponse,
+    "ALGO_UPDATE": FW.UserDataStreamEventsResponse,
 }
 # The futures SDK has no model for the public @trade stream (ccxt.pro's watch_trades uses it):
 # Binance documents it as the spot trade event without "M".
@@ -329,6 +342,40 @@ async def _session(ex: LoopbackExchange) -> None:
         ex.set_price(BTC, 59_500.0)
         ex.deposit("ETH", 1.0)
         await asyncio.wait_for(asyncio.gather(orders, balance, trades), 5)
+        # The four trigger types (DESIGN §10); a bar down to 58,800 triggers the two stops.
+        stops = [
+            await b.create_order(BTC, "market", "sell", 0.002, None, {"stopLossPrice": 59_000.0}),
+            await b.create_order(BTC, "limit", "sell", 0.002, 58_900.0, {"stopLossPrice": 59e3}),
+        ]
+        take = await b.create_order(BTC, "market", "sell", 0.002, None, {"takeProfitPrice": 6e4})
+        await b.create_order(BTC, "limit", "sell", 0.002, 60_100.0, {"takeProfitPrice": 60_050.0})
+        await _look_up_and_cancel(b, take["id"], BTC)
+        with pytest.raises(ccxt.OrderImmediatelyFillable):
+            await b.create_order(BTC, "market", "sell", 0.002, None, {"stopLossPrice": 60_000.0})
+        ex.set_price(BTC, 58_800.0)
+        for stop in stops:
+            assert (await b.fetch_order(stop["id"], BTC))["status"] == "closed"
+        # An OCO order list (what a bracket is sent as on spot): one lock; the stop triggers,
+        # the take-profit expires; listStatus events.
+        oco = {
+            "symbol": "BTCUSDT",
+            "side": "SELL",
+            "quantity": "0.002",
+            "aboveType": "TAKE_PROFIT_LIMIT",
+            "aboveStopPrice": "61000",
+            "abovePrice": "61000",
+            "aboveTimeInForce": "GTC",
+            "belowType": "STOP_LOSS",
+            "belowStopPrice": "58700",
+            "listClientOrderId": "list1",
+            "newOrderRespType": "RESULT",
+        }
+        listed = await b.private_post_orderlist_oco(oco)
+        assert [o["status"] for o in listed["orderReports"]] == ["NEW", "NEW"]
+        ex.set_price(BTC, 58_600.0)  # the list's stop triggers; its take-profit expires
+        reports = [await b.fetch_order(str(o["orderId"]), BTC) for o in listed["orders"]]
+        assert sorted(o["status"] for o in reports) == ["closed", "expired"]
+        ex.set_price(BTC, 59_500.0)  # back where the futures part expects the market
     sym = {"symbol": "BTCUSDT"}
     order = {
         **sym,
@@ -390,6 +437,30 @@ async def _session(ex: LoopbackExchange) -> None:
         await _fetch_market_data(f, BTC_PERP)
         await f.create_order(BTC_PERP, "limit", "buy", 0.01, 58_000.0)
         await f.cancel_all_orders(BTC_PERP)
+        # Conditional orders go to the Algo Service (ccxt sends them there): the four types,
+        # a lookup, the open and all listings, a cancel, the immediate-trigger refusal; a bar
+        # down to 59,000 triggers the two stops (reduce-only: the position left is 0.005).
+        stop = {"stopLossPrice": 59_200.0, "reduceOnly": True}
+        algo = [
+            await f.create_order(BTC_PERP, "market", "sell", 0.002, None, stop),
+            await f.create_order(BTC_PERP, "limit", "sell", 0.002, 59_100.0, stop),
+        ]
+        tp = {"takeProfitPrice": 60_400.0, "reduceOnly": True}
+        take = await f.create_order(BTC_PERP, "market", "sell", 0.002, None, tp)
+        await f.create_order(BTC_PERP, "limit", "sell", 0.002, 60_500.0, tp)
+        await f.fetch_order(take["id"], BTC_PERP, {"trigger": True})
+        await f.fetch_open_orders(BTC_PERP, None, None, {"trigger": True})
+        await f.cancel_order(take["id"], BTC_PERP, {"trigger": True})
+        with pytest.raises(ccxt.OrderImmediatelyFillable):
+            await f.create_order(BTC_PERP, "market", "sell", 0.002, None, {"stopLossPrice": 6e4})
+        ex.set_price(BTC, 59_000.0)
+        for triggered in algo:
+            found = await f.fetch_order(triggered["id"], BTC_PERP, {"trigger": True})
+            assert found["status"] == "closed"
+        await f.fetch_orders(BTC_PERP, None, None, {"trigger": True})
+        await f.fetch_my_trades(BTC_PERP)
+        await f.cancel_all_orders(BTC_PERP, {"trigger": True})
+        ex.set_price(BTC, 59_500.0)
         with pytest.raises(ccxt.InsufficientFunds):
             await f.create_order(BTC_PERP, "market", "buy", 50.0)
         trades = await _watch_market_data(q, BTC_PERP)
