@@ -64,6 +64,7 @@ async def main(root: Path, seed: int) -> None:
     stop_file = root / "stop"
     async with trio.open_nursery() as nursery:
         await nursery.start(start, s)
+        (root / "started").touch()  # the soak injects faults from now on
         await trade_randomly(s, random.Random(seed), stop_file)
         ai = s.universe[SYMBOL]
         with trio.move_on_after(30.0):  # lost sends still being resolved by client id

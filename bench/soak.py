@@ -159,7 +159,12 @@ def run_soak(seconds: float, seed: int, root: Path, kill_every_s: float = 10.0) 
         walker.start()
         child = Child(root, ex.env(), seed)
         child.start()
-        time.sleep(3.0)  # the first start: markets, bars, watchers
+        # Faults begin once the first start is done (markets, bars, watchers): on a busy
+        # machine a start takes longer than any fixed wait. The child says so with a file.
+        ready = root / "started"
+        give_up = time.monotonic() + 120.0
+        while not ready.exists() and child.alive() and time.monotonic() < give_up:
+            time.sleep(0.1)  # another process: nothing to wait on but its file
         deadline = time.monotonic() + seconds
         next_kill = time.monotonic() + rng.uniform(0.5, 1.5) * kill_every_s
         try:

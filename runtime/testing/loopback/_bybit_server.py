@@ -26,7 +26,6 @@ import asyncio
 import hmac
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -38,12 +37,12 @@ from aiohttp import WSMsgType, web
 
 from runtime.exchanges._bybit_info import SPOT_INSTRUMENTS, instruments_info
 from runtime.exchanges.sim._exchange import FillModel
-from runtime.testing.loopback._auth import Credentials
 from runtime.testing.loopback._bybit import INTERVALS, BybitAccount, BybitError, ok
-from runtime.testing.loopback._faults import Faults, RequestFault
+from runtime.testing.loopback._faults import RequestFault
 from runtime.testing.loopback._feed import BarClock
 from runtime.testing.loopback._market import MarketData
 from runtime.testing.loopback._server import Payload, _EngineFeed
+from runtime.testing.loopback._serving import ServedExchange
 from runtime.testing.loopback._wire import Market
 
 __all__ = ["BybitLoopbackExchange"]
@@ -52,7 +51,6 @@ log = logging.getLogger("vigil.loopback.bybit")
 
 T = TypeVar("T")
 PUBLIC, SIGNED = "public", "signed"
-_START_TIMEOUT_S: Final = 10.0
 _DEFAULT_BALANCES: Final = {"USDT": 100_000.0}
 _RECV_WINDOW_DEFAULT_MS: Final = 5_000
 _EVENTS_KEPT: Final = 10_000
@@ -87,7 +85,7 @@ class _Conn:
         self.out.put_nowait(text)
 
 
-class BybitLoopbackExchange:
+class BybitLoopbackExchange(ServedExchange):
     """A local Bybit (v5, unified account: spot and linear USDT perpetuals) that real
     ``ccxt.bybit`` and ``ccxt.pro.bybit`` talk to. See the module doc.
 
@@ -100,6 +98,8 @@ class BybitLoopbackExchange:
     """
 
     venue = "bybit"
+
+    venue_name = "Bybit"
 
     def __init__(
         self,
@@ -117,21 +117,9 @@ class BybitLoopbackExchange:
         port: int = 0,
         record: bool = False,
     ) -> None:
-        if (api_key is None) != (secret is None):
-            raise ValueError("give both api_key and secret, or neither (to generate a pair)")
-        if bar_interval_ms is not None and not bar_interval_ms > 0:
-            raise ValueError(
-                f"bar_interval_ms={bar_interval_ms!r} must be positive, or None for manual bars"
-            )
-        self.credentials = (
-            Credentials(api_key, secret)
-            if api_key is not None and secret is not None
-            else Credentials.generate()
+        self._init_serving(
+            api_key=api_key, secret=secret, host=host, port=port, bar_interval_ms=bar_interval_ms
         )
-        self.faults = Faults()
-        self.host = host
-        self.port = port
-        self.bar_interval_ms = bar_interval_ms
         self.clock = BarClock(
             [i.symbol for i in SPOT_INSTRUMENTS.values()],
             timeframe=timeframe,
@@ -144,112 +132,17 @@ class BybitLoopbackExchange:
         if fill_model is not None:
             self.account.sim.fill_model = fill_model
         self.account.emit = self._publish_private
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._stop_event: asyncio.Event | None = None
         self._conns: set[_Conn] = set()
         self._private: set[_Conn] = set()
         self._held: list[tuple[str, list[dict[str, Any]]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._sent: list[dict[str, Any]] = []
-        self.base_url: str | None = None
         self._sink: list[Payload] | None = [] if record else None
         self._routes = self._route_table()
 
     # Lifecycle (as the Binance dialect's).
-    def start(self) -> str:
-        """Start serving; returns the base URL, e.g. ``"http://127.0.0.1:54321"``."""
-        if self._thread is not None:
-            raise RuntimeError("this loopback exchange is already started; create another one")
-        self._thread = threading.Thread(target=self._run, name="vigil-loopback-bybit", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(_START_TIMEOUT_S):
-            raise RuntimeError(f"the loopback exchange did not start in {_START_TIMEOUT_S}s")
-        if self._error is not None:
-            raise RuntimeError(f"the loopback exchange failed to start: {self._error}") from (
-                self._error
-            )
-        assert self.base_url is not None
-        return self.base_url
-
-    def stop(self) -> None:
-        loop, stop = self._loop, self._stop_event
-        if loop is not None and stop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(stop.set)
-        if self._thread is not None:
-            self._thread.join(_START_TIMEOUT_S)
-
-    def __enter__(self) -> BybitLoopbackExchange:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except Exception as exc:
-            if self._ready.is_set():
-                log.exception("loopback: the server stopped on an error")
-            self._error = exc
-            self._ready.set()
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop_event = asyncio.Event()
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
-        await site.start()
-        self.base_url = f"http://{self.host}:{runner.addresses[0][1]}"
-        self.faults._bind(self._close_all_soon)
-        ticker: asyncio.Task[None] | None = None
-        if self.bar_interval_ms is not None:
-            ticker = asyncio.create_task(self._auto_advance(self.bar_interval_ms))
-        log.info("loopback Bybit exchange listening on %s", self.base_url)
-        self._ready.set()
-        try:
-            await self._stop_event.wait()
-        finally:
-            if ticker is not None:
-                ticker.cancel()
-            self.faults._bind(None)
-            await self._close_all()
-            await runner.cleanup()
-
-    async def _auto_advance(self, interval_ms: float) -> None:
-        next_at = time.monotonic()
-        while True:
-            next_at = max(next_at + interval_ms / 1000, time.monotonic())
-            await asyncio.sleep(next_at - time.monotonic())
-            try:
-                self._advance(1)
-            except Exception:
-                log.exception("loopback: advancing the market failed; trying again next bar")
-
-    def _on_loop(self, fn: Callable[[], T]) -> T:
-        loop = self._loop
-        if loop is None or self._thread is None or not self._thread.is_alive():
-            raise RuntimeError("the loopback exchange is not running; start() it first")
-        if threading.current_thread() is self._thread:
-            return fn()
-
-        async def run() -> T:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(run(), loop).result(_START_TIMEOUT_S)
 
     # Control (any thread).
-    def advance(self, n: int = 1) -> None:
-        """Close ``n`` bars: fill resting orders, print trades, update books and tickers."""
-        if not (isinstance(n, int) and n >= 0):
-            raise ValueError(f"n={n!r} must be a non-negative number of bars")
-        self._on_loop(lambda: self._advance(n))
 
     def set_price(self, symbol: str, price: float, *, hold: bool = True) -> None:
         """Move ``symbol``'s market (spot pair and perpetual alike) to ``price`` now."""
@@ -832,28 +725,3 @@ class BybitLoopbackExchange:
         if not hmac.compare_digest(expected.encode(), signature.lower().encode()):
             return "Request not authorized"
         return None
-
-    async def _writer(self, conn: _Conn) -> None:
-        while True:
-            message = await conn.out.get()
-            if message is None or conn.ws.closed:
-                break
-            try:
-                await conn.ws.send_str(message)
-            except (ConnectionError, RuntimeError):
-                break
-        if not conn.ws.closed:
-            await conn.ws.close()
-
-    async def _close_all(self) -> None:
-        for conn in list(self._conns):
-            conn.out.put_nowait(None)
-            await conn.ws.close()
-
-    def _close_all_soon(self) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            raise RuntimeError("the loopback exchange is not running; start() it first")
-        future = asyncio.run_coroutine_threadsafe(self._close_all(), loop)
-        if threading.current_thread() is not self._thread:
-            future.result(_START_TIMEOUT_S)

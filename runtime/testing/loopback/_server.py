@@ -24,7 +24,6 @@ import collections
 import functools
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -44,11 +43,12 @@ from runtime.testing.loopback._auth import (
     rest_signature_payload,
 )
 from runtime.testing.loopback._auth import ws_signature_payload as _ws_payload
-from runtime.testing.loopback._faults import Faults, RequestFault
+from runtime.testing.loopback._faults import RequestFault
 from runtime.testing.loopback._feed import BarClock
 from runtime.testing.loopback._funding import funding_history
 from runtime.testing.loopback._futures import FuturesAccount
 from runtime.testing.loopback._market import MarketData
+from runtime.testing.loopback._serving import ServedExchange
 from runtime.testing.loopback._spot import SpotAccount
 from runtime.testing.loopback._wire import FUTURES_MARKETS, SPOT_MARKETS, Market
 
@@ -60,7 +60,6 @@ T = TypeVar("T")
 Params = Mapping[str, str]
 
 PUBLIC, USER_STREAM, SIGNED = "public", "user_stream", "signed"
-_START_TIMEOUT_S: Final = 10.0
 _DEFAULT_BALANCES: Final = {"USDT": 100_000.0}
 _FUTURES_DEPTH_LIMITS: Final = (5, 10, 20, 50, 100, 500, 1000)
 _EVENTS_KEPT: Final = 10_000
@@ -162,7 +161,7 @@ class _UserData:
             self._deliver(event)
 
 
-class LoopbackExchange:
+class LoopbackExchange(ServedExchange):
     """A local Binance (spot and USDⓈ-M futures) that real ccxt talks to. See the package doc.
 
     Keyword-only configuration:
@@ -183,6 +182,8 @@ class LoopbackExchange:
     returns once the server applied it.
     """
 
+    venue_name = "Binance"
+
     def __init__(
         self,
         *,
@@ -200,21 +201,9 @@ class LoopbackExchange:
         port: int = 0,
         record: bool = False,
     ) -> None:
-        if (api_key is None) != (secret is None):
-            raise ValueError("give both api_key and secret, or neither (to generate a pair)")
-        if bar_interval_ms is not None and not bar_interval_ms > 0:
-            raise ValueError(
-                f"bar_interval_ms={bar_interval_ms!r} must be positive, or None for manual bars"
-            )
-        self.credentials = (
-            Credentials(api_key, secret)
-            if api_key is not None and secret is not None
-            else Credentials.generate()
+        self._init_serving(
+            api_key=api_key, secret=secret, host=host, port=port, bar_interval_ms=bar_interval_ms
         )
-        self.faults = Faults()
-        self.host = host
-        self.port = port
-        self.bar_interval_ms = bar_interval_ms
         self._config = {
             "spot_balances": dict(spot_balances or _DEFAULT_BALANCES),
             "futures_balances": dict(futures_balances or _DEFAULT_BALANCES),
@@ -224,15 +213,9 @@ class LoopbackExchange:
             "data": data,
             "fill_model": fill_model,
         }
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._stop_event: asyncio.Event | None = None
         self._conns: set[_Conn] = set()
         self._streams: dict[tuple[str, str], set[_Conn]] = {}
         self._subscription_ids = 0
-        self.base_url: str | None = None
         self._sink: list[Payload] | None = [] if record else None
         self._weight: dict[str, tuple[int, int]] = {}  # api -> (minute, weight used)
         self._build()
@@ -259,102 +242,8 @@ class LoopbackExchange:
         self.futures.emit = self._futures_user.publish
 
     # Lifecycle.
-    def start(self) -> str:
-        """Start serving; returns the base URL, e.g. ``"http://127.0.0.1:54321"``."""
-        if self._thread is not None:
-            raise RuntimeError("this LoopbackExchange is already started; create another one")
-        self._thread = threading.Thread(target=self._run, name="vigil-loopback", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(_START_TIMEOUT_S):
-            raise RuntimeError(f"the loopback exchange did not start in {_START_TIMEOUT_S}s")
-        if self._error is not None:
-            raise RuntimeError(f"the loopback exchange failed to start: {self._error}") from (
-                self._error
-            )
-        assert self.base_url is not None
-        return self.base_url
-
-    def stop(self) -> None:
-        """Close every connection and stop the server thread (idempotent)."""
-        loop, stop = self._loop, self._stop_event
-        if loop is not None and stop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(stop.set)
-        if self._thread is not None:
-            self._thread.join(_START_TIMEOUT_S)
-
-    def __enter__(self) -> LoopbackExchange:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except Exception as exc:
-            if self._ready.is_set():
-                log.exception("loopback: the server stopped on an error")
-            self._error = exc  # reported by start(), which is waiting
-            self._ready.set()
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop_event = asyncio.Event()
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
-        await site.start()
-        port = runner.addresses[0][1]
-        self.base_url = f"http://{self.host}:{port}"
-        self.faults._bind(self._close_all_soon)
-        ticker: asyncio.Task[None] | None = None
-        if self.bar_interval_ms is not None:
-            ticker = asyncio.create_task(self._auto_advance(self.bar_interval_ms))
-        log.info("loopback Binance exchange listening on %s", self.base_url)
-        self._ready.set()
-        try:
-            await self._stop_event.wait()
-        finally:
-            if ticker is not None:
-                ticker.cancel()
-            self.faults._bind(None)
-            await self._close_all()
-            await runner.cleanup()
-            log.info("loopback Binance exchange on %s stopped", self.base_url)
-
-    async def _auto_advance(self, interval_ms: float) -> None:
-        next_at = time.monotonic()
-        while True:
-            # A steady cadence; after a stall (a blocked loop) it resumes instead of bursting.
-            next_at = max(next_at + interval_ms / 1000, time.monotonic())
-            await asyncio.sleep(next_at - time.monotonic())
-            try:
-                self._advance(1)
-            except Exception:
-                log.exception("loopback: advancing the market failed; trying again next bar")
-
-    def _on_loop(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on the server loop and return its result (from any thread)."""
-        loop = self._loop
-        if loop is None or self._thread is None or not self._thread.is_alive():
-            raise RuntimeError("the loopback exchange is not running; start() it first")
-        if threading.current_thread() is self._thread:
-            return fn()
-
-        async def run() -> T:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(run(), loop).result(_START_TIMEOUT_S)
 
     # Control (any thread).
-    def advance(self, n: int = 1) -> None:
-        """Close ``n`` bars: fill resting orders, print trades, update books and tickers."""
-        if not (isinstance(n, int) and n >= 0):
-            raise ValueError(f"n={n!r} must be a non-negative number of bars")
-        self._on_loop(lambda: self._advance(n))
 
     def set_price(self, symbol: str, price: float, *, hold: bool = True) -> None:
         """Move ``symbol``'s market to ``price`` now: closes one bar (all markets) that runs
@@ -789,18 +678,6 @@ class LoopbackExchange:
             conn.out.put_nowait(None)
             await writer
 
-    async def _writer(self, conn: _Conn) -> None:
-        while True:
-            message = await conn.out.get()
-            if message is None or conn.ws.closed:
-                break
-            try:
-                await conn.ws.send_str(message)
-            except (ConnectionError, RuntimeError):
-                break
-        if not conn.ws.closed:
-            await conn.ws.close()
-
     def _drop_conn(self, conn: _Conn) -> None:
         self._conns.discard(conn)
         self._spot_user.conns.discard(conn)
@@ -809,19 +686,6 @@ class LoopbackExchange:
             subscribers = self._streams.get((conn.kind, stream))
             if subscribers is not None:
                 subscribers.discard(conn)
-
-    async def _close_all(self) -> None:
-        for conn in list(self._conns):
-            conn.out.put_nowait(None)
-            await conn.ws.close()
-
-    def _close_all_soon(self) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            raise RuntimeError("the loopback exchange is not running; start() it first")
-        future = asyncio.run_coroutine_threadsafe(self._close_all(), loop)
-        if threading.current_thread() is not self._thread:  # waiting on the loop would deadlock
-            future.result(_START_TIMEOUT_S)
 
     def _parse_stream(self, kind: str, stream: str) -> tuple[Market, str]:
         symbol, _, channel = stream.partition("@")

@@ -38,7 +38,7 @@ async def test_a_stop_rests_on_the_exchange_with_its_trigger_and_fills_when_cros
         assert isinstance(await call(s, ai, MarketOrder[Buy], amount=0.01), Trade)
         p = await call(s, ai, StopOrder[Sell], amount=0.01, trigger_price=58_000.0, waitfor=0.2)
         assert isinstance(p, Pending)
-        listed = (await on_exchange(False, BTC))["open"]
+        listed = (await on_exchange(None, False, BTC))["open"]
         assert [(o["clientOrderId"], o["triggerPrice"], o["side"]) for o in listed] == [
             (p.order.client_id, 58_000.0, "sell")
         ]
@@ -54,7 +54,7 @@ async def test_a_stop_rests_on_the_exchange_with_its_trigger_and_fills_when_cros
         assert trade.price <= 58_000.0
         await until(s, lambda: abs(ai.cash) < 1e-9)  # the balance report follows
         assert s.fills[-1].id == trade.id  # on_trade saw it through the watchers
-        assert (await on_exchange(False, BTC))["open"] == []
+        assert (await on_exchange(None, False, BTC))["open"] == []
 
 
 @pytest.mark.parametrize(
@@ -70,7 +70,7 @@ async def test_a_bracket_leg_fills_on_the_exchange_and_the_other_is_cancelled_th
         )
         assert isinstance(entry, Trade)
         cid = entry.order.client_id
-        listed = {o["clientOrderId"]: o for o in (await on_exchange(False, BTC))["open"]}
+        listed = {o["clientOrderId"]: o for o in (await on_exchange(None, False, BTC))["open"]}
         assert set(listed) == {f"{cid}-sl", f"{cid}-tp"}
         assert listed[f"{cid}-sl"]["triggerPrice"] == 58_000.0
         assert listed[f"{cid}-tp"]["triggerPrice"] == 65_000.0
@@ -79,7 +79,7 @@ async def test_a_bracket_leg_fills_on_the_exchange_and_the_other_is_cancelled_th
         # Binance spot: sent as one OCO order list, which locks the 0.01 BTC once.
         (list_id,) = {o["info"]["orderListId"] for o in listed.values()}
         assert list_id != -1
-        balance = (await on_exchange(False, BTC))["balance"]["BTC"]
+        balance = (await on_exchange(None, False, BTC))["balance"]["BTC"]
         assert (balance["free"], balance["used"]) == (0.0, 0.01)
         won = s._rt.state.orders[f"{cid}-{filled}"]
         lost = s._rt.state.orders[f"{cid}-{cancelled}"]
@@ -87,7 +87,7 @@ async def test_a_bracket_leg_fills_on_the_exchange_and_the_other_is_cancelled_th
         await until(s, lambda: won.status == "closed" and not lost.is_open)
         assert not lost.fills  # expired by the exchange's OCO list
         assert s.fills[-1].order is won
-        assert (await on_exchange(False, BTC))["open"] == []
+        assert (await on_exchange(None, False, BTC))["open"] == []
         path = s.trace_path
     assert path is not None
     brackets = [e.payload for e in iter_events(path) if e.kind.name == "BRACKET"]
@@ -118,7 +118,7 @@ async def test_protective_orders_are_adopted_on_restart_with_their_link(
         # The stop ended with it (the exchange's OCO list) and is known so after the restart.
         assert sl.status in ("canceled", "expired")
         assert not sl.fills
-        assert (await on_exchange(False, BTC))["open"] == []
+        assert (await on_exchange(None, False, BTC))["open"] == []
         assert not bi.orders
 
 
@@ -161,12 +161,12 @@ async def test_a_sigkill_between_the_entry_fill_and_the_bracket_places_it_exactl
         capture_stderr=True,
     )
     assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
-    seen = await on_exchange(False, BTC)
+    seen = await on_exchange(None, False, BTC)
     assert seen["open"] == []  # the entry filled, nothing protects it yet
     assert seen["balance"]["total"]["BTC"] == pytest.approx(0.01)
     for _ in range(2):  # the restart places the bracket; a second restart places nothing
         async with running(MANUAL, tmp_path) as s:
-            listed = (await on_exchange(False, BTC))["open"]
+            listed = (await on_exchange(None, False, BTC))["open"]
             ids = sorted(o["clientOrderId"] for o in listed)
             assert len(ids) == 2
             assert ids[0].endswith("-sl")
@@ -197,7 +197,7 @@ async def test_a_futures_bracket_through_the_algo_service(
         assert isinstance(entry, Trade)
         cid = entry.order.client_id
         await until(s, lambda: ai.long is not None)
-        listed = {o["clientOrderId"]: o for o in (await on_exchange(True, BTC_PERP))["open"]}
+        listed = {o["clientOrderId"]: o for o in (await on_exchange(None, True, BTC_PERP))["open"]}
         assert set(listed) == {f"{cid}-sl", f"{cid}-tp"}
         sl, tp = listed[f"{cid}-sl"], listed[f"{cid}-tp"]
         assert (sl["triggerPrice"], sl["info"]["orderType"]) == (58_000.0, "STOP_MARKET")
@@ -211,7 +211,7 @@ async def test_a_futures_bracket_through_the_algo_service(
         await until(s, lambda: ai.long is None)  # the position report follows
         assert ai.trades[-1].order is won
         assert won.fills[0].amount == pytest.approx(0.01)
-        seen = await on_exchange(True, BTC_PERP)
+        seen = await on_exchange(None, True, BTC_PERP)
         assert seen["open"] == []
         assert all(p["contracts"] == 0 for p in seen["positions"])
         path = s.trace_path
@@ -235,11 +235,11 @@ async def test_cancel_orders_cancels_waiting_triggers_on_the_exchange(
         take = await call(s, ai, TakeProfitOrder[Sell], amount=0.005, trigger_price=65_000.0)
         assert isinstance(stop, Pending)
         assert isinstance(take, Pending)
-        assert len((await on_exchange(margin, symbol))["open"]) == 2
+        assert len((await on_exchange(None, margin, symbol))["open"]) == 2
         assert await take.cancel() is True
         assert await call(s, ai, CancelOrders()) is True
         assert stop.order.status == "canceled"
-        assert (await on_exchange(margin, symbol))["open"] == []
+        assert (await on_exchange(None, margin, symbol))["open"] == []
 
 
 async def test_separate_spot_stops_cannot_lock_one_holding_twice(
@@ -256,7 +256,7 @@ async def test_separate_spot_stops_cannot_lock_one_holding_twice(
         refused = await call(s, ai, TakeProfitOrder[Sell], amount=0.01, trigger_price=65_000.0)
         assert refused is None
         assert type(s._rt.last_refusal).__name__ == "InsufficientFunds"
-        balance = (await on_exchange(False, BTC))["balance"]["BTC"]
+        balance = (await on_exchange(None, False, BTC))["balance"]["BTC"]
         assert (balance["free"], balance["used"]) == (0.0, 0.01)
 
 
@@ -285,4 +285,4 @@ async def test_futures_protective_orders_are_adopted_on_restart(
         assert orders[f"{cid}-sl"].status == "closed"
         assert orders[f"{cid}-sl"].fills
         assert again.universe[BTC].long is None
-        assert (await on_exchange(True, BTC_PERP))["open"] == []
+        assert (await on_exchange(None, True, BTC_PERP))["open"] == []
