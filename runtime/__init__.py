@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     from runtime.app import unload_ipython_extension as unload_ipython_extension
     from runtime.data import download_ohlcv as download_ohlcv
     from runtime.data import load_ohlcv as load_ohlcv
+    from runtime.dist import OptimizeResult as OptimizeResult
+    from runtime.dist import optimize as optimize
+    from runtime.dist import sweep as sweep
+    from runtime.dist import walk_forward as walk_forward
     from runtime.engine import Results as Results
     from runtime.engine import Strategy as Strategy
     from runtime.model import AssetInstance as AssetInstance
@@ -102,6 +106,10 @@ _EXPORTS: dict[str, str] = {
     "ReplayMismatch": "runtime._errors",
     "TraceError": "runtime._errors",
     "VigilError": "runtime._errors",
+    "OptimizeResult": "runtime.dist",
+    "optimize": "runtime.dist",
+    "sweep": "runtime.dist",
+    "walk_forward": "runtime.dist",
     "Results": "runtime.engine",
     "Strategy": "runtime.engine",
     "Pending": "runtime.modes",
@@ -138,6 +146,7 @@ __all__ = [
     "Live",
     "MarketOrder",
     "NetworkError",
+    "OptimizeResult",
     "Order",
     "OrderCheckFailed",
     "OrderNotFound",
@@ -169,11 +178,14 @@ __all__ = [
     "halt",
     "load_ipython_extension",
     "load_ohlcv",
+    "optimize",
     "resume",
     "start",
     "stop",
     "strategy",
+    "sweep",
     "unload_ipython_extension",
+    "walk_forward",
 ]
 
 

@@ -1,6 +1,8 @@
 """Zarr event traces: the write-ahead log and writer, the readers (`trace_tail`, `read_trace`,
 `iter_events`, `list_runs`) and object-level plumbing. Traces store and read bytes; they know
-nothing of strategies.
+nothing of strategies. A trace root or path may be an object-store URL (``s3://bucket/prefix``):
+the writer mirrors its local trace there and the readers read a local copy. `to_dask` reads
+many traces as one dask DataFrame (the `vigil[dist]` extra).
 
 `replay_from_trace`, which rebuilds a strategy's state from its trace, is implemented by the
 runtime's engine (`runtime.engine`) and re-exported here, loaded on first use so that importing
@@ -12,6 +14,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from traces._blobs import Blobs as Blobs
+from traces._blobs import open_blobs as open_blobs
 from traces._codec import redact as redact
 from traces._payloads import PayloadArray as PayloadArray
 from traces._reader import Event as Event
@@ -38,10 +42,13 @@ from traces._writer import TraceWriter as TraceWriter
 
 if TYPE_CHECKING:
     from runtime.engine import replay_from_trace as replay_from_trace
+    from traces._dask import to_dask as to_dask
 
 
 def __getattr__(name: str) -> Any:
     # The one name implemented above this package (DESIGN §1): loaded lazily, not imported.
     if name == "replay_from_trace":
         return importlib.import_module("runtime.engine").replay_from_trace
+    if name == "to_dask":  # loaded on use: importing dask.dataframe takes a second
+        return importlib.import_module("traces._dask").to_dask
     raise AttributeError(f"module 'traces' has no attribute {name!r}")

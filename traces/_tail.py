@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from runtime._errors import TraceError
+from traces._blobs import is_url
+from traces._fetch import fetch
 from traces._reader import tail_frame, tail_records
 from traces._summary import TailRecords
 
@@ -22,7 +24,10 @@ class TraceOwner(Protocol):
 
 
 def trace_path_of(owner_or_path: TraceOwner | str | Path) -> Path:
-    """The trace path of a strategy (flushed, so a reader sees all it recorded) or a path."""
+    """The trace path of a strategy (flushed, so a reader sees all it recorded) or a path;
+    an object-store URL gives its local copy, brought up to date."""
+    if isinstance(owner_or_path, str) and is_url(owner_or_path):
+        return fetch(owner_or_path)
     if isinstance(owner_or_path, str | Path):
         return Path(owner_or_path)
     if not isinstance(owner_or_path, TraceOwner):

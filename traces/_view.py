@@ -26,24 +26,13 @@ from zarr.core.sync import sync as _zarr_sync  # zarr's own sync bridge: one sha
 from zarr.storage import LocalStore
 
 from runtime._errors import TraceError
+from traces._blobs import is_url
 from traces._codec import Payloads
-from traces._schema import COLUMNS, SCHEMA_VERSION
+from traces._fetch import fetch
+from traces._schema import ARRAYS, SCHEMA_VERSION, WAL_DIR
+from traces._schema import LOCK_FILE as LOCK_FILE  # where the writer and tests look for it
 from traces._wal import WalRecords, WalScan, scan_wal
 
-# Layout shared with the writer. The payload column is three arrays: `payload` (uint8, every
-# payload back to back), `payload_offset` and `payload_size`. Why not zarr's variable-length
-# bytes dtype: in zarr 3.1 it has no v3 spec (it warns that other readers may not read it), and
-# reading it builds one Python bytes object per row, while this layout reads as flat numpy
-# arrays and lets payloads stay encoded until a row is looked at (on 160K small payloads,
-# measured: 15% faster to write and 25% faster to read than vlen-bytes).
-PAYLOAD_ARRAYS: dict[str, str] = {
-    "payload_offset": "int64",
-    "payload_size": "uint32",
-    "payload": "uint8",
-}
-ARRAYS: dict[str, str] = {**COLUMNS, **PAYLOAD_ARRAYS}
-WAL_DIR = "wal"
-LOCK_FILE = "writer.lock"
 FIELDS = ("seq", "ts_ns", "ts_exchange_ns", "kind", "asset", "payload")
 
 SPARSE = 64  # a selection this much sparser than its span is read chunk by chunk
@@ -364,8 +353,9 @@ def _is_json(file: Path) -> bool:
 
 
 def open_view(path: str | Path) -> TraceView:
-    """Snapshot the trace at ``path``. Raises TraceError if it is missing or unreadable."""
-    path = Path(path)
+    """Snapshot the trace at ``path`` (or at an object-store URL, read through a local copy
+    brought up to date). Raises TraceError if it is missing or unreadable."""
+    path = fetch(str(path)) if is_url(path) else Path(path)
     check_trace_path(path)
     last: Exception | None = None
     for _ in range(_RETRIES):

@@ -14,13 +14,14 @@ import atexit
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import struct
 import threading
 import weakref
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -62,6 +63,8 @@ _BUFFER_BYTES = 1 << 18  # non-durable frames are written to the OS in batches o
 _FLUSH_INTERVAL_S = 0.05  # ...or at least this often, by the worker
 _IOV_MAX = 1024
 _KIND_CODES = frozenset(int(k) for k in Kind)
+
+log = logging.getLogger("vigil.traces")
 
 
 class _Store(LocalStore):
@@ -160,6 +163,9 @@ class TraceWriter:
     (one ``write`` syscall for durable records) and return. Call ``close()`` (or use the writer
     as a context manager) to commit full chunks and release the trace; the trailing partial
     chunk stays in the WAL by design and is picked up by readers and by the next writer.
+
+    ``on_commit`` is called by the worker thread after each commit, in commit order (the
+    object-store mirror); an exception there is logged and does not stop the writer.
     """
 
     def __init__(
@@ -169,6 +175,7 @@ class TraceWriter:
         fsync: FsyncPolicy = "never",
         chunk_rows: int = 8192,
         symbols: Iterable[str] = (),
+        on_commit: Callable[[], object] | None = None,
     ) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ConfigError(
@@ -186,6 +193,7 @@ class TraceWriter:
         self._closed = False
         self._stopping = False
         self._lock_fd = -1
+        self._on_commit = on_commit
         self._wal = WalWriter(self._path / WAL_DIR, fsync)
         try:
             self._open(chunk_rows, list(symbols))
@@ -530,6 +538,11 @@ class TraceWriter:
             with self._cond:
                 self._settled = self._committed  # flush() returns with the WAL trimmed
                 self._cond.notify_all()
+            if self._on_commit is not None:
+                try:
+                    self._on_commit()
+                except Exception as exc:  # the WAL and Zarr hold every row: a mirror catches up
+                    log.warning("trace %s: after-commit hook failed: %s", self._path, exc)
 
     def _prunable(self) -> list[Path]:
         """WAL segments wholly below ``committed`` (never the active one). Caller holds lock."""

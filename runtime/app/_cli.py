@@ -4,6 +4,7 @@ vigil demo                         backtest sma_cross on generated bars and prin
 vigil run STRATEGY --mode sim      run a bundled strategy or a strategy file
 vigil data download|list           market data into and out of the store (``_cli_data``)
 vigil markets save|list EXCHANGE   the markets cache (runtime.app._cli_markets)
+vigil sweep STRATEGY --param ...   run a strategy over a grid of parameters (runtime.dist)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from runtime.app._cli_run import (
     params_from_args,
     sandbox_for,
 )
+from runtime.app._cli_sweep import add_sweep_parser, cmd_sweep
 from runtime.app._console import Console, add_console_args, console_for
 from runtime.app._lifecycle import start, stop
 from runtime.app._report import report_main
@@ -166,6 +168,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_new_parser(sub)
     add_data_parser(sub)
+    add_sweep_parser(sub)
 
     exchange = sub.add_parser("exchange", help="the loopback exchange")
     exchange_sub = exchange.add_subparsers(dest="exchange_command", required=True, metavar="ACTION")
@@ -384,6 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "new": new_main,
         "data": cmd_data,
         "markets": cmd_markets,
+        "sweep": cmd_sweep,
     }
     try:
         return commands[args.command](args)

@@ -33,7 +33,7 @@ def add_override_args(parser: argparse.ArgumentParser) -> None:
 
 
 def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The `strategy(..., params=)` the flags ask for (text values; `apply_params` converts
+    """The `strategy(..., params=)` the flags ask for (text values; `with_params` converts
     them to the declared types)."""
     params: dict[str, Any] = {}
     for spec in args.param or ():

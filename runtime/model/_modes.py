@@ -113,6 +113,8 @@ class RunConfig:
     * ``markets``: trade these markets instead of the strategy's own list.
     * ``trace_market``: also record each bar the strategy sees (Sim), for analysis.
     * ``webhook_url``: POST every alert there as JSON (Paper and Live; DESIGN §9).
+    * ``storage_options``: for a ``trace_root`` on object storage (``s3://bucket/prefix``),
+      settings beyond the AWS environment variables (obstore's keys, e.g. ``endpoint``).
     """
 
     trace: bool = True
@@ -123,6 +125,7 @@ class RunConfig:
     markets: tuple[str, ...] | None = None
     trace_market: bool = False
     webhook_url: str | None = None
+    storage_options: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.fsync not in ("never", "order", "always"):

@@ -57,7 +57,7 @@ def strategy(
 ) -> Strategy:
     """Load a strategy (bundled name or file path) and wire it to `mode`.
 
-    `params` overrides class attributes the strategy declares (`apply_params`), e.g.
+    `params` overrides class attributes the strategy declares (`with_params`), e.g.
     ``{"fast": 20, "markets": ["ETH/USDT"], "timeframe": "5m"}``.
 
     In Sim, `data` is a DataFrame, a CSV or Parquet path, or a dict from market to either;
@@ -65,13 +65,14 @@ def strategy(
     mapping from currency to amount: the account in Sim and Paper; in Live, a cap on what the
     strategy may spend of the account's cash (DESIGN §9). `risk` (a `Risk`, or the class's
     ``risk`` attribute) sets its limits.
+    `params` overrides class attributes the strategy declares (`{"fast": 5}`).
     """
     if not isinstance(mode, Sim | Paper | Live):
         raise ConfigError(f"mode must be Sim(), Paper() or Live(), not {mode!r}")
     if margin not in (None, "isolated"):
         raise ConfigError(f"margin={margin!r} is not supported; use None (spot) or 'isolated'")
     name, cls = load_strategy_class(name_or_path)
-    cls = apply_params(cls, params)
+    cls = with_params(cls, params)
     text = str(name_or_path)
     source = str(Path(text).resolve()) if text.endswith(".py") or Path(text).exists() else text
     s = cls()
@@ -89,19 +90,6 @@ def strategy(
         risk=_risk(risk, cls.risk),
     )
     return s
-
-
-def declared_params(cls: type[Strategy]) -> dict[str, Any]:
-    """The class attributes a strategy declares, with their values: public, not methods or
-    properties, from the strategy's classes and `Strategy` itself (markets, timeframe ...)."""
-    declared: dict[str, Any] = {}
-    for klass in reversed(cls.__mro__[:-1]):  # object last: skipped
-        for key, value in vars(klass).items():
-            hidden = key.startswith("_") or callable(value)
-            if hidden or isinstance(value, property | staticmethod | classmethod):
-                continue
-            declared[key] = value
-    return declared
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
@@ -127,23 +115,6 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
             f"{default!r}"
         ) from None
     return value
-
-
-def apply_params(cls: type[Strategy], params: Mapping[str, Any] | None) -> type[Strategy]:
-    """`cls` with `params` overriding the class attributes it declares (a subclass of the same
-    name; `cls` is untouched). Text values are converted to the declared default's type. An
-    unknown name is a ConfigError listing the valid ones."""
-    if not params:
-        return cls
-    declared = declared_params(cls)
-    unknown = sorted(k for k in params if k not in declared)
-    if unknown:
-        raise ConfigError(
-            f"strategy {cls.__name__} declares no parameter {', '.join(map(repr, unknown))}; "
-            f"its parameters are {', '.join(sorted(declared))}"
-        )
-    overrides = {k: _coerce(k, v, declared[k]) for k, v in params.items()}
-    return type(cls.__name__, (cls,), {"__module__": cls.__module__, **overrides})
 
 
 def wire(
@@ -224,10 +195,46 @@ def wire(
     if config.trace:
         account = {"Sim": "sim", "Paper": "paper"}.get(type(mode).__name__)
         account = account or ("sandbox" if sandbox else "live")
-        rt.recorder = open_recorder(config.trace_root, exchange, account, name, fsync=config.fsync)
+        rt.recorder = open_recorder(
+            config.trace_root,
+            exchange,
+            account,
+            name,
+            fsync=config.fsync,
+            storage_options=config.storage_options,
+        )
     if isinstance(rt.exchange, SimExchange):  # Live starts its run at `start`, after its replay
         _start_simulated_account(rt, rt.exchange, float(config.leverage or cls.leverage))
     return rt
+
+
+def with_params(cls: type[Strategy], params: Mapping[str, Any] | None) -> type[Strategy]:
+    """`cls` with `params` overriding its declared class attributes, as a subclass of the same
+    name, so the strategy file's class itself is left untouched for the next run."""
+    if not params:
+        return cls
+    valid = strategy_params(cls)
+    unknown = sorted(str(k) for k in params if k not in valid)
+    if unknown:
+        raise ConfigError(
+            f"strategy {cls.__name__} has no parameter {', '.join(unknown)}; "
+            f"the parameters it declares are {', '.join(sorted(valid))}"
+        )
+    # Text values (the command line's --param) take the declared default's type.
+    overrides = {k: _coerce(str(k), v, valid[k]) for k, v in params.items()}
+    return type(cls.__name__, (cls,), {"__module__": cls.__module__, **overrides})
+
+
+def strategy_params(cls: type[Strategy]) -> dict[str, Any]:
+    """The class attributes a strategy declares (its own and the `Strategy` defaults such as
+    `warmup`), by name with their values: plain data, not hooks, properties or private names."""
+    names: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__[:-1]):  # without `object`
+        for attr, value in vars(klass).items():
+            if attr.startswith("_") or callable(value) or hasattr(value, "__get__"):
+                continue
+            names[attr] = getattr(cls, attr)
+    return names
 
 
 def _risk(given: Risk | Mapping[str, Any] | None, declared: Any) -> Risk:

@@ -138,8 +138,8 @@ async def test_params_markets_and_timeframe_override_the_class() -> None:
     assert list(s.universe.keys()) == ["ETH/USDT"]
     times = s.universe["ETH/USDT"].ohlcv.time
     assert int(times[1] - times[0]) == 300 * 10**9  # generated at the new timeframe
-    with pytest.raises(ConfigError, match=r"declares no parameter 'fsat'; its parameters are "
-                                         r"allocation, band, exchange, fast, "):
+    with pytest.raises(ConfigError, match=r"has no parameter fsat; the parameters it declares "
+                                         r"are allocation, band, exchange, fast, "):
         strategy("sma_cross", mode=Sim(bars=300), params={"fsat": 3})
     with pytest.raises(ConfigError, match=r"fast='x' is not of type int"):
         strategy("sma_cross", mode=Sim(bars=300), params={"fast": "x"})
@@ -152,7 +152,7 @@ def test_command_line_overrides(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "bars of SOL/USDT" in out.stdout
     assert_clean_error(vigil("run", "sma_cross", "--param", "nope=1", cwd=tmp_path),
-                       "declares no parameter 'nope'")
+                       "has no parameter nope")
     assert_clean_error(vigil("run", "sma_cross", "--timeframe", "7m", cwd=tmp_path),
                        "--timeframe '7m' is not a timeframe")
 
