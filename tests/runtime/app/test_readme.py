@@ -109,6 +109,7 @@ NOT_RUN = {
     "Venues: any ccxt exchange, and a loopback Bybit": "reaches okx over the network",
     "Protective orders": "`await call(...)` lines, to read inside a strategy",
     "Market data": "downloads from Binance over the network",
+    "Beyond one machine": "its own tests (tests/runtime/dist): a dask cluster, an s3:// bucket",
     "Layout": "a picture of the tree",
     "Performance": "benchmark figures",
 }
