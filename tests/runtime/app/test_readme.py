@@ -101,11 +101,17 @@ class PythonSession:
 # The sections whose examples this test runs: the quick start and tutorial (issue 18) and the
 # traces. Each other section is named with why its blocks are not run here, so a new section
 # has to be placed in one list or the other.
-RUN = {"Setup", "Quick start", "A strategy", "Paper and Live", "Reports", "Traces"}
+RUN = {
+    "Setup",
+    "Quick start",
+    "A strategy",
+    "Paper and Live",
+    "Risk and operations",
+    "Reports",
+    "Traces",
+}
 NOT_RUN = {
     "vigil": "no code",
-    "Risk and operations": "its own tests (tests/runtime/risk); its script makes a Sim strategy "
-    "it never runs, which keeps that trace's writer open for the next command",
     "Venues: any ccxt exchange, and a loopback Bybit": "reaches okx over the network",
     "Protective orders": "`await call(...)` lines, to read inside a strategy",
     "Market data": "downloads from Binance over the network",
@@ -165,7 +171,7 @@ def run_until_started(command: str, argv: list[str], cwd: Path, env: dict[str, s
         argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     mode = argv[argv.index("--mode") + 1]
-    account = "paper" if mode == "paper" else "sandbox"
+    account = "paper" if mode == "paper" else "live" if "--no-sandbox" in argv else "sandbox"
     trace = cwd / "traces" / "binance" / account / f"{argv[4]}.zarr"
     try:
         deadline = time.monotonic() + 60
