@@ -170,6 +170,7 @@ class Runtime:
         self.guard: Guard | None = None  # the risk layer; None for a replayed strategy
         self.run_scope: trio.CancelScope | None = None  # the running `start`, for `stop`
         self.reconcile_fixes = 0  # order and fill corrections made by reconciliation
+        self.calls = 0  # `call`s so far (a simulated exchange's calls yield every so often)
         self._recorder: Recorder = NullRecorder()
         self._recording = False  # whether events are kept: an untraced run skips their payloads
         self.running = False

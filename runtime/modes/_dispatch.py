@@ -63,6 +63,9 @@ if TYPE_CHECKING:
     from runtime.engine._strategy import Strategy
 
 
+YIELD_EVERY_CALLS = 64
+
+
 class Pending:
     """An accepted order with no fill yet. ``state`` is "open", or "unknown" while a lost
     send is being resolved by client id.
@@ -270,6 +273,11 @@ async def call(
     what those document. Derivative orders take ``reduce_only=True``; other keywords pass
     through to the exchange as ccxt ``params``."""
     rt = runtime_of(s)
+    rt.calls += 1
+    if not rt.calls % YIELD_EVERY_CALLS:
+        # A simulated exchange answers without yielding: a tick looping on `call` must still
+        # let other tasks (and `stop`) run now and then.
+        await trio.lowlevel.checkpoint()
     unavailable = (
         rt.sends.unavailable()
         if rt.sends is not None

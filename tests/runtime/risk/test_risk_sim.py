@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import trio
 
 from runtime import (
     Buy,
@@ -23,6 +24,7 @@ from runtime import (
     halt,
     resume,
     start,
+    stop,
     strategy,
 )
 from runtime.engine import replay_from_trace
@@ -286,3 +288,48 @@ def test_risk_values_are_checked() -> None:
         Risk(on_halt="sell")
     with pytest.raises(ConfigError, match="max_open_orders=-1"):
         Risk(max_open_orders=-1)
+
+
+RUNAWAY_SIM = """
+import trio
+
+from runtime import Strategy, call, MarketOrder, Buy, Sell
+
+class RunawaySim(Strategy):
+    markets = ["BTC/USDT"]
+    warmup = 1
+
+    def __init__(self):
+        self.sent = 0
+        self.busy = trio.Event()  # set after 100 orders
+
+    async def on_tick(self, ts):
+        ai = self.universe["BTC/USDT"]
+        while True:  # never returns, never awaits anything but call, swallows everything
+            try:
+                side = Buy if self.sent % 2 == 0 else Sell
+                await call(self, ai, MarketOrder[side], amount=0.001)
+                self.sent += 1
+                if self.sent == 100:
+                    self.busy.set()
+            except Exception:
+                pass
+"""
+
+
+async def test_stop_ends_a_sim_tick_that_only_loops_on_call(tmp_path: Path) -> None:
+    path = tmp_path / "runaway_sim.py"
+    path.write_text(RUNAWAY_SIM)
+    s = strategy(path, mode=Sim(bars=50), config={"trace": False})
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(start, s)
+        with trio.fail_after(10):
+            await s.busy.wait()
+        sent = s.sent
+        t0 = trio.current_time()
+        await stop(s)
+        assert trio.current_time() - t0 < 5.0
+    assert s.sent >= sent
+    after = s.sent
+    await trio.lowlevel.checkpoint()
+    assert s.sent == after  # nothing runs on after stop returned
