@@ -15,9 +15,8 @@ from typing import Any, Final
 import ccxt
 
 from runtime._errors import ConfigError, ExchangeError
-from runtime.exchanges.ccxt._config import env_name, resolve_settings
+from runtime.exchanges.ccxt._config import aim_client, env_name, resolve_settings
 from runtime.exchanges.ccxt._errors import map_ccxt_error
-from runtime.exchanges.ccxt._urls import point_ccxt_at
 from runtime.exchanges.ccxt._venues import BYBIT_OPTIONS, is_bybit
 
 __all__ = [
@@ -89,21 +88,7 @@ def fetch_markets(
     options = dict(BYBIT_OPTIONS) if is_bybit(settings.exchange_id) else {}
     client = cls({"timeout": timeout_ms, "options": options})
     try:
-        if sandbox:
-            try:
-                client.set_sandbox_mode(True)
-            except (ccxt.NotSupported, TypeError) as exc:
-                raise ConfigError(
-                    f"exchange {settings.exchange_id!r} has no sandbox (testnet) in ccxt; pass "
-                    "sandbox=False"
-                ) from exc
-        if settings.url is not None:
-            try:
-                point_ccxt_at(client, settings.url)
-            except ValueError as exc:
-                raise ConfigError(
-                    f"{env_name(settings.exchange_id, 'URL')}={settings.url!r}: {exc}"
-                ) from exc
+        aim_client(client, settings)
         try:
             markets: dict[str, dict[str, Any]] = client.load_markets()
         except Exception as exc:

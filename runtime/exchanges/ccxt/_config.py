@@ -22,6 +22,7 @@ from typing import Any, Final
 import ccxt
 
 from runtime._errors import ConfigError
+from runtime.exchanges.ccxt._urls import point_ccxt_at
 
 __all__ = ["MARGIN_VENUES", "Credentials", "Settings", "env_name", "resolve_settings"]
 
@@ -173,3 +174,25 @@ def resolve_settings(
         credentials=Credentials(read("API_KEY"), read("SECRET"), read("PASSWORD"), read("UID")),
         url=read("URL"),
     )
+
+
+def aim_client(client: Any, settings: Settings) -> None:
+    """Point a new ccxt object where `settings` say: the testnet for a sandbox, and every URL
+    at ``VIGIL_<EXCHANGE>_URL`` when set (the loopback exchange). One place for both the
+    trading client and the market catalogue's."""
+    if settings.sandbox:
+        try:
+            client.set_sandbox_mode(True)
+        # ccxt raises NotSupported, or TypeError when the exchange has no "test" URLs at all.
+        except (ccxt.NotSupported, TypeError) as exc:
+            raise ConfigError(
+                f"exchange {settings.exchange_id!r} has no sandbox (testnet) in ccxt; pass "
+                "sandbox=False to trade the real account"
+            ) from exc
+    if settings.url is not None:
+        try:
+            point_ccxt_at(client, settings.url)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{env_name(settings.exchange_id, 'URL')}={settings.url!r}: {exc}"
+            ) from exc

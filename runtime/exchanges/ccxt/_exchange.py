@@ -36,10 +36,9 @@ from runtime.exchanges.ccxt._bridge import (
     release_shared_bridge,
 )
 from runtime.exchanges.ccxt._budget import RateBudget, RateLimit
-from runtime.exchanges.ccxt._config import Settings, env_name, resolve_settings
+from runtime.exchanges.ccxt._config import Settings, aim_client, resolve_settings
 from runtime.exchanges.ccxt._errors import RETRY_AFTER_ATTR, Scrubber, map_ccxt_error, retry_after_s
 from runtime.exchanges.ccxt._tail_filter import install_tail_filter
-from runtime.exchanges.ccxt._urls import point_ccxt_at
 from runtime.exchanges.ccxt._venues import (
     BYBIT_OPTIONS,
     BYBIT_TOPICS,
@@ -204,24 +203,9 @@ def _build_client(
     install_tail_filter(client)
     if is_bybit(settings.exchange_id) and hasattr(client, "handle_subscription_status"):
         track_bybit_acks(client)
-    if settings.sandbox:
-        try:
-            client.set_sandbox_mode(True)
-        # ccxt raises NotSupported, or TypeError when the exchange has no "test" URLs at all.
-        except (ccxt.NotSupported, TypeError) as exc:
-            raise ConfigError(
-                f"exchange {settings.exchange_id!r} has no sandbox (testnet) in ccxt; pass "
-                "sandbox=False to trade the real account"
-            ) from exc
-    if settings.url is not None:
-        try:
-            point_ccxt_at(client, settings.url)
-        except ValueError as exc:
-            raise ConfigError(
-                f"{env_name(settings.exchange_id, 'URL')}={settings.url!r}: {exc}"
-            ) from exc
-        if settings.url.startswith("http://"):
-            client.timeout_on_exit = 0  # ccxt lingers 250 ms on close for TLS; plain HTTP has none
+    aim_client(client, settings)
+    if settings.url is not None and settings.url.startswith("http://"):
+        client.timeout_on_exit = 0  # ccxt lingers 250 ms on close for TLS; plain HTTP has none
     budget = RateBudget(limit or RateLimit.for_ccxt(client.rateLimit))
     client.throttle = budget.acquire
     fetch = client.fetch
