@@ -365,19 +365,31 @@ class LiveDriver:
                 if order.client_id in ids or order.id is None:
                     continue
                 try:
-                    await self._order_and_fills(order, tag)
+                    await self.order_and_fills(order.symbol, order.id, order.client_id, tag)
                 except OrderNotFound:
                     continue
 
-    async def _order_and_fills(self, order: Order, tag: Kind) -> None:
+    async def order_and_fills(
+        self, symbol: str, order_id: str | None, client_id: str, tag: Kind | None = None
+    ) -> None:
+        """Fetch an order and, if it has filled, its trades, then apply them (under `tag`).
+        Both requests are made before anything is applied, so a failure leaves nothing half
+        done."""
         ex = self.rt.exchange
-        report = await ex.fetch_order(order.id, order.symbol, {"clientOrderId": order.client_id})
+        report = await ex.fetch_order(order_id, symbol, {"clientOrderId": client_id})
+        trades: list[dict[str, Any]] = []
         if report.get("filled"):
-            since = int(report.get("timestamp") or self.now_ms()) - 1_000
-            for trade in await ex.fetch_my_trades(order.symbol, since=since):
-                if trade.get("order") == report.get("id"):
-                    self.rt.on_exchange("trade", trade, tag=tag)
+            since = int(report.get("timestamp") or self.clock.now_ms()) - 1_000
+            trades = [
+                trade
+                for trade in await ex.fetch_my_trades(symbol, since=since)
+                if trade.get("order") == report.get("id")
+            ]
         self.rt.on_exchange("order", report, tag=tag)
+        for trade in trades:
+            self.rt.on_exchange("trade", trade, tag=tag)
+        if trades:
+            self.rt.on_exchange("order", report, tag=tag)  # a closure that waited on the fills
 
 
 class LiveSends:
@@ -404,7 +416,7 @@ class LiveSends:
         return None
 
     async def sync_order(self, order: Order) -> None:
-        await self._order_and_fills(order.symbol, order.id, order.client_id)
+        await self.driver.order_and_fills(order.symbol, order.id, order.client_id)
 
     async def send(self, fn: Callable[[], Awaitable[Any]], deadline_ms: int) -> Any:
         """Send within the deadline, but give the request at least SEND_FLOOR_S: a short
@@ -523,7 +535,7 @@ class LiveSends:
         give_up = trio.current_time() + UNKNOWN_RESOLVE_S
         while True:
             try:
-                await self._order_and_fills(ai.symbol, None, client_id)
+                await self.driver.order_and_fills(ai.symbol, None, client_id)
                 return
             except OrderNotFound:
                 if trio.current_time() >= give_up:
@@ -545,22 +557,3 @@ class LiveSends:
                     asset=ai.symbol,
                 )
             await trio.sleep(0.5)
-
-    async def _order_and_fills(self, symbol: str, order_id: str | None, client_id: str) -> None:
-        """Fetch an order and, if it has filled, its trades, then apply them. Both requests
-        are made before anything is applied, so a failure leaves nothing half done."""
-        ex = self.rt.exchange
-        report = await ex.fetch_order(order_id, symbol, {"clientOrderId": client_id})
-        trades: list[dict[str, Any]] = []
-        if report.get("filled"):
-            since = int(report.get("timestamp") or self.driver.clock.now_ms()) - 1_000
-            trades = [
-                trade
-                for trade in await ex.fetch_my_trades(symbol, since=since)
-                if trade.get("order") == report.get("id")
-            ]
-        self.rt.on_exchange("order", report)
-        for trade in trades:
-            self.rt.on_exchange("trade", trade)
-        if trades:
-            self.rt.on_exchange("order", report)  # a closure that waited on these fills
