@@ -1,9 +1,15 @@
-"""Sim throughput: bars per second for `sma_cross`, a do-nothing strategy, and a plain loop.
+"""Sim throughput: bars per second of two strategies and a do-nothing one, against plain loops.
 
-All three run on the same 1,000,000 generated one-minute bars of one market, in this run. The
-plain-Python loop computes the same SMA(10)/SMA(30) crossover signals from running sums and the
-same fills (price, slippage and fee formulas of the simulated exchange), without the runtime.
-It is the baseline the ratios are measured against.
+Two workloads of 1,000,000 one-minute bars of one market each, in this run:
+
+* order-heavy: `sma_heavy.py` (SMA 10/30 cross, 0.01 BTC a trade, ~42,000 fills) on the real
+  BTC perpetual month in ../shared/data repeated and rescaled (generated bars without it);
+* `sma_cross` (95% of the cash a trade, ~7,600 fills) on generated bars.
+
+Each is measured untraced and traced (every order event in the Zarr trace, the default). The
+baseline is a plain-Python loop computing the same SMA(10)/SMA(30) signals from running sums and
+the same fills (price, slippage and fee formulas of the simulated exchange), without the
+runtime; the fill counts must be equal. The peak RSS of the process is printed at the end.
 
     python bench/sim_throughput.py [--bars N]
 """
@@ -12,12 +18,16 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import resource
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import trio
+from sma_heavy import SmaHeavy
 
 from runtime import Sim, start, strategy
 from runtime.exchanges._markets import market_for
@@ -26,16 +36,22 @@ from runtime.exchanges.sim._exchange import FillModel
 from runtime.model._bars import generate_bars
 
 HERE = Path(__file__).resolve().parent
+REAL_BARS = HERE.parents[1] / "shared" / "data" / "btc-perp-20211231-20220201_1m.csv"
 SYMBOL = "BTC/USDT"
 
 
 def plain_loop(
-    cols: dict[str, np.ndarray], fast: int = 10, slow: int = 30, cash: float = 10_000.0
+    cols: dict[str, np.ndarray],
+    fast: int = 10,
+    slow: int = 30,
+    cash: float = 10_000.0,
+    fixed: float | None = None,
 ) -> tuple[int, float]:
     """The crossover strategy as one Python loop: (fills, final cash).
 
     It makes sma_cross's decisions with its rules (rounding down to the step, minimum cost,
-    fees included in the cash check) and fills at the simulated exchange's taker price."""
+    fees included in the cash check) and fills at the simulated exchange's taker price. With
+    `fixed`, it buys that amount instead of 95% of the cash (sma_heavy's rule)."""
     market = market_for("binance", SYMBOL)
     step = market["precision"]["amount"]
     taker = market["taker"]
@@ -56,9 +72,9 @@ def plain_loop(
             continue
         f = (running - sums[i - fast]) / fast if i >= fast else running / fast
         s = (running - sums[i - slow]) / slow if i >= slow else running / slow
-        holding = base * c >= cost_min
+        holding = base * c >= cost_min if fixed is None else base > 0
         if f > s and not holding:
-            amount = cash * 0.95 / (c * (1 + taker))
+            amount = cash * 0.95 / (c * (1 + taker)) if fixed is None else fixed
             if amount * c < cost_min:
                 continue
             amount = truncate_to_step(float(f"{amount:.12g}"), step)
@@ -82,6 +98,26 @@ def plain_loop(
     return fills, cash
 
 
+def heavy_bars(n: int) -> tuple[pd.DataFrame, str]:
+    """`n` one-minute bars for the order-heavy workload: the month of real BTC perpetual bars
+    in ../shared/data repeated, each copy rescaled to start at the previous one's last close,
+    or generated bars when that file is absent. Returns the bars and where they came from."""
+    if not REAL_BARS.exists():
+        return generate_bars([SYMBOL], n, seed=1)[SYMBOL], "generated (seed 1)"
+    month = pd.read_csv(REAL_BARS)
+    prices = month[["open", "high", "low", "close"]].to_numpy()
+    copies = -(-n // len(month))
+    blocks, scale = [], 1.0
+    for _ in range(copies):
+        blocks.append(prices * scale)
+        scale *= prices[-1, 3] / prices[0, 0]
+    ohlc = np.concatenate(blocks)[:n]
+    frame = pd.DataFrame(ohlc, columns=["open", "high", "low", "close"])
+    frame.insert(0, "timestamp", pd.date_range("2022-01-01", periods=n, freq="1min", tz="UTC"))
+    frame["volume"] = np.tile(month["volume"].to_numpy(), copies)[:n]
+    return frame, f"{REAL_BARS.name} repeated {copies}x, rescaled"
+
+
 async def backtest(
     name: str, data: dict, trace_root: str | None = None
 ) -> tuple[float, int, float]:
@@ -95,43 +131,67 @@ async def backtest(
     return elapsed, len(s.universe[SYMBOL].trades), s.cash
 
 
+def columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    return {c: frame[c].to_numpy() for c in ("open", "high", "low", "close", "volume")}
+
+
+def run_workload(
+    label: str, name: str, data: dict, base: float, base_fills: int, target: str
+) -> None:
+    n = len(data[SYMBOL])
+    with tempfile.TemporaryDirectory() as root:
+        for traced in (False, True):
+            elapsed, fills, _ = trio.run(backtest, name, data, root if traced else None)
+            rate = n / elapsed
+            how = "traced:  " if traced else "untraced:"
+            same = "same as the loop" if fills == base_fills else f"LOOP HAS {base_fills}"
+            print(
+                f"{label} {how} {rate:,.0f} bars/s, {fills:,} fills ({same}), "
+                f"{rate / base:.3f}x baseline" + (f" (target {target})" if traced else "")
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=1_000_000)
     args = parser.parse_args()
     n = args.bars
-    data = generate_bars([SYMBOL], n, seed=1)
-    frame = data[SYMBOL]
-    cols = {c: frame[c].to_numpy() for c in ("open", "high", "low", "close", "volume")}
-
-    t0 = time.perf_counter()
-    base_fills, base_cash = plain_loop(cols)
-    base = n / (time.perf_counter() - t0)
-
-    sma_time, sma_fills, sma_cash = trio.run(backtest, "sma_cross", data)
-    noop_time, _, _ = trio.run(backtest, str(HERE / "noop_strategy.py"), data)
-    with tempfile.TemporaryDirectory() as root:
-        traced_time, traced_fills, _ = trio.run(backtest, "sma_cross", data, root)
-    sma = n / sma_time
-    noop = n / noop_time
-    print(f"bars: {n:,} one-minute bars of {SYMBOL}")
     print(
-        f"plain-Python loop (baseline): {base:,.0f} bars/s, {base_fills} fills, "
+        f"bars: {n:,} one-minute bars of {SYMBOL} per workload; nproc {os.cpu_count()}, "
+        f"loadavg {os.getloadavg()[0]:.2f}"
+    )
+
+    heavy, source = heavy_bars(n)
+    t0 = time.perf_counter()
+    heavy_fills, heavy_cash = plain_loop(columns(heavy), fixed=SmaHeavy.amount)
+    heavy_base = n / (time.perf_counter() - t0)
+    print(
+        f"order-heavy (SMA 10/30, 0.01 a trade) on {source}:\n"
+        f"  plain-Python loop (baseline): {heavy_base:,.0f} bars/s, {heavy_fills:,} fills, "
+        f"final cash {heavy_cash:,.2f}"
+    )
+    run_workload(
+        "  sma_heavy", str(HERE / "sma_heavy.py"), {SYMBOL: heavy}, heavy_base, heavy_fills, "0.10x"
+    )
+    del heavy
+
+    data = generate_bars([SYMBOL], n, seed=1)
+    t0 = time.perf_counter()
+    base_fills, base_cash = plain_loop(columns(data[SYMBOL]))
+    base = n / (time.perf_counter() - t0)
+    print(
+        f"sma_cross on generated bars (seed 1):\n"
+        f"  plain-Python loop (baseline): {base:,.0f} bars/s, {base_fills:,} fills, "
         f"final cash {base_cash:,.2f}"
     )
+    run_workload("  sma_cross", "sma_cross", data, base, base_fills, "0.15x")
+    noop_time, _, _ = trio.run(backtest, str(HERE / "noop_strategy.py"), data)
     print(
-        f"sma_cross:                    {sma:,.0f} bars/s, {sma_fills} fills, "
-        f"final cash {sma_cash:,.2f}, {sma / base:.3f}x baseline (target 0.05x)"
+        f"  do-nothing strategy: {n / noop_time:,.0f} bars/s, "
+        f"{n / noop_time / base:.3f}x baseline (target 0.15x)"
     )
-    traced = n / traced_time
-    print(
-        f"sma_cross, traced:            {traced:,.0f} bars/s, {traced_fills} fills, "
-        f"{traced / base:.3f}x baseline (every order event in the Zarr trace)"
-    )
-    print(
-        f"do-nothing strategy:          {noop:,.0f} bars/s, {noop / base:.3f}x baseline "
-        f"(target 0.15x)"
-    )
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process (all runs above): {peak_mb:,.0f} MB (target 300 MB)")
 
 
 if __name__ == "__main__":

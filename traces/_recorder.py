@@ -13,14 +13,14 @@ and `close` seals the tail and releases the lease.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from traces._blobs import is_url
 from traces._fetch import cache_path
 from traces._mirror import Mirror
-from traces._schema import Kind
+from traces._schema import Kind, Row
 from traces._writer import TraceWriter
 
 _holders: dict[Path, TraceRecorder] = {}
@@ -100,6 +100,14 @@ class TraceRecorder:
             ts_exchange_ns=ts_exchange_ns,
             durable=durable,
         )
+
+    def record_rows(self, rows: Sequence[Row], *, durable: bool = False) -> range:
+        writer = self._writer or self._acquire()
+        return writer.record_rows(rows, durable=durable)
+
+    @property
+    def next_seq(self) -> int:
+        return (self._writer or self._acquire()).next_seq
 
     def persist(self) -> None:
         if self._writer is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 SCHEMA_VERSION = 1
@@ -94,6 +94,10 @@ STATE_KINDS: frozenset[Kind] = frozenset(
 )
 
 
+#: One event for `Recorder.record_rows`: (kind, payload, ts_ns, asset, ts_exchange_ns).
+Row = tuple[int, Mapping[str, Any], int, "str | None", int]
+
+
 class Recorder(Protocol):
     """Where the runtime sends every event. The Zarr trace writer is the real one."""
 
@@ -109,6 +113,16 @@ class Recorder(Protocol):
     ) -> int:
         """Append one event and return its seq. With ``durable=True`` the record has reached the
         OS (and is fsynced if the policy says so) when this returns."""
+        ...
+
+    def record_rows(self, rows: Sequence[Row], *, durable: bool = False) -> range:
+        """Append ``(kind, payload, ts_ns, asset, ts_exchange_ns)`` rows as :meth:`record`
+        would one by one (``durable`` as on the last); return their seqs."""
+        ...
+
+    @property
+    def next_seq(self) -> int:
+        """The seq the next record will get."""
         ...
 
     def persist(self) -> None:
@@ -137,6 +151,15 @@ class NullRecorder:
         seq = self.seq
         self.seq += 1
         return seq
+
+    def record_rows(self, rows: Sequence[Row], *, durable: bool = False) -> range:
+        seq0 = self.seq
+        self.seq += len(rows)
+        return range(seq0, self.seq)
+
+    @property
+    def next_seq(self) -> int:
+        return self.seq
 
     def persist(self) -> None:
         pass

@@ -48,7 +48,7 @@ from runtime.engine._translate import (
 from runtime.model._assets import AssetInstance, Balance, Universe, empty_window
 from runtime.model._modes import Mode, RunConfig
 from runtime.model._orders import Order, Trade
-from traces._schema import Kind, NullRecorder, Recorder
+from traces._schema import Kind, NullRecorder, Recorder, Row
 
 if TYPE_CHECKING:
     from runtime.engine._results import BarHistory, Results
@@ -190,6 +190,9 @@ class Runtime:
         self.reserved: dict[str, float] = {}  # currency -> held by orders being sent
         # Inside `durable_together`: the newest record that asked to be durable (-1: none yet).
         self._durable_batch: int | None = None
+        self._held: list[Row] | None = None  # records kept for one write (`hold_records`)
+        self._held_seq0 = 0  # the seq of the first held record
+        self._held_durable = False  # whether a held record asked to be durable
         self._hooks: list[tuple[AssetInstance, Trade]] = []
         # Called for each new fill before `on_trade`: the brackets' one-cancels-other
         # (runtime.modes._brackets), once the strategy has a bracket.
@@ -280,25 +283,70 @@ class Runtime:
         durable: bool = False,
         ts_exchange_ms: int | None = None,
     ) -> int:
-        batched = durable and self._durable_batch is not None
-        seq = self._recorder.record(
-            kind,
-            payload,
-            ts_ns=self.now_ms() * 1_000_000,
-            asset=asset,
-            ts_exchange_ns=-1 if ts_exchange_ms is None else ts_exchange_ms * 1_000_000,
-            durable=durable and not batched,
-        )
+        held = self._held
+        if held is not None:
+            if not held:
+                self._held_seq0 = self._recorder.next_seq
+            seq = self._held_seq0 + len(held)
+            held.append(
+                (
+                    kind,
+                    payload,
+                    self.now_ms() * 1_000_000,
+                    asset,
+                    -1 if ts_exchange_ms is None else ts_exchange_ms * 1_000_000,
+                )
+            )
+            if durable:
+                self._held_durable = True
+        else:
+            batched = durable and self._durable_batch is not None
+            seq = self._recorder.record(
+                kind,
+                payload,
+                ts_ns=self.now_ms() * 1_000_000,
+                asset=asset,
+                ts_exchange_ns=-1 if ts_exchange_ms is None else ts_exchange_ms * 1_000_000,
+                durable=durable and not batched,
+            )
+            if batched:
+                self._durable_batch = seq
+            elif durable:
+                self.last_durable_seq = seq
         for observer in self.observers:
             try:
                 observer(kind, payload, asset)
             except Exception as exc:  # a display must never stop a run
                 log.warning("observer %r failed on %s: %r", observer, kind.name, exc)
-        if batched:
-            self._durable_batch = seq
-        elif durable:
-            self.last_durable_seq = seq
         return seq
+
+    def hold_records(self) -> list[Row]:
+        """From now on keep records in the returned list until `write_held`, which writes them
+        as one batch (durable if any asked to be). A backtest writes each bar's events this way:
+        one frame and one write per bar instead of per event. `stop_holding` ends it."""
+        if self._held is None:
+            self._held = []
+        return self._held
+
+    def write_held(self) -> None:
+        """Write the held records to the trace, in order, as one batch."""
+        held = self._held
+        if not held:
+            return
+        durable, self._held_durable = self._held_durable, False
+        try:
+            seqs = self._recorder.record_rows(held, durable=durable)
+        finally:
+            held.clear()
+        if durable:
+            self.last_durable_seq = seqs[-1]
+
+    def stop_holding(self) -> None:
+        """Write what is held and record each event at once again."""
+        try:
+            self.write_held()
+        finally:
+            self._held = None
 
     @contextlib.contextmanager
     def reserving(self, currency: str, value: float) -> Iterator[None]:
@@ -315,8 +363,8 @@ class Runtime:
         """Records that ask to be durable inside this block become durable together when it
         ends, with one write to the OS: for a simulated exchange, whose answer and everything
         it reports with it happen in one step that nothing outside can see half done."""
-        if self._durable_batch is not None:  # already inside one: the outer block writes
-            yield
+        if self._durable_batch is not None or self._held is not None:
+            yield  # the outer block (or the held batch) writes
             return
         self._durable_batch = -1
         try:
@@ -407,6 +455,57 @@ class Runtime:
                         self._emit_report(
                             PositionUpdated(symbol, side, 0.0, 0.0, pos.leverage, 0.0, stamp), tag
                         )
+
+    def on_ledger(self, client_id: str | None, event: Event | None) -> None:
+        """A simulated exchange's order or fill report, as the event its ledger applied: the
+        same events `on_exchange` makes of the ccxt dicts, built without them. An order's
+        reference price is ours (as `order_events` takes it); a cancel carries no reason."""
+        if type(event) is OrderCreated:
+            ai = self.state.assets.get(event.symbol)
+            if ai is None:
+                return
+            reference = ai.price
+            if not math.isfinite(reference):
+                reference = event.price  # type: ignore[assignment]  # what order_events falls to
+            event = OrderCreated(
+                event.symbol,
+                event.client_id,
+                event.side,
+                event.order_type,
+                event.amount,
+                event.price,
+                event.timestamp,
+                event.id,
+                event.reduce_only,
+                reference,
+                event.trigger_price,
+            )
+            if event.client_id.startswith(LIQUIDATION_IDS):
+                self.record(
+                    Kind.LIQUIDATION,
+                    {"client_id": event.client_id, "side": event.side, "amount": event.amount},
+                    asset=event.symbol,
+                    durable=True,
+                )
+            self._emit_report(event, None)
+        elif type(event) is OrderFilled:
+            if event.symbol not in self.state.assets or event.trade_id in self.state.trade_ids:
+                return
+            self._emit_report(event, None)
+        elif type(event) is OrderCancelled:
+            if event.symbol not in self.state.assets:
+                return
+            self._emit_report(
+                OrderCancelled(event.symbol, event.client_id, event.timestamp, event.status), None
+            )
+        if client_id is not None:
+            self.notify(client_id)
+
+    def on_ledger_balances(self, totals: Mapping[str, float], timestamp: int) -> None:
+        """A simulated exchange's balance report: totals per currency (`balance_events`)."""
+        for currency in sorted(totals):
+            if currency in self.balance_scope:
+                self._emit_report(BalanceUpdated(currency, totals[currency], timestamp), None)
 
     def _emit_report(self, event: Event, tag: Kind | None) -> Any:
         # Order events are durable: a restart must know every order and fill it acknowledged.

@@ -345,7 +345,7 @@ def _plug_sim(
     rt.driver = driver
     rt.sends = SimulatedSends(rt)
     rt.bar_history = driver
-    sim_exchange.add_listener(rt.on_exchange)
+    sim_exchange.direct = rt  # its reports as ledger events: no ccxt dicts in a backtest
 
 
 def _plug_paper(

@@ -49,6 +49,7 @@ from typing import Any, NamedTuple, Protocol
 
 from runtime._errors import ConfigError, InsufficientFunds, OrderNotFound, OrderRejected
 from runtime.engine._engine import (
+    Event,
     FundingPaid,
     LeverageChanged,
     OrderCancelled,
@@ -62,7 +63,7 @@ from runtime.engine._engine import (
 )
 from runtime.model._assets import LONG, SHORT, AssetInstance, Balance
 from runtime.model._modes import FillModel as FillModel
-from runtime.model._orders import CANCELED, EXPIRED, OPEN, Order, falls_to
+from runtime.model._orders import CANCELED, EXPIRED, OPEN, Order, Trade, falls_to
 
 
 class Bar(NamedTuple):
@@ -83,6 +84,23 @@ class MarketFeed(Protocol):
 
 
 Listener = Callable[[str, dict[str, Any]], None]
+
+
+class LedgerListener(Protocol):
+    """Takes the simulated exchange's reports as the events its ledger applied, with no ccxt
+    dict in between: a backtest's runtime (`Runtime.on_ledger`). Each call says what a
+    listener's ``("order" | "trade" | "balance", dict)`` report would have said."""
+
+    def on_ledger(self, client_id: str | None, event: Event | None) -> None:
+        """An order report (`client_id`) with the ledger's event for it (None: the order
+        changed in nothing the event kinds carry, e.g. it closed with its last fill)."""
+        ...
+
+    def on_ledger_balances(self, totals: Mapping[str, float], timestamp: int) -> None: ...
+
+    def on_exchange(self, kind: str, payload: Any) -> None:
+        """The reports with no direct form (positions, funding), as ccxt dicts."""
+        ...
 
 
 @functools.lru_cache(maxsize=1024)  # the orders and fills of a bar share its time
@@ -114,13 +132,15 @@ class SimExchange:
         assets = {s: AssetInstance(m, ledger_balances) for s, m in self.markets.items()}
         self.ledger = State(assets, ledger_balances, margin)
         self._listeners: list[Listener] = []
+        # Set by the Sim wiring: reports go to it as ledger events (faster, same events).
+        self.direct: LedgerListener | None = None
         self._ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
         self._meta: dict[str, dict[str, Any]] = {}  # client id -> exchange-only order fields
         self._resting: dict[str, list[Order]] = {}
         self._waiting: dict[str, list[Order]] = {}  # protective orders not triggered yet
         self._bar_used: dict[str, tuple[int, float]] = {}  # symbol -> (bar time, volume taken)
-        self._trades: dict[str, list[dict[str, Any]]] = {}
+        self._trades: dict[str, list[Trade]] = {}  # ccxt dicts only when fetched
         self._margin_mode: dict[str, str] = {}
         # True when a new bar may change something: resting orders or open positions.
         self.has_work = False
@@ -136,6 +156,21 @@ class SimExchange:
     def _emit(self, kind: str, payload: dict[str, Any]) -> None:
         for listener in self._listeners:
             listener(kind, payload)
+        if self.direct is not None and kind in ("position", "funding"):
+            self.direct.on_exchange(kind, payload)
+
+    def _report_order(self, order: Order, event: Event | None = None) -> None:
+        """Report an order that `event` (applied to the ledger) or a fill changed."""
+        if self.direct is not None:
+            self.direct.on_ledger(order.client_id, event)
+        if self._listeners:
+            self._emit("order", self.order_dict(order))
+
+    def _report_balances(self, totals: dict[str, float], stamp: int) -> None:
+        if self.direct is not None:
+            self.direct.on_ledger_balances(totals, stamp)
+        if self._listeners:
+            self._emit("balance", {"total": totals, "timestamp": stamp, "info": {}})
 
     def _refresh_work(self) -> None:
         # Read once per bar by the Sim loop, so kept as a plain attribute.
@@ -199,23 +234,20 @@ class SimExchange:
         order_type = "MarketOrder" if type == "market" else _TIF[tif]
         if trigger is not None:
             order_type = "StopOrder" if trigger == "stop" else "TakeProfitOrder"
-        apply(
-            self.ledger,
-            OrderCreated(
-                symbol=symbol,
-                client_id=client_id,
-                side=side,
-                order_type=order_type,
-                amount=amount,
-                price=price if type != "market" else None,
-                timestamp=now,
-                id=order_id,
-                reduce_only=reduce_only,
-                reference_price=exec_price,
-                trigger_price=trigger_price,
-            ),
+        created = OrderCreated(
+            symbol=symbol,
+            client_id=client_id,
+            side=side,
+            order_type=order_type,
+            amount=amount,
+            price=price if type != "market" else None,
+            timestamp=now,
+            id=order_id,
+            reduce_only=reduce_only,
+            reference_price=exec_price,
+            trigger_price=trigger_price,
         )
-        order = self.ledger.orders[client_id]
+        order = apply(self.ledger, created)
         self._meta[client_id] = {
             "timeInForce": tif,
             "postOnly": post_only,
@@ -223,7 +255,7 @@ class SimExchange:
             "trigger": trigger,
             "triggered": False,
         }
-        self._emit("order", self.order_dict(order))
+        self._report_order(order, created)
         if trigger is not None:
             self._waiting.setdefault(symbol, []).append(order)
         else:
@@ -296,7 +328,7 @@ class SimExchange:
             if not within:
                 self._resting.setdefault(ai.symbol, []).append(order)
                 self._meta[order.client_id]["updated"] = now
-                self._emit("order", self.order_dict(order))  # now working, as a limit order
+                self._report_order(order)  # now working, as a limit order
                 return
             price = max(price, order.price) if order.side == "sell" else min(price, order.price)
         self._fill(ai, order, order.amount, price, taker=True, now=now)
@@ -393,10 +425,8 @@ class SimExchange:
         self, symbol: str, since: int | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
         self._asset(symbol)
-        trades = [
-            t for t in self._trades.get(symbol, []) if since is None or t["timestamp"] >= since
-        ]
-        return trades[-limit:] if limit is not None else trades
+        trades = [t for t in self._trades.get(symbol, []) if since is None or t.timestamp >= since]
+        return [self.trade_dict(t) for t in (trades[-limit:] if limit is not None else trades)]
 
     async def fetch_balance(self) -> dict[str, Any]:
         out: dict[str, Any] = {"free": {}, "used": {}, "total": {}, "info": {}}
@@ -481,8 +511,7 @@ class SimExchange:
                     "amount": amount,
                 },
             )
-            total = self.ledger.balances[ai.settle].total
-            self._emit("balance", {"total": {ai.settle: total}, "timestamp": stamp, "info": {}})
+            self._report_balances({ai.settle: self.ledger.balances[ai.settle].total}, stamp)
         return paid
 
     def _match(self, symbol: str, resting: list[Order], bar: Bar) -> None:
@@ -523,24 +552,21 @@ class SimExchange:
                 self._end(order, CANCELED, bar.time_ms, "liquidation")
             client_id = f"autoclose-{next(self._ids)}"
             side = "sell" if pos.side == LONG else "buy"
-            apply(
-                self.ledger,
-                OrderCreated(
-                    symbol=ai.symbol,
-                    client_id=client_id,
-                    side=side,
-                    order_type="MarketOrder",
-                    amount=pos.contracts,
-                    price=None,
-                    timestamp=bar.time_ms,
-                    id=str(next(self._ids)),
-                    reduce_only=True,
-                    reference_price=liq,
-                ),
+            created = OrderCreated(
+                symbol=ai.symbol,
+                client_id=client_id,
+                side=side,
+                order_type="MarketOrder",
+                amount=pos.contracts,
+                price=None,
+                timestamp=bar.time_ms,
+                id=str(next(self._ids)),
+                reduce_only=True,
+                reference_price=liq,
             )
-            order = self.ledger.orders[client_id]
+            order = apply(self.ledger, created)
             self._meta[client_id] = {"timeInForce": "GTC", "postOnly": False, "updated": 0}
-            self._emit("order", self.order_dict(order))
+            self._report_order(order, created)
             self._fill(ai, order, pos.contracts, ai.round_price(liq), True, bar.time_ms)
 
     def end_order(self, order: Order, status: str, reason: str) -> None:
@@ -693,11 +719,14 @@ class SimExchange:
         apply(self.ledger, fill)
         settle_fill(self.ledger, fill)
         self._meta[order.client_id]["updated"] = now
-        trade = self.trade_dict(order.fills[-1])
+        trade = order.fills[-1]
         self._trades.setdefault(ai.symbol, []).append(trade)
         self._refresh_work()
-        self._emit("trade", trade)
-        self._emit("order", self.order_dict(order))
+        if self.direct is not None:
+            self.direct.on_ledger(order.client_id, fill)
+        if self._listeners:
+            self._emit("trade", self.trade_dict(trade))
+        self._report_order(order)
         self._report_account(ai, fill, sides, now)
 
     def _report_account(
@@ -718,18 +747,18 @@ class SimExchange:
         if fill.fee_currency not in currencies:
             currencies = (*currencies, fill.fee_currency)
         balances = self.ledger.balances
-        totals = {c: balances[c].total for c in currencies if c in balances}
-        self._emit("balance", {"total": totals, "timestamp": stamp, "info": {}})
+        self._report_balances({c: balances[c].total for c in currencies if c in balances}, stamp)
 
     def _end(self, order: Order, status: str, now: int, reason: str) -> None:
-        apply(self.ledger, OrderCancelled(order.symbol, order.client_id, now, status, reason))
+        ended = OrderCancelled(order.symbol, order.client_id, now, status, reason)
+        apply(self.ledger, ended)
         self._meta[order.client_id]["updated"] = now
         for book in (self._resting, self._waiting):
             orders = book.get(order.symbol)
             if orders and order in orders:
                 orders.remove(order)
         self._refresh_work()
-        self._emit("order", self.order_dict(order))
+        self._report_order(order, ended)
 
     def _lookup(self, id: str | None, symbol: str, params: Mapping[str, Any]) -> Order:
         client_id = params.get("clientOrderId") or params.get("origClientOrderId")
