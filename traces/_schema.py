@@ -167,6 +167,7 @@ class NullRecorder:
     def close(self) -> None:
         pass
 
+
 # The on-disk layout, shared by the writer, the readers and the object-store mirror. The
 # payload column is three arrays: `payload` (uint8, every payload back to back),
 # `payload_offset` and `payload_size`. Why not zarr's variable-length bytes dtype: in zarr 3.1

@@ -491,8 +491,13 @@ class TraceWriter:
                 nbytes = sum(sizes_arr[pos:end])
                 part = blob[byte_pos : byte_pos + nbytes]
                 frame = rows_frame(
-                    seq, ts[pos:end], tsx[pos:end], kinds[pos:end], assets[pos:end],
-                    sizes_arr[pos:end], part,
+                    seq,
+                    ts[pos:end],
+                    tsx[pos:end],
+                    kinds[pos:end],
+                    assets[pos:end],
+                    sizes_arr[pos:end],
+                    part,
                 )
                 self._pending.append(frame)
                 self._pending_bytes += len(frame)

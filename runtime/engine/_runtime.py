@@ -185,7 +185,7 @@ class Runtime:
         self.emulate_trades = False  # the exchange has no trade endpoints: derive fills
         self.orphan_trades: dict[str, list[dict[str, Any]]] = {}  # order id -> early trades
         self._order_events: dict[str, trio.Event] = {}
-        self.account_changed = trio.Event()
+        self._account_event: trio.Event | None = None  # made when first waited on
         self.last_durable_seq = -1  # the newest record that reached the OS before returning
         self.reserved: dict[str, float] = {}  # currency -> held by orders being sent
         # Inside `durable_together`: the newest record that asked to be durable (-1: none yet).
@@ -349,16 +349,6 @@ class Runtime:
             self._held = None
 
     @contextlib.contextmanager
-    def reserving(self, currency: str, value: float) -> Iterator[None]:
-        """Hold `value` of `currency` for an order between its local check and its arrival in
-        the state, so that concurrent calls cannot spend the same free cash twice."""
-        self.reserved[currency] = self.reserved.get(currency, 0.0) + value
-        try:
-            yield
-        finally:
-            self.reserved[currency] -= value
-
-    @contextlib.contextmanager
     def durable_together(self) -> Iterator[None]:
         """Records that ask to be durable inside this block become durable together when it
         ends, with one write to the OS: for a simulated exchange, whose answer and everything
@@ -374,6 +364,16 @@ class Runtime:
             if last >= 0:
                 self._recorder.persist()
                 self.last_durable_seq = last
+
+    @property
+    def recording(self) -> bool:
+        """Whether records are kept (a trace, or an observer such as the console)."""
+        return self._recording
+
+    @property
+    def holding(self) -> bool:
+        """Whether records are held for one batched write (`hold_records`)."""
+        return self._held is not None
 
     @property
     def recorder(self) -> Recorder:
@@ -487,25 +487,34 @@ class Runtime:
                     asset=event.symbol,
                     durable=True,
                 )
-            self._emit_report(event, None)
+            self.emit(event, durable=True)
         elif type(event) is OrderFilled:
             if event.symbol not in self.state.assets or event.trade_id in self.state.trade_ids:
                 return
-            self._emit_report(event, None)
+            self.emit(event, durable=True)
         elif type(event) is OrderCancelled:
             if event.symbol not in self.state.assets:
                 return
-            self._emit_report(
-                OrderCancelled(event.symbol, event.client_id, event.timestamp, event.status), None
+            self.emit(
+                OrderCancelled(event.symbol, event.client_id, event.timestamp, event.status),
+                durable=True,
             )
         if client_id is not None:
             self.notify(client_id)
 
     def on_ledger_balances(self, totals: Mapping[str, float], timestamp: int) -> None:
-        """A simulated exchange's balance report: totals per currency (`balance_events`)."""
+        """A simulated exchange's balance report: totals per currency (`balance_events`),
+        told to `on_account` once for them all."""
+        scope = self.balance_scope
+        applied = False
         for currency in sorted(totals):
-            if currency in self.balance_scope:
-                self._emit_report(BalanceUpdated(currency, totals[currency], timestamp), None)
+            if currency in scope:
+                self.emit(BalanceUpdated(currency, totals[currency], timestamp))
+                applied = True
+        if applied:
+            self._account_changed()
+            if self.on_account is not None:
+                self.on_account()
 
     def _emit_report(self, event: Event, tag: Kind | None) -> Any:
         # Order events are durable: a restart must know every order and fill it acknowledged.
@@ -530,9 +539,18 @@ class Runtime:
                 self.on_account()
         return result
 
+    @property
+    def account_changed(self) -> trio.Event:
+        """Set by the next account change (a report, or an order's or fill's news)."""
+        if self._account_event is None:
+            self._account_event = trio.Event()
+        return self._account_event
+
     def _account_changed(self) -> None:
-        self.account_changed.set()
-        self.account_changed = trio.Event()
+        # No event until someone waits: a backtest reports thousands a second to no one.
+        event, self._account_event = self._account_event, None
+        if event is not None:
+            event.set()
 
     def _on_order(self, payload: dict[str, Any], tag: Kind | None) -> None:
         ai = self.state.assets.get(payload.get("symbol", ""))

@@ -32,7 +32,10 @@ class Exchange(Protocol):
         amount: float,
         price: float | None = None,
         params: Mapping[str, Any] | None = None,
-    ) -> Order: ...
+    ) -> Order | None:
+        """The exchange's order; None only from a simulated exchange that reports straight to
+        the runtime (`runtime.exchanges.sim.LedgerListener`), which then knows the order."""
+        ...
 
     async def cancel_order(
         self, id: str | None, symbol: str, params: Mapping[str, Any] | None = None

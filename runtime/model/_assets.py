@@ -19,7 +19,7 @@ from runtime._errors import ConfigError
 
 # ccxt's own rounding (DESIGN §5: only the ccxt package imports ccxt), so local checks agree
 # with what ccxt sends; a leaf module that imports nothing else of the project.
-from runtime.exchanges.ccxt._precision import round_to_tick, truncate_to_step
+from runtime.model._grid import Grid
 from runtime.model._orders import Order, Trade
 
 LONG = "long"
@@ -264,6 +264,8 @@ class AssetInstance:
         precision = market.get("precision") or {}
         self.amount_step: float = _num(precision.get("amount"), 1e-8)
         self.price_tick: float = _num(precision.get("price"), 1e-8)
+        self._amount_grid = Grid(self.amount_step)
+        self._price_grid = Grid(self.price_tick)
         limits = market.get("limits") or {}
         self.amount_min: float = _num((limits.get("amount") or {}).get("min"), 0.0)
         self.amount_max: float = _num((limits.get("amount") or {}).get("max"), math.inf)
@@ -281,13 +283,13 @@ class AssetInstance:
 
     # Rules.
     def round_amount(self, amount: float) -> float:
-        """Round down to the amount step, with ccxt's helper (float noise removed first, so
+        """Round down to the amount step as ccxt does (float noise removed first, so
         0.45999999999999996 stays 0.46)."""
-        return truncate_to_step(float(f"{amount:.12g}"), self.amount_step)
+        return self._amount_grid.truncate(float(f"{amount:.12g}"))
 
     def round_price(self, price: float) -> float:
-        """Round to the nearest price tick, with ccxt's helper."""
-        return round_to_tick(price, self.price_tick)
+        """Round to the nearest price tick as ccxt does."""
+        return self._price_grid.round(price)
 
     # State.
     @property

@@ -406,7 +406,9 @@ async def _place(
         if reduce_only or trigger_price is not None or not math.isfinite(basis)
         else commitment(ai, order_type.side, amount, basis)
     )
-    with rt.reserving(commit_currency(ai, order_type.side), held):
+    reserved = commit_currency(ai, order_type.side)
+    rt.reserved[reserved] = rt.reserved.get(reserved, 0.0) + held
+    try:  # `rt.reserving`, written out: this is every order's path
         try:
             await sends.before_send(ai)
         except ExchangeError as exc:  # before the send: None with the reason (DESIGN §3.7)
@@ -439,22 +441,23 @@ async def _place(
             ccxt_params["postOnly"] = True
         if reduce_only:
             ccxt_params["reduceOnly"] = True
-        rt.record(
-            Kind.ORDER_INTENT,
-            {
-                "client_id": client_id,
-                "symbol": ai.symbol,
-                "type": ccxt_type,
-                "order_type": order_type.__name__,
-                "side": order_type.side,
-                "amount": amount,
-                "price": price,
-                "trigger_price": trigger_price,
-                "params": ccxt_params,
-            },
-            asset=ai.symbol,
-            durable=True,
-        )
+        if rt.recording:  # an untraced backtest keeps no intents
+            rt.record(
+                Kind.ORDER_INTENT,
+                {
+                    "client_id": client_id,
+                    "symbol": ai.symbol,
+                    "type": ccxt_type,
+                    "order_type": order_type.__name__,
+                    "side": order_type.side,
+                    "amount": amount,
+                    "price": price,
+                    "trigger_price": trigger_price,
+                    "params": ccxt_params,
+                },
+                asset=ai.symbol,
+                durable=True,
+            )
 
         async def create() -> Any:
             return await rt.exchange.create_order(
@@ -494,13 +497,16 @@ async def _place(
                 )
                 sends.spawn(lambda: sends.resolve_unknown(ai, client_id))
                 return Pending(rt, rt.state.orders[client_id], unknown=True)
-        rt.on_exchange("order", report)
-        _apply_response_fills(rt, report)
+        if report is not None:  # None: a simulated exchange already reported it
+            rt.on_exchange("order", report)
+            _apply_response_fills(rt, report)
+    finally:
+        rt.reserved[reserved] -= held
     order = rt.state.orders.get(client_id)
     if order is None:  # the exchange answered but the order never reached our state
         rt.emit(
             _created_from_intent(
-                ai, order_type, client_id, amount, price, report, rt, trigger_price
+                ai, order_type, client_id, amount, price, report or {}, rt, trigger_price
             )
         )
         order = rt.state.orders[client_id]

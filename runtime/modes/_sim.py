@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from runtime.engine._strategy import Strategy
 
 log = logging.getLogger("vigil")
+#: Held trace records are written once this many have gathered (or a bar block is due).
+HELD_ROWS = 256
 BAR_BLOCK = 4096  # bars per BARS trace event
 
 
@@ -84,6 +86,8 @@ class SimulatedSends:
 
     async def send(self, fn: Callable[[], Awaitable[Any]], deadline_ms: int) -> Any:
         # The simulated exchange answers, fills and reports in this one step.
+        if self.rt.holding:  # the run writes the held records in batches
+            return await fn()
         with self.rt.durable_together():
             return await fn()
 
@@ -251,16 +255,18 @@ class SimDriver:
         guard = risk_of(rt)
         watch_equity = guard.risk.watches_equity
         alerts = guard.alerts.pending
-        # A bar's events reach the trace together, in one frame and one write, once the bar
-        # is done: a record each costs more than the rest of an order's path (measured).
+        # Events reach the trace in batches of whole bars, one frame and one write each: a
+        # write per order cost more than the rest of its path (measured). A backtest is run
+        # again, not resumed, so its events need not reach the OS bar by bar.
         held = rt.hold_records()
         try:
             while not rt.stopping:
-                if held:
+                if len(held) >= HELD_ROWS:
                     rt.write_held()
                 if trace_market:
                     self._record_bars()
                 if cursor.n >= next_block:
+                    rt.write_held()
                     self.record_bar_blocks()
                     next_block = cursor.n + BAR_BLOCK
                     if progress is not None:

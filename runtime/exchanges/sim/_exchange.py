@@ -177,7 +177,12 @@ class SimExchange:
         self.has_work = (
             any(self._resting.values())
             or any(self._waiting.values())
-            or any(a.long is not None or a.short is not None for a in self.ledger.assets.values())
+            or (
+                self.ledger.margin is not None  # spot holds no positions
+                and any(
+                    a.long is not None or a.short is not None for a in self.ledger.assets.values()
+                )
+            )
         )
 
     # Interface.
@@ -192,8 +197,11 @@ class SimExchange:
         amount: float,
         price: float | None = None,
         params: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        return self.submit(symbol, type, side, amount, price, params or {})
+    ) -> dict[str, Any] | None:
+        """The ccxt order; None when a `LedgerListener` takes the reports (it has them all,
+        and a backtest need not build the dict)."""
+        order = self.place(symbol, type, side, amount, price, params or {})
+        return None if self.direct is not None else self.order_dict(order)
 
     def submit(
         self,
@@ -204,7 +212,19 @@ class SimExchange:
         price: float | None,
         params: Mapping[str, Any],
     ) -> dict[str, Any]:
-        """create_order without the coroutine: validate, book, match at once if marketable."""
+        """create_order without the coroutine, as a ccxt order."""
+        return self.order_dict(self.place(symbol, type, side, amount, price, params))
+
+    def place(
+        self,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: float,
+        price: float | None,
+        params: Mapping[str, Any],
+    ) -> Order:
+        """Validate, book, match at once if marketable; the ledger's order."""
         ai = self._asset(symbol)
         now = self.feed.now_ms()
         client_id = str(params.get("clientOrderId") or f"sim-{next(self._ids)}")
@@ -261,7 +281,7 @@ class SimExchange:
         else:
             self._execute(ai, order, type, tif, marketable, exec_price, bar, now)
         self._refresh_work()
-        return self.order_dict(order)
+        return order
 
     @staticmethod
     def _trigger_of(
