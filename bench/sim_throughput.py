@@ -31,9 +31,9 @@ from sma_heavy import SmaHeavy
 
 from runtime import Sim, start, strategy
 from runtime.exchanges._markets import market_for
-from runtime.exchanges.ccxt._precision import truncate_to_step
 from runtime.exchanges.sim._exchange import FillModel
 from runtime.model._bars import generate_bars
+from runtime.model._grid import Grid
 
 HERE = Path(__file__).resolve().parent
 REAL_BARS = HERE.parents[1] / "shared" / "data" / "btc-perp-20211231-20220201_1m.csv"
@@ -53,7 +53,7 @@ def plain_loop(
     fees included in the cash check) and fills at the simulated exchange's taker price. With
     `fixed`, it buys that amount instead of 95% of the cash (sma_heavy's rule)."""
     market = market_for("binance", SYMBOL)
-    step = market["precision"]["amount"]
+    step = Grid(market["precision"]["amount"])  # the runtime's rounding, ccxt's results
     taker = market["taker"]
     cost_min = market["limits"]["cost"]["min"]
     fm = FillModel()
@@ -77,12 +77,12 @@ def plain_loop(
             amount = cash * 0.95 / (c * (1 + taker)) if fixed is None else fixed
             if amount * c < cost_min:
                 continue
-            amount = truncate_to_step(float(f"{amount:.12g}"), step)
+            amount = step.truncate(float(f"{amount:.12g}"))
             if amount * c < cost_min or amount * c * (1 + taker) > cash:
                 continue
             sign = 1.0
         elif f < s and holding:
-            amount = truncate_to_step(float(f"{base:.12g}"), step)
+            amount = step.truncate(float(f"{base:.12g}"))
             if amount * c < cost_min:
                 continue
             sign = -1.0
