@@ -2,8 +2,9 @@
 
 Two workloads of 1,000,000 one-minute bars of one market each, in this run:
 
-* order-heavy: `sma_heavy.py` (SMA 10/30 cross, 0.01 BTC a trade, ~42,000 fills) on the real
-  BTC perpetual month in ../shared/data repeated and rescaled (generated bars without it);
+* order-heavy: `sma_heavy_strategy.py` (SMA 10/30 cross, 0.01 BTC a trade, ~42,000 fills)
+  on the real BTC perpetual month in ../shared/data, repeated and rescaled (generated bars
+  without it);
 * `sma_cross` (95% of the cash a trade, ~7,600 fills) on generated bars.
 
 Each is measured untraced and traced (every order event in the Zarr trace, the default). The
@@ -17,17 +18,21 @@ runtime; the fill counts must be equal. The peak RSS of the process is printed a
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import trio
-from sma_heavy import SmaHeavy
+from sma_heavy_strategy import SmaHeavy
 
 from runtime import Sim, start, strategy
 from runtime.exchanges._markets import market_for
@@ -131,67 +136,108 @@ async def backtest(
     return elapsed, len(s.universe[SYMBOL].trades), s.cash
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM: getrusage's ru_maxrss would carry the parent's peak over
+    fork and exec)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(name: str, data_path: str, trace_root: str) -> None:
+    """One backtest in this fresh process: prints its figures and the process's peak RSS."""
+    frame = pd.read_pickle(data_path)
+    before = peak_rss_mb()
+    elapsed, fills, cash = trio.run(backtest, name, {SYMBOL: frame}, trace_root or None)
+    print(
+        json.dumps(
+            {
+                "elapsed": elapsed,
+                "fills": fills,
+                "cash": cash,
+                "before_mb": before,
+                "peak_mb": peak_rss_mb(),
+            }
+        )
+    )
+
+
+def in_child(name: str, data_path: Path, trace_root: str = "") -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", name, str(data_path), trace_root],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     return {c: frame[c].to_numpy() for c in ("open", "high", "low", "close", "volume")}
 
 
 def run_workload(
-    label: str, name: str, data: dict, base: float, base_fills: int, target: str
+    label: str, name: str, frame: pd.DataFrame, target: str, workdir: Path, **loop: Any
 ) -> None:
-    n = len(data[SYMBOL])
-    with tempfile.TemporaryDirectory() as root:
-        for traced in (False, True):
-            elapsed, fills, _ = trio.run(backtest, name, data, root if traced else None)
-            rate = n / elapsed
-            how = "traced:  " if traced else "untraced:"
-            same = "same as the loop" if fills == base_fills else f"LOOP HAS {base_fills}"
-            print(
-                f"{label} {how} {rate:,.0f} bars/s, {fills:,} fills ({same}), "
-                f"{rate / base:.3f}x baseline" + (f" (target {target})" if traced else "")
-            )
+    """The plain loop here, then the strategy untraced and traced, each in a fresh process."""
+    n = len(frame)
+    t0 = time.perf_counter()
+    base_fills, base_cash = plain_loop(columns(frame), **loop)
+    base = n / (time.perf_counter() - t0)
+    print(
+        f"  plain-Python loop (baseline): {base:,.0f} bars/s, {base_fills:,} fills, "
+        f"final cash {base_cash:,.2f}"
+    )
+    data_path = workdir / f"{label}.pkl"
+    frame.to_pickle(data_path)
+    for traced in (False, True):
+        root = str(workdir / f"traces-{label}") if traced else ""
+        r = in_child(name, data_path, root)
+        rate = n / r["elapsed"]
+        same = "same as the loop" if r["fills"] == base_fills else f"THE LOOP HAS {base_fills}"
+        print(
+            f"  {label} {'traced:  ' if traced else 'untraced:'} {rate:,.0f} bars/s, "
+            f"{int(r['fills']):,} fills ({same}), {rate / base:.3f}x baseline"
+            + (f" (target {target})" if traced else "")
+            + f"; peak RSS {r['peak_mb']:,.0f} MB ({r['before_mb']:,.0f} MB before the run)"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=1_000_000)
+    parser.add_argument(
+        "--child", nargs=3, metavar=("STRATEGY", "DATA", "TRACE_ROOT"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
     n = args.bars
     print(
         f"bars: {n:,} one-minute bars of {SYMBOL} per workload; nproc {os.cpu_count()}, "
-        f"loadavg {os.getloadavg()[0]:.2f}"
+        f"loadavg {os.getloadavg()[0]:.2f}; each backtest in a fresh process"
     )
-
-    heavy, source = heavy_bars(n)
-    t0 = time.perf_counter()
-    heavy_fills, heavy_cash = plain_loop(columns(heavy), fixed=SmaHeavy.amount)
-    heavy_base = n / (time.perf_counter() - t0)
-    print(
-        f"order-heavy (SMA 10/30, 0.01 a trade) on {source}:\n"
-        f"  plain-Python loop (baseline): {heavy_base:,.0f} bars/s, {heavy_fills:,} fills, "
-        f"final cash {heavy_cash:,.2f}"
-    )
-    run_workload(
-        "  sma_heavy", str(HERE / "sma_heavy.py"), {SYMBOL: heavy}, heavy_base, heavy_fills, "0.10x"
-    )
-    del heavy
-
-    data = generate_bars([SYMBOL], n, seed=1)
-    t0 = time.perf_counter()
-    base_fills, base_cash = plain_loop(columns(data[SYMBOL]))
-    base = n / (time.perf_counter() - t0)
-    print(
-        f"sma_cross on generated bars (seed 1):\n"
-        f"  plain-Python loop (baseline): {base:,.0f} bars/s, {base_fills:,} fills, "
-        f"final cash {base_cash:,.2f}"
-    )
-    run_workload("  sma_cross", "sma_cross", data, base, base_fills, "0.15x")
-    noop_time, _, _ = trio.run(backtest, str(HERE / "noop_strategy.py"), data)
-    print(
-        f"  do-nothing strategy: {n / noop_time:,.0f} bars/s, "
-        f"{n / noop_time / base:.3f}x baseline (target 0.15x)"
-    )
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS of this process (all runs above): {peak_mb:,.0f} MB (target 300 MB)")
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        heavy, source = heavy_bars(n)
+        print(f"order-heavy (SMA 10/30, {SmaHeavy.amount} a trade) on {source}:")
+        run_workload(
+            "sma_heavy",
+            str(HERE / "sma_heavy_strategy.py"),
+            heavy,
+            "0.10x",
+            workdir,
+            fixed=SmaHeavy.amount,
+        )
+        frame = generate_bars([SYMBOL], n, seed=1)[SYMBOL]
+        print("sma_cross (95% of the cash a trade) on generated bars (seed 1):")
+        run_workload("sma_cross", "sma_cross", frame, "0.15x", workdir)
+        noop = in_child(str(HERE / "noop_strategy.py"), workdir / "sma_cross.pkl")
+        print(f"  do-nothing strategy: {n / noop['elapsed']:,.0f} bars/s (same bars)")
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import os
 import struct
-from array import array
 import zlib
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -38,7 +38,7 @@ from runtime.data._store import (
     timeframe_ms,
     to_ms,
 )
-from runtime.exchanges.ccxt import CcxtExchange
+from runtime.exchanges import ccxt as ccxt_venue  # loads ccxt on first use (never in Sim)
 
 __all__ = ["Downloaded", "download_ohlcv", "download_ohlcv_async"]
 
@@ -125,7 +125,8 @@ async def download_ohlcv_async(
     if until_ms is not None and until_ms <= since_ms:
         raise ConfigError(f"until={until!r} must be after since={since!r}")
     db = MarketStore(store)
-    async with CcxtExchange.open(exchange, sandbox=False, env=_public_env(exchange)) as ex:
+    client = ccxt_venue.CcxtExchange.open(exchange, sandbox=False, env=_public_env(exchange))
+    async with client as ex:
         markets = ex.markets
         for sym in wanted:
             if sym not in markets:
@@ -154,7 +155,7 @@ async def download_ohlcv_async(
 
 class _Job:
     def __init__(
-        self, ex: CcxtExchange, db: MarketStore, exchange: str, progress: Progress | None
+        self, ex: ccxt_venue.CcxtExchange, db: MarketStore, exchange: str, progress: Progress | None
     ) -> None:
         self.ex = ex
         self.db = db

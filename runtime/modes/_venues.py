@@ -22,6 +22,7 @@ from typing import Any
 
 from runtime._errors import ConfigError, NetworkError
 from runtime.engine._runtime import Runtime
+from runtime.exchanges import ccxt as ccxt_venue  # loads ccxt on first use (never in Sim)
 from runtime.exchanges._markets import (
     SIM_EXCHANGE,
     SNAPSHOT_EXCHANGES,
@@ -33,13 +34,6 @@ from runtime.exchanges._markets import (
     spot_on_derivatives_venue,
     synthetic_market,
 )
-from runtime.exchanges.ccxt._catalog import (
-    CCXT_VERSION,
-    fetch_markets,
-    market_types,
-    required_credentials,
-)
-from runtime.exchanges.ccxt._config import resolve_settings
 from runtime.model._assets import AssetInstance
 from runtime.model._bars import Bars
 from runtime.model._modes import Mode, Sim
@@ -65,7 +59,8 @@ def require_credentials(exchange: str, margin: str | None) -> None:
     venue (``requiredCredentials``: OKX's passphrase is ``VIGIL_OKX_PASSWORD``)."""
     _check_exchange(exchange, margin)
     venue = venue_id(exchange, margin)
-    missing = [name for name in required_credentials(venue) if not os.environ.get(name, "").strip()]
+    needed = ccxt_venue.required_credentials(venue)
+    missing = [name for name in needed if not os.environ.get(name, "").strip()]
     if missing:
         raise ConfigError(
             f"Live mode on {venue} needs credentials: set {' and '.join(missing)} in the "
@@ -116,7 +111,7 @@ def strategy_markets(
         )
     # Paper or Live, and the offline markets miss a symbol: ask the exchange itself.
     try:
-        markets = fetch_markets(exchange, sandbox=sandbox, margin=margin)
+        markets = ccxt_venue.fetch_markets(exchange, sandbox=sandbox, margin=margin)
     except NetworkError as exc:
         if offline is not None:  # refuse with what we have, and say what failed
             log.warning("could not load %s markets from the exchange: %s", venue, exc)
@@ -143,7 +138,7 @@ def remember_markets(
         save_markets_cache(
             venue,
             markets,
-            ccxt_version=CCXT_VERSION,
+            ccxt_version=ccxt_venue.CCXT_VERSION,
             source=url or ("sandbox" if sandbox else "exchange"),
         )
     except OSError as exc:
@@ -153,9 +148,11 @@ def remember_markets(
 def _check_exchange(exchange: str, margin: str | None, symbols: list[str] | None = None) -> None:
     """The id (close matches named) and margin mode; then, from ccxt's ``has`` table, a spot
     strategy on a derivatives-only venue or a margin strategy on a spot-only one."""
-    resolve_settings(exchange, sandbox=False, margin=margin, options=None, config=None, env={})
+    ccxt_venue.resolve_settings(
+        exchange, sandbox=False, margin=margin, options=None, config=None, env={}
+    )
     venue = venue_id(exchange, margin)
-    spot, swap = market_types(venue)
+    spot, swap = ccxt_venue.market_types(venue)
     example = (symbols or ["BTC/USDT"])[0]
     if margin is None and spot is False:
         raise ConfigError(spot_on_derivatives_venue(venue, example))

@@ -26,7 +26,7 @@ from runtime.data import FundingRates, StoreData, store_bars
 from runtime.engine._engine import BalanceUpdated, LeverageChanged, apply
 from runtime.engine._runtime import Runtime, build_runtime
 from runtime.engine._strategy import Strategy, bind, load_strategy_class
-from runtime.exchanges.ccxt import CcxtExchange
+from runtime.exchanges import ccxt as ccxt_venue  # loads ccxt on first use (never in Sim)
 from runtime.exchanges.sim._exchange import SimExchange
 from runtime.exchanges.sim._paper import PaperExchange, PaperFeed
 from runtime.model._assets import BarWindow, Cursor
@@ -363,7 +363,7 @@ def _plug_paper(
 
     def open_market() -> Any:
         # Public endpoints need no keys: whatever is in the environment is not used here.
-        return CcxtExchange.open(
+        return ccxt_venue.CcxtExchange.open(
             exchange, sandbox=sandbox, margin=margin, env=_public_env(exchange, margin)
         )
 
@@ -373,7 +373,7 @@ def _plug_paper(
 
 def _plug_live(rt: Runtime, mode: Live, exchange: str, margin: str | None, sandbox: bool) -> None:
     def open_exchange() -> Any:
-        return CcxtExchange.open(exchange, sandbox=sandbox, margin=margin)
+        return ccxt_venue.CcxtExchange.open(exchange, sandbox=sandbox, margin=margin)
 
     driver = LiveDriver(rt, mode, open_exchange=open_exchange, watcher_config=mode.watchers)
     rt.driver = driver

@@ -19,8 +19,8 @@ Public names:
 - :func:`map_ccxt_error`: the one mapping of ccxt's errors onto vigil's; :class:`Scrubber`.
 - :func:`truncate_to_step`, :func:`round_to_tick`: ccxt's rounding, for the model's checks.
 
-Everything but the precision helpers loads on first use: the model imports this package for
-rounding, and a Sim run should not pay for ccxt's asyncio client.
+Everything loads on first use: a Sim run imports this package (for Live's and Paper's
+wiring) but never uses it, and ccxt with its hundreds of exchange modules is ~100 MB.
 """
 
 from __future__ import annotations
@@ -28,22 +28,33 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from runtime.exchanges.ccxt._precision import round_to_tick as round_to_tick
-from runtime.exchanges.ccxt._precision import truncate_to_step as truncate_to_step
-
 if TYPE_CHECKING:
     from runtime.exchanges.ccxt._bridge import AsyncioBridge as AsyncioBridge
     from runtime.exchanges.ccxt._bridge import Stream as Stream
     from runtime.exchanges.ccxt._budget import RateBudget as RateBudget
     from runtime.exchanges.ccxt._budget import RateLimit as RateLimit
+    from runtime.exchanges.ccxt._catalog import CCXT_VERSION as CCXT_VERSION
+    from runtime.exchanges.ccxt._catalog import fetch_markets as fetch_markets
+    from runtime.exchanges.ccxt._catalog import market_types as market_types
+    from runtime.exchanges.ccxt._catalog import required_credentials as required_credentials
     from runtime.exchanges.ccxt._config import Credentials as Credentials
+    from runtime.exchanges.ccxt._config import resolve_settings as resolve_settings
     from runtime.exchanges.ccxt._errors import Scrubber as Scrubber
     from runtime.exchanges.ccxt._errors import map_ccxt_error as map_ccxt_error
     from runtime.exchanges.ccxt._exchange import PRIVATE_METHODS as PRIVATE_METHODS
     from runtime.exchanges.ccxt._exchange import STREAM_METHODS as STREAM_METHODS
     from runtime.exchanges.ccxt._exchange import CcxtExchange as CcxtExchange
+    from runtime.exchanges.ccxt._precision import round_to_tick as round_to_tick
+    from runtime.exchanges.ccxt._precision import truncate_to_step as truncate_to_step
 
 _LAZY = {
+    "CCXT_VERSION": "._catalog",
+    "fetch_markets": "._catalog",
+    "market_types": "._catalog",
+    "required_credentials": "._catalog",
+    "resolve_settings": "._config",
+    "round_to_tick": "._precision",
+    "truncate_to_step": "._precision",
     "AsyncioBridge": "._bridge",
     "Stream": "._bridge",
     "RateBudget": "._budget",
@@ -57,6 +68,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "CCXT_VERSION",
     "PRIVATE_METHODS",
     "STREAM_METHODS",
     "AsyncioBridge",
@@ -66,7 +78,11 @@ __all__ = [
     "RateLimit",
     "Scrubber",
     "Stream",
+    "fetch_markets",
     "map_ccxt_error",
+    "market_types",
+    "required_credentials",
+    "resolve_settings",
     "round_to_tick",
     "truncate_to_step",
 ]
