@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import trio
 
 from runtime._errors import StrategyStopped
@@ -46,8 +47,11 @@ class BarFeed:
     def __init__(self, bars: Bars, cursor: Cursor) -> None:
         self.cursor = cursor
         self.columns = bars.columns
-        self.time_ms = bars.time_ns // 1_000_000
-        self.close_ms = self.time_ms + bars.timeframe_ns // 1_000_000
+        self.time_ns = bars.time_ns
+        # The one array of close times (ns): the tick times view it, and millisecond times are
+        # taken from it one at a time (a 1M-bar run keeps no other 8 MB copy of its clock).
+        self.close_ns = bars.time_ns + bars.timeframe_ns
+        self._frame_ms = bars.timeframe_ns // 1_000_000
 
     def bar(self, symbol: str) -> Bar | None:
         i = self.cursor.n - 1
@@ -55,7 +59,7 @@ class BarFeed:
             return None
         c = self.columns[symbol]
         return Bar(
-            int(self.time_ms[i]),
+            int(self.time_ns[i]) // 1_000_000,
             float(c["open"][i]),
             float(c["high"][i]),
             float(c["low"][i]),
@@ -65,7 +69,15 @@ class BarFeed:
 
     def now_ms(self) -> int:
         """The close time of the newest visible bar."""
-        return int(self.close_ms[self.cursor.n - 1])
+        return int(self.close_ns[self.cursor.n - 1]) // 1_000_000
+
+    def time_ms(self, lo: int, hi: int) -> list[int]:
+        """The open times (ms) of bars ``[lo, hi)``."""
+        return (self.time_ns[lo:hi] // 1_000_000).tolist()
+
+    def close_index(self, close_ms: npt.ArrayLike) -> npt.NDArray[np.intp]:
+        """For each close time (ms), the index of the first bar closing at or after it."""
+        return np.searchsorted(self.close_ns, np.asarray(close_ms, np.int64) * 1_000_000)
 
 
 class SimulatedSends:
@@ -125,7 +137,7 @@ class SimDriver:
         self.exchange = exchange
         self.feed: BarFeed = exchange.feed  # type: ignore[assignment]
         self.n_total = len(bars.time_ns)
-        self.tick_times = (bars.time_ns + bars.timeframe_ns).view("datetime64[ns]")
+        self.tick_times = self.feed.close_ns.view("datetime64[ns]")
         # The account after each fill, at its bar: the equity curve's breakpoints.
         self.marks: list[Mark] = []
         self.start_index = cursor.n
@@ -143,13 +155,13 @@ class SimDriver:
         """Settle these funding rates on open perpetual positions at each funding time, at the
         close of the bar ending then (the first bar closing at or after it). Funding times the
         run starts after, or past the last bar, are not settled."""
-        close_ms = self.feed.close_ms
+        n_bars = len(self.feed.close_ns)
         entries = []
         for sym, rates in funding.items():
-            at = np.searchsorted(close_ms, rates.time_ms, side="left")
+            at = self.feed.close_index(rates.time_ms)
             times, values = rates.time_ms.tolist(), rates.rate.tolist()
             for i, t, r in zip(at.tolist(), times, values, strict=True):
-                if self.cursor.n <= i < len(close_ms) and not math.isnan(r):
+                if self.cursor.n <= i < n_bars and not math.isnan(r):
                     entries.append((int(i), int(t), sym, float(r)))
         entries.sort()
         self._funding = entries
@@ -186,7 +198,7 @@ class SimDriver:
         lo, hi = self.bars_recorded, self.cursor.n
         if hi <= lo or not self.rt.config.trace:
             return
-        times = self.feed.time_ms[lo:hi].tolist()
+        times = self.feed.time_ms(lo, hi)
         for sym, cols in self.bars.columns.items():
             payload: dict[str, Any] = {"time": times}
             for c in OHLCV:
@@ -196,7 +208,7 @@ class SimDriver:
 
     def _record_bars(self) -> None:
         i = self.cursor.n - 1
-        t_ms = int(self.feed.time_ms[i])
+        t_ms = int(self.feed.time_ns[i]) // 1_000_000
         for sym, cols in self.bars.columns.items():
             self.rt.record(
                 Kind.BAR,
@@ -220,8 +232,9 @@ class SimDriver:
 
     async def advance_to(self, deadline_ms: int, until: Callable[[], bool] | None = None) -> None:
         """Step through every bar that closes by `deadline_ms`, stopping early once `until()`."""
-        close_ms = self.feed.close_ms
-        while self.cursor.n < self.n_total and close_ms[self.cursor.n] <= deadline_ms:
+        # close_ms <= deadline_ms, in ns: before the next whole millisecond
+        close_ns, before_ns = self.feed.close_ns, (deadline_ms + 1) * 1_000_000
+        while self.cursor.n < self.n_total and close_ns[self.cursor.n] < before_ns:
             self.step()
             if self.rt.has_hooks:
                 await self.rt.run_hooks()

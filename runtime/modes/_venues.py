@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from runtime._errors import ConfigError, NetworkError
@@ -92,9 +92,14 @@ def strategy_markets(
             )
             for sym in symbols
         }
-    _check_exchange(exchange, margin, symbols)
     venue = venue_id(exchange, margin)
     offline = offline_markets(venue)
+    if isinstance(mode, Sim) and offline is not None:
+        # Markets saved for this venue: its id is known, and its market types are in them (a
+        # backtest then needs no ccxt, ~100 MB).
+        _check_market_types(venue, margin, offline.markets.values(), symbols)
+    else:
+        _check_exchange(exchange, margin, symbols)
     if isinstance(mode, Sim):
         if offline is None:
             raise ConfigError(
@@ -153,6 +158,25 @@ def _check_exchange(exchange: str, margin: str | None, symbols: list[str] | None
     )
     venue = venue_id(exchange, margin)
     spot, swap = ccxt_venue.market_types(venue)
+    _refuse_market_type(venue, margin, spot, swap, symbols)
+
+
+def _check_market_types(
+    venue: str,
+    margin: str | None,
+    markets: Iterable[Mapping[str, Any]],
+    symbols: list[str] | None,
+) -> None:
+    """`_check_exchange`'s market-type rule, read from the venue's saved markets."""
+    listed = list(markets)
+    spot = any(m.get("spot") for m in listed)
+    swap = any(m.get("swap") for m in listed)
+    _refuse_market_type(venue, margin, spot, swap, symbols)
+
+
+def _refuse_market_type(
+    venue: str, margin: str | None, spot: bool | None, swap: bool | None, symbols: list[str] | None
+) -> None:
     example = (symbols or ["BTC/USDT"])[0]
     if margin is None and spot is False:
         raise ConfigError(spot_on_derivatives_venue(venue, example))
