@@ -137,8 +137,9 @@ class BarWindow:
         cs = self._cs.get(column)
         if cs is None or self._cs_valid[column] < k:
             cs = self._extend_sums(column, k)
-        total = cs[k - 1] - cs[k - 1 - n] if k > n else cs[k - 1]
-        return float(total) / n
+        # .item gives Python floats: the same double arithmetic as numpy scalars, faster.
+        total = cs.item(k - 1) - cs.item(k - 1 - n) if k > n else cs.item(k - 1)
+        return total / n
 
     def _extend_sums(self, column: str, k: int) -> np.ndarray:
         values = self._cols[column]
@@ -175,7 +176,7 @@ class BarWindow:
     @property
     def last_close(self) -> float:
         n = self._cursor.n
-        return float(self._cols["close"][n - 1]) if n else math.nan
+        return self._cols["close"].item(n - 1) if n else math.nan
 
     def df(self) -> pd.DataFrame:
         """The visible bars as a DataFrame indexed by UTC time (a copy; not for the hot path)."""
@@ -299,7 +300,7 @@ class AssetInstance:
             return self.last_price
         window = self.ohlcv
         n = window._cursor.n
-        return float(window._cols["close"][n - 1]) if n else math.nan
+        return window._cols["close"].item(n - 1) if n else math.nan
 
     @property
     def orders(self) -> tuple[Order, ...]:
