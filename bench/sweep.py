@@ -78,7 +78,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=16)
     ap.add_argument("--bars", type=int, default=20_000)
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; best is kept")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds; best is kept")
     args = ap.parse_args()
     nproc = os.cpu_count() or 1
     load_before = os.getloadavg()

@@ -163,15 +163,19 @@ def encode_redacted(payload: Mapping[str, Any]) -> bytes:
     return data
 
 
-def encode_many(payloads: Sequence[Mapping[str, Any]]) -> tuple[bytes, np.ndarray]:
+def encode_many(
+    payloads: Sequence[Mapping[str, Any]], scan: Sequence[bool] | None = None
+) -> tuple[bytes, np.ndarray]:
     """Encode and redact a batch. Returns the concatenated bytes and each payload's size
-    (uint32). The secret prefilter runs once over the whole batch."""
+    (uint32). The secret prefilter runs once over the whole batch, or over the payloads whose
+    `scan` is true (the others hold numbers only, whose bytes would only raise false alarms)."""
     pack = _packer().pack
     parts = [pack(p) for p in payloads]
     blob = b"".join(parts)
-    if _suspect(blob):
+    scanned = blob if scan is None else b"".join(p for p, s in zip(parts, scan, strict=True) if s)
+    if _suspect(scanned):
         for i, part in enumerate(parts):
-            if _suspect(part):
+            if (scan is None or scan[i]) and _suspect(part):
                 parts[i] = encode(_redact(payloads[i]))
         blob = b"".join(parts)
     sizes = np.fromiter(map(len, parts), dtype=np.uint32, count=len(parts))

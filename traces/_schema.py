@@ -94,6 +94,10 @@ STATE_KINDS: frozenset[Kind] = frozenset(
 )
 
 
+#: Kinds whose payloads hold numbers only, by construction (a backtest's bars, from its
+#: arrays): the writer does not scan them for secrets, whose byte patterns floats can mimic.
+NUMERIC_KINDS = frozenset({int(Kind.BAR), int(Kind.BARS)})
+
 #: One event for `Recorder.record_rows`: (kind, payload, ts_ns, asset, ts_exchange_ns).
 Row = tuple[int, Mapping[str, Any], int, "str | None", int]
 

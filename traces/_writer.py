@@ -37,7 +37,7 @@ from zarr.storage import LocalStore
 
 from runtime._errors import ConfigError, TraceError
 from traces._codec import encode_many, encode_redacted
-from traces._schema import COLUMNS, NO_ASSET, SCHEMA_VERSION, Kind, Row
+from traces._schema import COLUMNS, NO_ASSET, NUMERIC_KINDS, SCHEMA_VERSION, Kind, Row
 from traces._view import ARRAYS, LOCK_FILE, WAL_DIR, _sync, check_codecs, check_trace_path
 from traces._wal import (
     FSYNC_POLICIES,
@@ -467,7 +467,9 @@ class TraceWriter:
             if row[0] not in _KIND_CODES:
                 raise TraceError(f"kind {row[0]!r} is not a Kind code: use a traces.Kind member")
         try:
-            blob, sizes = encode_many([row[1] for row in rows])
+            blob, sizes = encode_many(
+                [row[1] for row in rows], [row[0] not in NUMERIC_KINDS for row in rows]
+            )
             ts = array("q", [row[2] for row in rows])
             tsx = array("q", [row[4] for row in rows])
             kinds = array("H", [row[0] for row in rows])

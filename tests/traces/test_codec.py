@@ -163,3 +163,15 @@ def test_secret_never_survives_encoding(payload: dict[str, object], key: str, se
     data = encode_redacted(payload)
     assert secret.encode() not in data
     assert msgpack.unpackb(data, raw=False, strict_map_key=False)["deep"]["x"][0][key] == MASK
+
+
+def test_encode_many_scans_only_the_rows_it_is_told_to() -> None:
+    # Bars are numbers by construction: their bytes are not scanned (floats can look like
+    # "key" or "pass"), while every other row still is.
+    rows = [{"close": [1.0, 2.0]}, {"url": "https://x?signature=abc"}]
+    blob, sizes = encode_many(rows, [False, True])
+    first, second = blob[: sizes[0]], blob[sizes[0] :]
+    assert decode(first) == rows[0]
+    assert decode(second) == {"url": "https://x?signature=***"}
+    _, unscanned = encode_many(rows[1:], [False])
+    assert unscanned[0] == len(encode(rows[1]))  # told not to scan: kept as it is
