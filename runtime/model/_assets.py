@@ -286,7 +286,7 @@ class AssetInstance:
     def round_amount(self, amount: float) -> float:
         """Round down to the amount step as ccxt does (float noise removed first, so
         0.45999999999999996 stays 0.46)."""
-        return self._amount_grid.truncate(float(f"{amount:.12g}"))
+        return self._amount_grid.truncate_clean(float(f"{amount:.12g}"))
 
     def round_price(self, price: float) -> float:
         """Round to the nearest price tick as ccxt does."""

@@ -23,6 +23,8 @@ __all__ = ["Grid"]
 # that is not exactly on the grid point is ~1e-12 relative away when it has 12 significant
 # digits (amounts are cleaned to 12 digits first), so a margin of 1e-9 leaves no doubt.
 _NEAR: Final = 1e-9
+_CLEAN: Final = 1e-13  # `truncate_clean`'s margin: between float error and 12-digit spacing
+_EXACT_FLOATS: Final = 2.0**52  # quotients from here on are not exact integers in floats
 
 
 def _decimal(x: float) -> tuple[int, int]:
@@ -76,6 +78,21 @@ class Grid:
         if q - k < _NEAR * (q + 1.0) or k + 1 - q < _NEAR * (q + 1.0):
             num, den = self._ratio(x)
             k = num // den
+        return self._value(k)
+
+    def truncate_clean(self, x: float) -> float:
+        """`truncate` for a value of at most 12 significant digits (an amount cleaned of
+        float noise), with no decimal work: such a value off the grid is at least 1e-12 of
+        itself away from it, while the float quotient errs by under 1e-15, so a quotient
+        within 1e-13 of an integer is exactly that multiple."""
+        if x < 0:
+            return -self.truncate_clean(-x)
+        q = x * self._scale
+        if q >= _EXACT_FLOATS:
+            return self.truncate(x)
+        k = round(q)
+        if abs(q - k) > _CLEAN * max(q, 1.0):
+            k = math.floor(q)
         return self._value(k)
 
     def round(self, x: float) -> float:

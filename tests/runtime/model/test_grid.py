@@ -45,6 +45,8 @@ def test_grid_equals_ccxt(tick: float) -> None:
         assert grid.round(x) == round_to_tick(x, tick), (x, tick)
         assert grid.truncate(-x) == truncate_to_step(-x, tick), (-x, tick)
         assert grid.round(-x) == round_to_tick(-x, tick), (-x, tick)
+        clean = float(f"{x:.12g}")  # what `truncate_clean` is for: amounts cleaned of noise
+        assert grid.truncate_clean(clean) == truncate_to_step(clean, tick), (clean, tick)
 
 
 def test_grid_known_values() -> None:
