@@ -639,14 +639,15 @@ class TraceWriter:
         cols["payload_offset"] = offsets
         cols["payload_size"] = sizes
         padded_len = -(-len(data) // self._blob_chunk) * self._blob_chunk
-        padded = np.zeros(padded_len, np.uint8)
-        padded[: len(data)] = np.frombuffer(data, np.uint8)
+        # A view of the joined bytes (no copy: a bar-heavy chunk set holds megabytes); the last
+        # chunk is padded with zeros as it is written.
+        payload = np.frombuffer(data, np.uint8)
         attrs = {
             "committed": hi,
             "payload_end": blob_lo + padded_len,
             "symbols": symbols,
         }
-        cols["payload"] = padded
+        cols["payload"] = payload
         chunk_index = {n: lo // self._rows for n in cols}
         chunk_index["payload"] = blob_lo // self._blob_chunk
         dirs: set[Path] = set()
@@ -661,7 +662,8 @@ class TraceWriter:
         self._payload_end = blob_lo + padded_len
 
     def _write_chunks(self, name: str, values: np.ndarray, first: int) -> set[Path]:
-        """Write ``values`` as whole chunks ``first, first+1, ...`` of array ``name``.
+        """Write ``values`` as whole chunks ``first, first+1, ...`` of array ``name`` (a short
+        last one padded with zeros).
 
         Zarr's own write path costs ~10 ms of mostly-GIL time per chunk set (asyncio plumbing,
         a thread hop per codec and per file, an all-equal check per chunk: measured), which
@@ -673,9 +675,12 @@ class TraceWriter:
         size = meta.chunks[0]
         root = self._path / name
         dirs: set[Path] = set()
-        for j in range(len(values) // size):
+        for j in range(-(-len(values) // size)):
             target = root / meta.encode_chunk_key((first + j,))
-            encoded = self._zstd.encode(np.ascontiguousarray(values[j * size : (j + 1) * size]))
+            part = values[j * size : (j + 1) * size]
+            if len(part) < size:  # the payload's last chunk: zeros to the chunk's end
+                part = np.concatenate((part, np.zeros(size - len(part), part.dtype)))
+            encoded = self._zstd.encode(np.ascontiguousarray(part))
             _atomic_write(target, encoded, fsync=self._fsync != "never")
             dirs.add(target.parent)
         return dirs
