@@ -45,6 +45,7 @@ import functools
 import itertools
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from runtime._errors import ConfigError, InsufficientFunds, OrderNotFound, OrderRejected
@@ -108,6 +109,17 @@ def iso8601(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+@dataclass(slots=True)
+class OrderMeta:
+    """What the exchange knows of an order beyond the ledger's `Order` (ccxt's fields)."""
+
+    time_in_force: str
+    post_only: bool
+    updated: int  # ms of the last change
+    trigger: str | None = None  # "stop" or "take_profit" for a protective order
+    triggered: bool = False
+
+
 _TIF = {"GTC": "GTCOrder", "IOC": "IOCOrder", "FOK": "FOKOrder", "PO": "PostOnlyOrder"}
 
 
@@ -136,7 +148,7 @@ class SimExchange:
         self.direct: LedgerListener | None = None
         self._ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
-        self._meta: dict[str, dict[str, Any]] = {}  # client id -> exchange-only order fields
+        self._meta: dict[str, OrderMeta] = {}  # client id -> exchange-only order fields
         self._resting: dict[str, list[Order]] = {}
         self._waiting: dict[str, list[Order]] = {}  # protective orders not triggered yet
         self._bar_used: dict[str, tuple[int, float]] = {}  # symbol -> (bar time, volume taken)
@@ -268,13 +280,7 @@ class SimExchange:
             trigger_price=trigger_price,
         )
         order = apply(self.ledger, created)
-        self._meta[client_id] = {
-            "timeInForce": tif,
-            "postOnly": post_only,
-            "updated": now,
-            "trigger": trigger,
-            "triggered": False,
-        }
+        self._meta[client_id] = OrderMeta(tif, post_only, now, trigger)
         self._report_order(order, created)
         if trigger is not None:
             self._waiting.setdefault(symbol, []).append(order)
@@ -320,7 +326,7 @@ class SimExchange:
                 continue  # placed after this bar opened: it only sees later bars
             trigger = order.trigger_price
             assert trigger is not None
-            if falls_to(order.side, self._meta[order.client_id]["trigger"]):
+            if falls_to(order.side, self._meta[order.client_id].trigger):
                 if bar.low <= trigger:
                     hit.append((abs(bar.open - trigger), order, min(bar.open, trigger)))
             elif bar.high >= trigger:
@@ -338,7 +344,7 @@ class SimExchange:
     def _fire(self, ai: AssetInstance, order: Order, at: float, bar: Bar, now: int) -> None:
         """A triggered protective order executes from `at` (the trigger, or the gap's open):
         a market one in full, a limit one if `at` is within its limit, else it rests."""
-        self._meta[order.client_id]["triggered"] = True
+        self._meta[order.client_id].triggered = True
         if not self._can_fund(ai, order, at):
             self._end(order, EXPIRED, now, "no funds (or no position) when it triggered")
             return
@@ -347,7 +353,7 @@ class SimExchange:
             within = at >= order.price if order.side == "sell" else at <= order.price
             if not within:
                 self._resting.setdefault(ai.symbol, []).append(order)
-                self._meta[order.client_id]["updated"] = now
+                self._meta[order.client_id].updated = now
                 self._report_order(order)  # now working, as a limit order
                 return
             price = max(price, order.price) if order.side == "sell" else min(price, order.price)
@@ -585,7 +591,7 @@ class SimExchange:
                 reference_price=liq,
             )
             order = apply(self.ledger, created)
-            self._meta[client_id] = {"timeInForce": "GTC", "postOnly": False, "updated": 0}
+            self._meta[client_id] = OrderMeta("GTC", False, 0)
             self._report_order(order, created)
             self._fill(ai, order, pos.contracts, ai.round_price(liq), True, bar.time_ms)
 
@@ -600,7 +606,7 @@ class SimExchange:
 
     def is_working(self, order: Order) -> bool:
         """False for a protective order still waiting for its trigger (Binance's isWorking)."""
-        return order.trigger_price is None or bool(self._meta[order.client_id].get("triggered"))
+        return order.trigger_price is None or self._meta[order.client_id].triggered
 
     # Internals.
     def _asset(self, symbol: str) -> AssetInstance:
@@ -738,7 +744,7 @@ class SimExchange:
         sides = (ai.long is not None, ai.short is not None)
         apply(self.ledger, fill)
         settle_fill(self.ledger, fill)
-        self._meta[order.client_id]["updated"] = now
+        self._meta[order.client_id].updated = now
         trade = order.fills[-1]
         self._trades.setdefault(ai.symbol, []).append(trade)
         self._refresh_work()
@@ -772,7 +778,7 @@ class SimExchange:
     def _end(self, order: Order, status: str, now: int, reason: str) -> None:
         ended = OrderCancelled(order.symbol, order.client_id, now, status, reason)
         apply(self.ledger, ended)
-        self._meta[order.client_id]["updated"] = now
+        self._meta[order.client_id].updated = now
         for book in (self._resting, self._waiting):
             orders = book.get(order.symbol)
             if orders and order in orders:
@@ -809,18 +815,18 @@ class SimExchange:
             "timestamp": order.timestamp,
             "datetime": iso8601(order.timestamp),
             "lastTradeTimestamp": order.fills[-1].timestamp if order.fills else None,
-            "lastUpdateTimestamp": meta["updated"],
+            "lastUpdateTimestamp": meta.updated,
             "symbol": order.symbol,
             "type": "market" if order.price is None else "limit",
-            "timeInForce": meta["timeInForce"],
-            "postOnly": meta["postOnly"],
+            "timeInForce": meta.time_in_force,
+            "postOnly": meta.post_only,
             "reduceOnly": order.reduce_only,
             "side": order.side,
             "price": order.price if order.price is not None else average,
             "triggerPrice": order.trigger_price,
-            "stopLossPrice": order.trigger_price if meta.get("trigger") == "stop" else None,
+            "stopLossPrice": order.trigger_price if meta.trigger == "stop" else None,
             "takeProfitPrice": (
-                order.trigger_price if meta.get("trigger") == "take_profit" else None
+                order.trigger_price if meta.trigger == "take_profit" else None
             ),
             "amount": order.amount,
             "filled": filled,

@@ -219,7 +219,7 @@ class PaperExchange(SimExchange):
 
     def _fire(self, ai: AssetInstance, order: Order, at: float, bar: Bar, now: int) -> None:
         """A triggered protective order arrives as a market or limit order (module docstring)."""
-        self._meta[order.client_id]["triggered"] = True
+        self._meta[order.client_id].triggered = True
         if not self._can_fund(ai, order, at):
             self._end(order, EXPIRED, now, "no funds (or no position) when it triggered")
             return
@@ -242,7 +242,7 @@ class PaperExchange(SimExchange):
             # stamps: the exchange's clock and ours differ.
             trigger = order.trigger_price
             assert trigger is not None
-            if falls_to(order.side, self._meta[order.client_id]["trigger"]):
+            if falls_to(order.side, self._meta[order.client_id].trigger):
                 hit = price <= trigger
             else:
                 hit = price >= trigger
