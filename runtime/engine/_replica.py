@@ -144,7 +144,9 @@ _HEAD = msgspec.msgpack.Decoder(_Head).decode
 # ones, other keys skipped): one C call instead of a generic decode into a dict and a
 # dataclass built from it, which cost ~3 µs an event (measured). A payload that does not fit
 # its class's field types (an older trace's odd value) takes the generic path.
-_DECODE_AS = {name: msgspec.msgpack.Decoder(cls).decode for name, cls in EVENT_TYPES.items()}
+_DECODE_AS: dict[str, Callable[[Any], Event]] = {
+    name: msgspec.msgpack.Decoder(cls).decode for name, cls in EVENT_TYPES.items()
+}
 _NOT_TYPED = (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError)
 
 
