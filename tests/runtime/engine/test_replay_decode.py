@@ -125,3 +125,39 @@ async def test_payloads_that_do_not_fit_their_class_replay_the_generic_way(
     broken = rewrite(tmp_path / "broken.zarr", {odd_amount: {"amount": "0.01"}})
     with pytest.raises(ReplayMismatch, match=rf"event {odd_amount} \(TRADE\) cannot be applied"):
         replay_from_trace(broken)
+
+
+async def test_the_final_snapshot_is_compared_by_value_when_its_bytes_differ(
+    tmp_path: Path,
+) -> None:
+    s = strategy("sma_cross", mode=Sim(bars=1_000, seed=3), config={"trace_root": str(tmp_path)})
+    await start(s)
+    assert s.trace_path is not None
+    events = list(iter_events(s.trace_path))
+    stopped = events[-1]
+    assert stopped.kind == Kind.RUN_STOPPED
+    symbol = next(iter(stopped.payload["state"]["assets"]))
+    assert stopped.payload["state"]["assets"][symbol]["leverage"] == 1.0
+
+    def rewrite(target: Path, change: Any) -> Path:
+        state = copy.deepcopy(stopped.payload["state"])
+        change(state["assets"][symbol])
+        with TraceWriter(target) as writer:
+            for e in events:
+                payload = {**e.payload, "state": state} if e is stopped else e.payload
+                writer.record(
+                    e.kind, payload, ts_ns=e.ts_ns, asset=e.asset, ts_exchange_ns=e.ts_exchange_ns
+                )
+        return target
+
+    def as_int(asset: dict[str, Any]) -> None:
+        asset["leverage"] = 1  # other bytes, the same value
+
+    def nudged(asset: dict[str, Any]) -> None:
+        asset["trades"][3][4] += 0.01  # a price that was never filled at
+
+    assert snapshot(replay_from_trace(rewrite(tmp_path / "int.zarr", as_int))._rt.state) == (
+        snapshot(s._rt.state)
+    )
+    with pytest.raises(ReplayMismatch, match=rf"{symbol}\.trades\[3\]\[4\]"):
+        replay_from_trace(rewrite(tmp_path / "nudged.zarr", nudged))
