@@ -9,6 +9,12 @@ used, and fails loudly (`ReplayMismatch`, naming the seq) when:
 
 A run that started fresh (Sim, a first Live run) begins from an empty state; a later run (a
 Live restart) continues the state the earlier ones left.
+
+Speed (bench/replay.py): payloads replay does not read (market data, plumbing) are never
+decoded; an engine event is decoded straight into its class (msgspec), applied through the
+engine's own per-class apply, and its recorded digest compared in place; the final snapshot is
+compared by its encoded bytes. Each fast path only ever says "equal": anything else goes the
+generic way (`event_from_dict`, `digest`, `check_snapshot`), which decides and reports.
 """
 
 from __future__ import annotations
