@@ -307,8 +307,6 @@ def _read_bars(
     return table, tf_ns
 
 
-
-
 def _mark_bars(
     path: Path, head: Mapping[str, Any], marks: pd.DataFrame
 ) -> tuple[pd.DataFrame, int]:
@@ -345,5 +343,3 @@ def _spacing(opens_ns: np.ndarray, timeframe: str) -> int:
         return timeframe_ns(timeframe)
     kinds, counts = np.unique(steps, return_counts=True)
     return int(kinds[np.argmax(counts)])
-
-
