@@ -1,10 +1,13 @@
 """Sweep throughput: the same jobs serially, on dask with 1 and 2 workers, and on a bare
 ProcessPoolExecutor(2), with the speedup, the efficiency and dask's per-job overhead.
 
-    python bench/sweep.py [--jobs 16] [--bars 20000]
+    python bench/sweep.py [--jobs 16] [--bars 50000] [--rounds 5]
 
 Every engine runs the same `Job`s (sma_cross on generated bars, each writing its trace) into
-its own trace root, so none resumes another's work. Cluster and pool start-up is timed apart:
+its own trace root, so none resumes another's work. A job is 50,000 one-minute bars (five weeks),
+about half a second: small for a real sweep, whose every job is a whole backtest, yet long
+enough that the fixed cost of a task (dask's ~10 ms round trip, the pool's pickling) is measured
+against work rather than against itself. Cluster and pool start-up is timed apart:
 both are started and warmed (one job per worker, which imports vigil there) before the clock
 runs. The engines take turns for `--rounds` rounds and the best time of each is kept, so load
 from other processes on a shared machine hits them alike. Target: 2 workers at 1.7x serial or
@@ -77,7 +80,7 @@ def timed_sweep(engine: object, jobs: list[Job]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=16)
-    ap.add_argument("--bars", type=int, default=20_000)
+    ap.add_argument("--bars", type=int, default=50_000)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds; best is kept")
     args = ap.parse_args()
     nproc = os.cpu_count() or 1

@@ -748,11 +748,11 @@ class SimExchange:
         trade = order.fills[-1]
         self._trades.setdefault(ai.symbol, []).append(trade)
         self._refresh_work()
-        if self.direct is not None:
+        if self.direct is not None:  # the fill, and with it the order's news
             self.direct.on_ledger(order.client_id, fill)
         if self._listeners:
             self._emit("trade", self.trade_dict(trade))
-        self._report_order(order)
+            self._emit("order", self.order_dict(order))
         self._report_account(ai, fill, sides, now)
 
     def _report_account(
