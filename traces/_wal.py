@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,31 +88,6 @@ def batch_frame(
     payloads: bytes,
 ) -> bytes:
     """``len(ts_ns)`` consecutive records from ``seq0`` as one frame (arrays already typed)."""
-    body = b"".join(
-        (
-            BATCH.pack(T_BATCH, seq0, len(ts_ns)),
-            ts_ns.tobytes(),
-            ts_exchange_ns.tobytes(),
-            kind.tobytes(),
-            asset.tobytes(),
-            sizes.tobytes(),
-            payloads,
-        )
-    )
-    return _pack_frame(len(body), _crc32(body)) + body
-
-
-def rows_frame(
-    seq0: int,
-    ts_ns: array[int],
-    ts_exchange_ns: array[int],
-    kind: array[int],
-    asset: array[int],
-    sizes: array[int],
-    payloads: bytes,
-) -> bytes:
-    """`batch_frame` from ``array.array`` columns (typecodes q, q, H, i, I): the same bytes,
-    without numpy, whose per-call cost dominates a batch of a few rows."""
     body = b"".join(
         (
             BATCH.pack(T_BATCH, seq0, len(ts_ns)),

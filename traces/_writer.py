@@ -47,7 +47,6 @@ from traces._wal import (
     batch_frame,
     event_frame,
     fsync_dir,
-    rows_frame,
     scan_wal,
     segment_name,
     symbol_frame,
@@ -427,42 +426,15 @@ class TraceWriter:
                 assets = np.array(
                     [NO_ASSET if a is None else self._symbol(a) for a in asset], np.int32
                 )
-            seq0 = self._next_seq
-            pos = 0
-            byte_pos = 0
-            while pos < n:
-                seq = seq0 + pos
-                chunk = self._chunk
-                if seq == chunk.start and seq != self._wal.first_seq:
-                    self._rotate(seq)
-                k = min(self._rows - chunk.n, n - pos)
-                sl = slice(pos, pos + k)
-                part_sizes = sizes[sl]
-                nbytes = int(part_sizes.sum(dtype=np.int64))
-                part = blob[byte_pos : byte_pos + nbytes]
-                frame = batch_frame(seq, ts[sl], tsx[sl], kinds[:k], assets[sl], part_sizes, part)
-                self._pending.append(frame)
-                self._pending_bytes += len(frame)
-                chunk.extend(ts[sl], tsx[sl], kinds[:k], assets[sl], part_sizes, part)
-                self._next_seq = seq + k
-                pos += k
-                byte_pos += nbytes
-                if chunk.n == self._rows:
-                    self._hand_off()
-            if durable or self._fsync == "always" or self._pending_bytes >= _BUFFER_BYTES:
-                self._write_out(
-                    sync=self._fsync == "always" or (durable and self._fsync == "order")
-                )
+            seq0 = self._append_columns(ts, tsx, kinds, assets, sizes, blob, durable)
         return range(seq0, seq0 + n)
 
     def record_rows(self, rows: Sequence[Row], *, durable: bool = False) -> range:
         """Append ``rows``, each ``(kind, payload, ts_ns, asset, ts_exchange_ns)``, and return
         their seqs. Equivalent to calling :meth:`record` for each (``durable`` as on the last),
-        but encoded and framed as one batch: the per-bar path of a backtest, whose few events
-        of a bar cost one secret scan, one WAL frame and at most one write together."""
+        but encoded and framed as one batch: how a backtest writes its events, a few hundred
+        at a time, with one secret scan, one WAL frame and at most one write."""
         n = len(rows)
-        if not n:
-            return range(self._next_seq, self._next_seq)
         for row in rows:
             if row[0] not in _KIND_CODES:
                 raise TraceError(f"kind {row[0]!r} is not a Kind code: use a traces.Kind member")
@@ -470,55 +442,57 @@ class TraceWriter:
             blob, sizes = encode_many(
                 [row[1] for row in rows], [row[0] not in NUMERIC_KINDS for row in rows]
             )
-            ts = array("q", [row[2] for row in rows])
-            tsx = array("q", [row[4] for row in rows])
-            kinds = array("H", [row[0] for row in rows])
+            ts = np.array([row[2] for row in rows], np.int64)
+            tsx = np.array([row[4] for row in rows], np.int64)
         except (TypeError, ValueError, OverflowError) as exc:
             raise TraceError(f"cannot record a batch of {n} events: {exc}") from exc
+        kinds = np.array([row[0] for row in rows], np.uint16)
         with self._cond:
             self._check_open()
-            assets = array(
-                "i", [NO_ASSET if row[3] is None else self._symbol(row[3]) for row in rows]
+            assets = np.array(
+                [NO_ASSET if row[3] is None else self._symbol(row[3]) for row in rows], np.int32
             )
-            sizes_arr = array("I", sizes.tobytes())
-            seq0 = self._next_seq
-            pos = byte_pos = 0
-            while pos < n:
-                seq = seq0 + pos
-                chunk = self._chunk
-                if seq == chunk.start and seq != self._wal.first_seq:
-                    self._rotate(seq)
-                k = min(self._rows - chunk.n, n - pos)
-                end = pos + k
-                nbytes = sum(sizes_arr[pos:end])
-                part = blob[byte_pos : byte_pos + nbytes]
-                frame = rows_frame(
-                    seq,
-                    ts[pos:end],
-                    tsx[pos:end],
-                    kinds[pos:end],
-                    assets[pos:end],
-                    sizes_arr[pos:end],
-                    part,
-                )
-                self._pending.append(frame)
-                self._pending_bytes += len(frame)
-                chunk.ts.extend(ts[pos:end])
-                chunk.tsx.extend(tsx[pos:end])
-                chunk.kind.extend(kinds[pos:end])
-                chunk.asset.extend(assets[pos:end])
-                chunk.sizes.extend(sizes_arr[pos:end])
-                chunk.parts.append(part)
-                chunk.n += k
-                self._next_seq = seq + k
-                pos, byte_pos = end, byte_pos + nbytes
-                if chunk.n == self._rows:
-                    self._hand_off()
-            if durable or self._fsync == "always" or self._pending_bytes >= _BUFFER_BYTES:
-                self._write_out(
-                    sync=self._fsync == "always" or (durable and self._fsync == "order")
-                )
+            seq0 = self._append_columns(ts, tsx, kinds, assets, sizes, blob, durable)
         return range(seq0, seq0 + n)
+
+    def _append_columns(
+        self,
+        ts: np.ndarray,
+        tsx: np.ndarray,
+        kinds: np.ndarray,
+        assets: np.ndarray,
+        sizes: np.ndarray,
+        blob: bytes,
+        durable: bool,
+    ) -> int:
+        """Append encoded rows given as columns: one WAL frame per chunk they touch, written
+        to the OS if `durable` (or the buffer is full). Returns the first seq. Caller holds
+        the lock."""
+        n = len(ts)
+        seq0 = self._next_seq
+        pos = byte_pos = 0
+        while pos < n:
+            seq = seq0 + pos
+            chunk = self._chunk
+            if seq == chunk.start and seq != self._wal.first_seq:
+                self._rotate(seq)
+            k = min(self._rows - chunk.n, n - pos)
+            sl = slice(pos, pos + k)
+            part_sizes = sizes[sl]
+            nbytes = int(part_sizes.sum(dtype=np.int64))
+            part = blob[byte_pos : byte_pos + nbytes]
+            frame = batch_frame(seq, ts[sl], tsx[sl], kinds[sl], assets[sl], part_sizes, part)
+            self._pending.append(frame)
+            self._pending_bytes += len(frame)
+            chunk.extend(ts[sl], tsx[sl], kinds[sl], assets[sl], part_sizes, part)
+            self._next_seq = seq + k
+            pos += k
+            byte_pos += nbytes
+            if chunk.n == self._rows:
+                self._hand_off()
+        if durable or self._fsync == "always" or self._pending_bytes >= _BUFFER_BYTES:
+            self._write_out(sync=self._fsync == "always" or (durable and self._fsync == "order"))
+        return seq0
 
     def _check_open(self) -> None:
         if self._error is not None:
