@@ -207,7 +207,16 @@ class Breakdown:
     """Wall time of each step of `call`, from wrappers on the driver's and exchange's methods
     of one running strategy (instance attributes; the runtime's code is untouched)."""
 
-    STEPS = ("before_send", "create_order", "wait_order", "sync_order", "wait_account", "record")
+    STEPS = (
+        "before_send",
+        "refusal",
+        "create_order",
+        "on_exchange",
+        "wait_order",
+        "sync_order",
+        "wait_account",
+        "record",
+    )
 
     def __init__(self) -> None:
         self.current: dict[str, float] = defaultdict(float)
@@ -234,10 +243,13 @@ class Breakdown:
         setattr(obj, name, timed_async if is_async else timed)
 
     def install(self, rt: Any) -> None:
-        for name in ("before_send", "wait_order", "sync_order", "wait_account"):
-            self._wrap(rt.driver, name, is_async=True)
+        for name in ("before_send", "refusal", "sync_order", "wait_account"):
+            self._wrap(rt.sends, name, is_async=True)
+        self._wrap(rt.driver, "wait_order", is_async=True)
         self._wrap(rt.exchange, "create_order", is_async=True)
-        # Every trace record in the call's time span: its own and the watchers' (same thread).
+        # Every report applied and trace record in the call's time span: its own and the
+        # watchers' (same thread).
+        self._wrap(rt, "on_exchange", is_async=False)
         self._wrap(rt, "record", is_async=False)
 
     def start_call(self) -> None:

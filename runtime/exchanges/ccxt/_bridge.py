@@ -302,6 +302,10 @@ class AsyncioBridge(trio.abc.AsyncResource):
                 self._steps()
                 delay = self._delay()
                 if delay <= 0:
+                    if self._to_trio:
+                        # Callers just answered are in trio's next batch, with this task:
+                        # let them run it out before the loop takes more messages.
+                        await trio.lowlevel.checkpoint()
                     await trio.lowlevel.checkpoint()
                     continue
                 self._idle = True
