@@ -28,8 +28,9 @@ still use ``loop.call_soon_threadsafe``: its wake-up byte makes the selector rea
 
 :meth:`AsyncioBridge.stream` runs a task on the loop that awaits a ``watch_*`` coroutine again and
 again and hands each result to trio, as a :class:`Stream` (a trio ``ReceiveChannel``). After a
-step in which a call was answered or a stream result delivered, the pump lets trio run before
-it steps again, so an answer is not held up behind more websocket messages.
+step in which a call was answered, the pump lets trio run the caller before it steps again, so
+an answer is not held up behind more websocket messages; stream results wait for the end of
+the pump's turn (the loop idle, or a bounded number of steps).
 
 **Cancellation crosses both ways.** Cancelling the trio caller cancels the asyncio task (and with
 it the HTTP request or the wait in the rate budget); the trio task resumes once the asyncio task
@@ -173,7 +174,7 @@ class AsyncioBridge(trio.abc.AsyncResource):
         # Calls launched on the loop and not yet answered: answered at shutdown.
         self._unanswered: set[_Call] = set()
         self._idle = False  # the pump waits on the selector (a kick wakes it)
-        self._to_trio = False  # this step answered a call or delivered a stream result
+        self._to_trio = False  # this step answered a call
         self.scrubbers: list[Callable[[str], str]] = []
 
     # Lifecycle.
@@ -595,8 +596,9 @@ class Stream(trio.abc.ReceiveChannel[T]):
         self._put(_END)
 
     def _put(self, item: Any) -> None:
-        # Never raises: it runs in the loop's tasks.
-        self._bridge._to_trio = True
+        # Never raises: it runs in the loop's tasks. A result does not stop the pump's turn
+        # (only an answered call does): a call's answer, often right behind the user-data
+        # messages it caused, is not held up by the watchers handling them.
         try:
             self._send.send_nowait(item)
             if item is _END or isinstance(item, _Failure):
