@@ -494,8 +494,9 @@ async def _place(
                 )
                 sends.spawn(lambda: sends.resolve_unknown(ai, client_id))
                 return Pending(rt, rt.state.orders[client_id], unknown=True)
-        rt.on_exchange("order", report)
-        _apply_response_fills(rt, report)
+        with rt.durable_together():  # the answer and its fills: one write to the OS
+            rt.on_exchange("order", report)
+            _apply_response_fills(rt, report)
     order = rt.state.orders.get(client_id)
     if order is None:  # the exchange answered but the order never reached our state
         rt.emit(
