@@ -220,7 +220,7 @@ class Breakdown:
 
     def __init__(self) -> None:
         self.current: dict[str, float] = defaultdict(float)
-        self.calls: list[dict[str, float]] = []
+        self.calls: dict[bool, list[dict[str, float]]] = {True: [], False: []}
 
     def _wrap(self, obj: Any, name: str, *, is_async: bool) -> None:
         fn = getattr(obj, name)
@@ -255,22 +255,28 @@ class Breakdown:
     def start_call(self) -> None:
         self.current.clear()
 
-    def end_call(self, total: float) -> None:
+    def end_call(self, total: float, synced: bool) -> None:
         row = dict(self.current)
         row["total"] = total
-        self.calls.append(row)
+        self.calls[synced].append(row)
 
     def report(self) -> list[str]:
         def median_ms(values: Iterator[float]) -> float:
             return statistics.median(values) * 1000
 
-        lines = []
-        for step in self.STEPS:
-            ms = median_ms(c.get(step, 0.0) for c in self.calls)
-            lines.append(f"  {step:<13} {ms:7.3f} ms")
-        rest = median_ms(c["total"] - sum(c.get(s, 0.0) for s in self.STEPS) for c in self.calls)
-        lines.append(f"  {'other':<13} {rest:7.3f} ms")
-        lines.append(f"  {'total':<13} {median_ms(c['total'] for c in self.calls):7.3f} ms")
+        lines = [f"  {'step':<13} {'synced':>10} {'unsynced':>10}"]
+        for step in (*self.STEPS, "other", "total"):
+            cells = []
+            for synced in (True, False):
+                calls = self.calls[synced]
+                if step == "other":
+                    ms = median_ms(
+                        c["total"] - sum(c.get(s, 0.0) for s in self.STEPS) for c in calls
+                    )
+                else:
+                    ms = median_ms(c.get(step, 0.0) for c in calls)
+                cells.append(f"{ms:7.3f} ms")
+            lines.append(f"  {step:<13} {cells[0]:>10} {cells[1]:>10}")
         return lines
 
 
@@ -320,7 +326,7 @@ async def call_latencies(
             if i >= warmup:
                 out[synced].append(elapsed)
                 if breakdown is not None:
-                    breakdown.end_call(elapsed)
+                    breakdown.end_call(elapsed, synced)
             await trio.sleep(gap_s if i >= warmup or warmup_gap_s is None else warmup_gap_s)
         if profiler is not None:
             profiler.disable()
@@ -436,9 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.profile:
             breakdown = Breakdown()
             run_trio(call_latencies, trace_root, *common, breakdown=breakdown)
-            print(
-                f"call, split into steps (median per call, both synced modes, n={2 * common[0]}):"
-            )
+            print(f"call, split into steps (median per call, n={common[0]} of each):")
             print("\n".join(breakdown.report()))
             profiler = cProfile.Profile()
             run_trio(call_latencies, trace_root, *common, profiler=profiler)
