@@ -1,4 +1,8 @@
-"""The trio ↔ asyncio bridge: one asyncio loop in one helper thread, driven from trio.
+"""The helper-thread bridge: vigil's ccxt bridge before issue 20, kept only so that
+``bench/bridge_hop.py`` and ``bench/exchange_roundtrip.py`` can time it beside the current
+(inline) design in the same run. Not used by the product.
+
+The trio ↔ asyncio bridge: one asyncio loop in one helper thread, driven from trio.
 
 ccxt's asyncio client (``ccxt.async_support``, ``ccxt.pro``) binds its aiohttp session, its
 websockets and its futures to the loop it first runs on, so every ccxt object lives on the
