@@ -81,8 +81,6 @@ _DEFAULT_BUFFER: Final = 64
 # Loop iterations the pump runs back to back while the loop has ready callbacks and nothing
 # went to trio; then it lets trio's other tasks run.
 _STEPS_PER_TURN: Final = 16
-# How long stream results may wait while calls are in flight (see Stream._put).
-_HOLD_S: Final = 0.002
 # Rounds of cancelling what is left on the loop at close (cancelling can spawn more).
 _CLOSE_ROUNDS: Final = 10
 
@@ -177,9 +175,6 @@ class AsyncioBridge(trio.abc.AsyncResource):
         self._unanswered: set[_Call] = set()
         self._idle = False  # the pump waits on the selector (a kick wakes it)
         self._to_trio = False  # this step answered a call
-        # Stream results held while calls are in flight, in order, and since when (loop time).
-        self._held: list[tuple[Stream[Any], Any]] = []
-        self._held_since = 0.0
         self.scrubbers: list[Callable[[str], str]] = []
 
     # Lifecycle.
@@ -277,8 +272,6 @@ class AsyncioBridge(trio.abc.AsyncResource):
         """Run loop iterations until it has nothing ready, or something went to trio."""
         loop = self.loop
         inbox = self._inbox
-        if self._held:
-            self._release_held()
         for _ in range(_STEPS_PER_TURN):
             while inbox:  # the calls trio handed over take their first step in this one
                 call = inbox.popleft()
@@ -290,14 +283,6 @@ class AsyncioBridge(trio.abc.AsyncResource):
             if self._to_trio or not loop._ready:  # type: ignore[attr-defined]
                 return
 
-    def _release_held(self, *, force: bool = False) -> None:
-        # Held stream results go to trio once no call is in flight (its caller has run), or
-        # after _HOLD_S at most.
-        if force or not self._unanswered or self.loop.time() - self._held_since >= _HOLD_S:
-            held, self._held = self._held, []
-            for stream, item in held:
-                stream._deliver(item)
-
     def _delay(self) -> float:
         """How long the loop would wait in its selector now: 0 with callbacks ready, the time
         to its next timer, or infinity."""
@@ -305,12 +290,9 @@ class AsyncioBridge(trio.abc.AsyncResource):
         if loop._ready or self._inbox:  # type: ignore[attr-defined]
             return 0.0
         timers = loop._scheduled  # type: ignore[attr-defined]
-        delay = max(0.0, cast(float, timers[0].when()) - loop.time()) if timers else math.inf
-        if self._held:
-            if not self._unanswered:
-                return 0.0
-            delay = min(delay, max(0.0, self._held_since + _HOLD_S - loop.time()))
-        return delay
+        if not timers:
+            return math.inf
+        return max(0.0, cast(float, timers[0].when()) - loop.time())
 
     async def _pump(self) -> None:
         # A system task: it must not raise. It ends when the bridge closes (the kick or the
@@ -363,7 +345,6 @@ class AsyncioBridge(trio.abc.AsyncResource):
         except Exception:
             log.exception("ccxt bridge %r: closing the loop failed", self.name)
         finally:
-            self._release_held(force=True)
             self._answer_the_rest()
             self._closed = True
             assert self._kick is not None
@@ -615,20 +596,9 @@ class Stream(trio.abc.ReceiveChannel[T]):
         self._put(_END)
 
     def _put(self, item: Any) -> None:
-        # In the loop's tasks. While calls are in flight, results wait (at most _HOLD_S, in
-        # order) until their callers have run: an order's answer often comes right behind the
-        # user-data messages it caused, and the watchers handling those in trio would hold the
-        # caller up. A result does not end the pump's turn either (an answered call does).
-        bridge = self._bridge
-        if bridge._unanswered or bridge._held:
-            if not bridge._held:
-                bridge._held_since = bridge.loop.time()
-            bridge._held.append((self, item))
-        else:
-            self._deliver(item)
-
-    def _deliver(self, item: Any) -> None:
-        # Never raises.
+        # Never raises: it runs in the loop's tasks. A result does not stop the pump's turn
+        # (only an answered call does): a call's answer, often right behind the user-data
+        # messages it caused, is not held up by the watchers handling them.
         try:
             self._send.send_nowait(item)
             if item is _END or isinstance(item, _Failure):
