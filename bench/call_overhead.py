@@ -79,6 +79,7 @@ STRATEGY = HERE / "noop_strategy.py"
 BALANCES = {"USDT": 10_000_000.0, BASE: 100.0}
 STALL_S = 1.0  # a call this slow waited for a deadline, not for the exchange
 RATE_REFILL_S = 1.5  # the Binance budget's one-second burst refills in this time
+TARGET_MS = 0.3  # issue 20: call's p50 over its baseline
 
 
 @contextmanager
@@ -413,16 +414,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line("vigil CcxtExchange.create_order (bridge)", bridge, bare))
         print(line("call MarketOrder, synced=True (default)", calls[True], bare))
         print(line("call MarketOrder, synced=False", calls[False], bare))
-        for synced in (True, False):
-            overhead = pct(calls[synced], 50) - pct(bare, 50)
-            print(
-                f"p50 overhead of call(synced={synced}) over bare create_order: {overhead:.2f} ms "
-                f"(target <= 1 ms: {'met' if overhead <= 1.0 else 'NOT met'})"
-            )
+        # Issue 20's targets: synced=False within +0.3 ms of bare create_order; synced=True
+        # within +0.3 ms of the floor the exchange sets (bare ccxt.pro + balance websocket).
+        unsynced = pct(calls[False], 50) - pct(bare, 50)
+        print(
+            f"p50 of call(synced=False) over bare create_order: {unsynced:+.2f} ms "
+            f"(target <= +{TARGET_MS:g} ms: {'met' if unsynced <= TARGET_MS else 'NOT met'})"
+        )
         floor = pct(calls[True], 50) - pct(pro_synced, 50)
         print(
             f"p50 of call(synced=True) over bare ccxt.pro create_order + balance ws: "
-            f"{floor:+.2f} ms; rate-budget waits during timed calls: {budget_waits}"
+            f"{floor:+.2f} ms (target <= +{TARGET_MS:g} ms: "
+            f"{'met' if floor <= TARGET_MS else 'NOT met'}); over bare create_order: "
+            f"{pct(calls[True], 50) - pct(bare, 50):+.2f} ms; rate-budget waits during timed "
+            f"calls: {budget_waits}"
         )
         if args.steady:
             # ccxt.pro keeps up to 1000 orders and trades per connection, and its watch_*
