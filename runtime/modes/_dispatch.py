@@ -498,9 +498,8 @@ async def _place(
                 sends.spawn(lambda: sends.resolve_unknown(ai, client_id))
                 return Pending(rt, rt.state.orders[client_id], unknown=True)
         if report is not None:  # None: a simulated exchange already reported it
-            with rt.durable_together():  # the answer and its fills: one write to the OS
-                rt.on_exchange("order", report)
-                _apply_response_fills(rt, report)
+            rt.on_exchange("order", report)
+            _apply_response_fills(rt, report)
     finally:
         rt.reserved[reserved] -= held
     order = rt.state.orders.get(client_id)
