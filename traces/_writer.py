@@ -435,7 +435,8 @@ class TraceWriter:
         """Append ``rows``, each ``(kind, payload, ts_ns, asset, ts_exchange_ns)``, and return
         their seqs. Equivalent to calling :meth:`record` for each (``durable`` as on the last),
         but encoded and framed as one batch: how a backtest writes its events, a few hundred
-        at a time, with one secret scan, one WAL frame and at most one write."""
+        at a time, with one secret scan, one WAL frame and at most one write. Unlike the
+        others it waits for the commits when more than one full chunk is waiting."""
         n = len(rows)
         for row in rows:
             if row[0] not in _KIND_CODES:
@@ -455,7 +456,20 @@ class TraceWriter:
                 [NO_ASSET if row[3] is None else self._symbol(row[3]) for row in rows], np.int32
             )
             seq0 = self._append_columns(ts, tsx, kinds, assets, sizes, blob, durable)
+            self._wait_for_room()
         return range(seq0, seq0 + n)
+
+    def _wait_for_room(self) -> None:
+        """Backpressure for batches: a backtest outruns the commits (its busy thread also
+        starves the worker of the GIL) and would hold every waiting chunk in memory; measured,
+        13 chunks behind on a 1M-bar run. Wait while more than one full chunk waits. Only
+        `record_rows` waits: a live recorder must never wait for Zarr I/O. Caller holds the
+        lock (released while waiting)."""
+        worker = self._worker
+        while len(self._full) > _MAX_WAITING_CHUNKS and self._error is None and worker is not None:
+            if not worker.is_alive():
+                break
+            self._cond.wait(1.0)
 
     def _append_columns(
         self,
@@ -548,15 +562,6 @@ class TraceWriter:
         self._full.append(chunk)
         self._chunk = _Chunk(chunk.start + self._rows)
         self._cond.notify_all()
-        # Backpressure: a recorder that outruns the commits (a backtest does, and the busy
-        # thread starves the worker of the GIL) would hold every waiting chunk in memory:
-        # measured, 13 chunks behind on a 1M-bar run. Waiting here lets the worker run.
-        # (Not while opening: the worker starts after the WAL's records are put back.)
-        worker = self._worker
-        while len(self._full) > _MAX_WAITING_CHUNKS and self._error is None and worker is not None:
-            if not worker.is_alive():
-                break
-            self._cond.wait(1.0)
 
     # ------------------------------------------------------------------------------ committing
     def _work(self) -> None:
