@@ -82,6 +82,14 @@ async def test_same_bracket_decisions_in_sim_paper_and_live(
     def legs_filled(s: Any) -> int:
         return sum(bool(o.fills) for c, o in s._rt.state.orders.items() if c.endswith(LEGS))
 
+    def one_leg_filled_other_open(s: Any) -> bool:
+        orders = s._rt.state.orders
+        for entry in s.entries:
+            legs = [o for o in (orders.get(f"{entry}-sl"), orders.get(f"{entry}-tp")) if o]
+            if any(leg.fills for leg in legs) and any(leg.is_open for leg in legs):
+                return True
+        return False
+
     async with trio.open_nursery() as nursery:
         await nursery.start(start, live)
         await nursery.start(start, paper)
@@ -92,6 +100,10 @@ async def test_same_bracket_decisions_in_sim_paper_and_live(
                 or min(legs_filled(live), legs_filled(paper)) < 1
             ):
                 await trio.sleep(0.1)
+            # The other leg's end is its own report (Binance expires it in the OCO list): it
+            # may trail the fill that ended the wait above, so let it arrive before stopping.
+            while one_leg_filled_other_open(live) or one_leg_filled_other_open(paper):  # noqa: ASYNC110
+                await trio.sleep(0.05)
         await stop(live)
         await stop(paper)
     async with CcxtExchange.open("binance", sandbox=False) as ex:
