@@ -1,16 +1,17 @@
 """Sweep throughput: the same jobs serially, on dask with 1 and 2 workers, and on a bare
 ProcessPoolExecutor(2), with the speedup, the efficiency and dask's per-job overhead.
 
-    python bench/sweep.py [--jobs 16] [--bars 50000] [--rounds 5]
+    python bench/sweep.py [--jobs 16] [--bars 50000] [--rounds 7]
 
-Every engine runs the same `Job`s (sma_cross on generated bars, each writing its trace) into
-its own trace root, so none resumes another's work. A job is 50,000 one-minute bars (five weeks),
+Every engine runs the same `Job`s (sma_cross on generated bars, each writing its trace) into its
+own trace root, so none resumes another's work. A job is 50,000 one-minute bars (five weeks),
 about half a second: small for a real sweep, whose every job is a whole backtest, yet long
 enough that the fixed cost of a task (dask's ~10 ms round trip, the pool's pickling) is measured
-against work rather than against itself. Cluster and pool start-up is timed apart:
-both are started and warmed (one job per worker, which imports vigil there) before the clock
-runs. The engines take turns for `--rounds` rounds and the median time of each is kept, so load
-from other processes on a shared machine hits them alike. Target: 2 workers at 1.7x serial or
+against work rather than against itself. Cluster and pool start-up is timed apart: both are
+started and warmed (one job per worker, which imports vigil there), then one full round is run
+and discarded, before the clock runs. The engines take turns for `--rounds` rounds, and each
+ratio is the median of the ratios within a round, so a slow spell of the host (or load from
+other processes) hits both sides of a comparison alike. Target: 2 workers at 1.7x serial or
 better, and within 10% of the process pool.
 """
 
@@ -27,8 +28,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-
-from distributed import Client, LocalCluster
 
 from runtime import Sim
 from runtime.dist._engines import DaskEngine, SerialEngine
@@ -53,20 +52,6 @@ def noop() -> int:
     return 0
 
 
-def cluster(n: int, scratch: str) -> tuple[LocalCluster, Client]:
-    c = LocalCluster(
-        n_workers=n,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-        local_directory=scratch,
-    )
-    client = Client(c)
-    client.wait_for_workers(n)
-    return c, client
-
-
 def timed_sweep(engine: object, jobs: list[Job]) -> float:
     t0 = time.perf_counter()
     rows = run_jobs(jobs, None, engine=engine, progress=False)  # type: ignore[arg-type]
@@ -87,7 +72,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=16)
     ap.add_argument("--bars", type=int, default=50_000)
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is kept")
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the median is kept")
     args = ap.parse_args()
     nproc = os.cpu_count() or 1
     load_before = os.getloadavg()
@@ -95,10 +80,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vigil-bench-sweep-") as tmp:
         base = Path(tmp)
         startup: dict[str, float] = {}
-        clusters: dict[int, tuple[LocalCluster, Client]] = {}
-        for n in (1, 2):
+        engines: dict[int, DaskEngine] = {}
+        for n in (1, 2):  # the cluster `sweep(client=None)` starts, with n workers
             t0 = time.perf_counter()
-            clusters[n] = cluster(n, str(base / f"scratch{n}"))
+            engines[n] = DaskEngine.local(n)
             startup[f"dask{n}"] = time.perf_counter() - t0
         solo = ProcessPoolExecutor(1, mp_context=spawn)  # where the serial sweeps run
         solo.submit(serial_sweep, base / "warm-serial", 1, 500).result()
@@ -106,7 +91,6 @@ def main() -> None:
         pool = ProcessPoolExecutor(2, mp_context=spawn)
         list(pool.map(run_job, jobs_for(base / "warm-pool", 2, 500)))
         startup["pool"] = time.perf_counter() - t0
-        engines = {n: DaskEngine(clusters[n][1], owned=False) for n in (1, 2)}
         for n, engine in engines.items():  # one job per worker: imports vigil there
             timed_sweep(engine, jobs_for(base / f"warm-dask{n}", n, 500))
 
@@ -125,20 +109,24 @@ def main() -> None:
             "pool": pooled,
         }
         times: dict[str, list[float]] = {name: [] for name in runs}
-        for r in range(args.rounds):  # interleaved, so a burst of load hits every engine
-            for name, run in runs.items():
-                times[name].append(run(base / f"{name}-{r}"))
+        names = list(runs)
+        for name in names:  # a discarded round: the first full-size jobs ran slow everywhere
+            runs[name](base / f"{name}-warm")
+        for r in range(args.rounds):
+            # Interleaved, and each round starts one engine later, so that a slow spell of
+            # the host falls on every engine and on every place in the round alike.
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                times[name].append(runs[name](base / f"{name}-{r}"))
 
         submit_ms = []
         for _ in range(50):  # a round trip through the scheduler for a job that does nothing
             t1 = time.perf_counter()
-            clusters[1][1].submit(noop, pure=False).result()
+            engines[1].client.submit(noop, pure=False).result()
             submit_ms.append((time.perf_counter() - t1) * 1e3)
         pool.shutdown()
         solo.shutdown()
-        for c, client in clusters.values():
-            client.close()
-            c.close()
+        for engine in reversed(engines.values()):  # each restores the config it found
+            engine.close()
 
         bare_ms = []
         for _ in range(10):
@@ -146,13 +134,23 @@ def main() -> None:
             subprocess.run([sys.executable, "-c", "pass"], check=True)
             bare_ms.append((time.perf_counter() - t1) * 1e3)
 
-    # The median of the rounds: a burst of load from outside, or a lucky quiet moment, moves
-    # one round of one engine, not the comparison.
+    # Each ratio is taken within a round, between runs minutes apart at most, and the median
+    # of the rounds' ratios is kept: this host's speed drifts by a third over minutes (the
+    # same job alone took 0.59 to 0.95 s), which the median of each engine's times would
+    # leave in the comparison.
     typical = {name: statistics.median(ts) for name, ts in times.items()}
-    speedup = typical["serial"] / typical["dask2"]
+
+    def paired(ratio: Callable[[int], float]) -> tuple[float, str]:
+        each = [ratio(r) for r in range(args.rounds)]
+        return statistics.median(each), ", ".join(f"{x:.2f}" for x in each)
+
+    speedup, speedups = paired(lambda r: times["serial"][r] / times["dask2"][r])
+    pool_speedup, pool_speedups = paired(lambda r: times["serial"][r] / times["pool"][r])
+    vs_pool, vs_pools = paired(lambda r: times["dask2"][r] / times["pool"][r])
+    per_job, _ = paired(lambda r: (times["dask1"][r] - times["serial"][r]) / args.jobs)
     print(
         f"{args.jobs} sweep jobs: sma_cross on {args.bars:,} generated 1m bars, traced; "
-        f"median of {args.rounds} interleaved rounds (all rounds in brackets)"
+        f"{args.rounds} interleaved rounds; ratios are medians of each round's ratio"
     )
     print(
         f"nproc {nproc}; loadavg before {load_before[0]:.2f} {load_before[1]:.2f}, "
@@ -169,18 +167,15 @@ def main() -> None:
         every = ", ".join(f"{t:.2f}" for t in times[name])
         print(f"{label:<24} {typical[name]:7.2f} s  ({every}{extra})")
     print(
-        f"speedup, 2 dask workers vs serial: {speedup:.2f}x (target >= 1.7x); "
-        f"efficiency {speedup / 2 * 100:.0f}%"
+        f"speedup, 2 dask workers vs serial: {speedup:.2f}x (target >= 1.7x; rounds: "
+        f"{speedups}); efficiency {speedup / 2 * 100:.0f}%"
     )
-    print(f"ProcessPoolExecutor(2) vs serial: {typical['serial'] / typical['pool']:.2f}x")
+    print(f"ProcessPoolExecutor(2) vs serial: {pool_speedup:.2f}x (rounds: {pool_speedups})")
     print(
-        "2 dask workers vs ProcessPoolExecutor(2): "
-        f"{typical['dask2'] / typical['pool']:.3f}x the time (target <= 1.10x)"
+        f"2 dask workers vs ProcessPoolExecutor(2): {vs_pool:.3f}x the time (target <= 1.10x; "
+        f"rounds: {vs_pools})"
     )
-    print(
-        f"dask per-job overhead on these jobs, 1 worker vs serial: "
-        f"{(typical['dask1'] - typical['serial']) / args.jobs * 1e3:+.1f} ms a job"
-    )
+    print(f"dask per-job overhead on these jobs, 1 worker vs serial: {per_job * 1e3:+.1f} ms a job")
     print(
         f"dask round trip of an empty job: p50 {statistics.median(submit_ms):.2f} ms; "
         f"a bare subprocess (`python -c pass`): p50 {statistics.median(bare_ms):.1f} ms "

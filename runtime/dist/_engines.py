@@ -109,13 +109,17 @@ class DaskEngine:
         self.n_workers = max(len(workers), 1)
 
     @classmethod
-    def local(cls) -> DaskEngine:
-        """A LocalCluster on 127.0.0.1: one single-threaded worker process per core, its
-        dashboard on a free port (a fixed 8787 clashes with a second cluster), its spill files
-        in a private temporary directory."""
+    def local(cls, n_workers: int | None = None) -> DaskEngine:
+        """A LocalCluster on 127.0.0.1: single-threaded worker processes (one per core unless
+        `n_workers` says), its dashboard on a free port (a fixed 8787 clashes with a second
+        cluster), its spill files in a private temporary directory. The workers' statistical
+        profiler is off: it samples the job's thread every 10 ms, and a backtest's deep Python
+        stacks made that cost 5-20% of a job (`bench/sweep.py`)."""
         scratch = tempfile.mkdtemp(prefix="vigil-dask-")
-        config = dask.config.set({"temporary-directory": scratch})
-        n = os.cpu_count() or 1
+        config = dask.config.set(
+            {"temporary-directory": scratch, "distributed.worker.profile.enabled": False}
+        )
+        n = n_workers or os.cpu_count() or 1
         started = False
         try:
             cluster = LocalCluster(
