@@ -11,9 +11,10 @@ Each is measured untraced and traced (every order event in the Zarr trace, the d
 baseline is a plain-Python loop computing the same SMA(10)/SMA(30) signals from running sums and
 the same fills (price, slippage and fee formulas of the simulated exchange), without the
 runtime; the fill counts must be equal. Each backtest runs in a fresh process, whose peak RSS
-(VmHWM) is printed beside its figure.
+(VmHWM) is printed beside its figure. The loop and the backtests run `--repeat` times in turn
+and the median of each is kept: this host's speed drifts by a fifth from minute to minute.
 
-    python bench/sim_throughput.py [--bars N]
+    python bench/sim_throughput.py [--bars N] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import json
 import math
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -184,35 +186,57 @@ def columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def run_workload(
-    label: str, name: str, frame: pd.DataFrame, target: str, workdir: Path, **loop: Any
+    label: str,
+    name: str,
+    frame: pd.DataFrame,
+    target: str,
+    workdir: Path,
+    repeat: int,
+    **loop: Any,
 ) -> None:
-    """The plain loop here, then the strategy untraced and traced, each in a fresh process."""
+    """The plain loop here, then the strategy untraced and traced, each in a fresh process,
+    `repeat` times in turn; the median of each is printed, all of them in brackets."""
     n = len(frame)
-    t0 = time.perf_counter()
-    base_fills, base_cash = plain_loop(columns(frame), **loop)
-    base = n / (time.perf_counter() - t0)
-    print(
-        f"  plain-Python loop (baseline): {base:,.0f} bars/s, {base_fills:,} fills, "
-        f"final cash {base_cash:,.2f}"
-    )
     data_path = workdir / f"{label}.pkl"
     frame.to_pickle(data_path)
-    for traced in (False, True):
-        root = str(workdir / f"traces-{label}") if traced else ""
-        r = in_child(name, data_path, root)
-        rate = n / r["elapsed"]
-        same = "same as the loop" if r["fills"] == base_fills else f"THE LOOP HAS {base_fills}"
+    base_rates: list[float] = []
+    runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    for r in range(repeat):
+        t0 = time.perf_counter()
+        base_fills, base_cash = plain_loop(columns(frame), **loop)
+        base_rates.append(n / (time.perf_counter() - t0))
+        for traced in (False, True):
+            root = str(workdir / f"traces-{label}-{r}") if traced else ""
+            runs[traced].append(in_child(name, data_path, root))
+    base = statistics.median(base_rates)
+    print(
+        f"  plain-Python loop (baseline): {base:,.0f} bars/s ({spread(base_rates)}), "
+        f"{base_fills:,} fills, final cash {base_cash:,.2f}"
+    )
+    for traced, results in runs.items():
+        rates = [n / r["elapsed"] for r in results]
+        rate = statistics.median(rates)
+        fills = {int(r["fills"]) for r in results}
+        same = "same as the loop" if fills == {base_fills} else f"THE LOOP HAS {base_fills}"
         print(
-            f"  {label} {'traced:  ' if traced else 'untraced:'} {rate:,.0f} bars/s, "
-            f"{int(r['fills']):,} fills ({same}), {rate / base:.3f}x baseline"
+            f"  {label} {'traced:  ' if traced else 'untraced:'} {rate:,.0f} bars/s "
+            f"({spread(rates)}), {min(fills):,} fills ({same}), {rate / base:.3f}x baseline"
             + (f" (target {target})" if traced else "")
-            + f"; peak RSS {r['peak_mb']:,.0f} MB ({r['before_mb']:,.0f} MB before the run)"
+            + f"; peak RSS {max(r['peak_mb'] for r in results):,.0f} MB at most "
+            f"({results[0]['before_mb']:,.0f} MB before the run)"
         )
+
+
+def spread(rates: list[float]) -> str:
+    return ", ".join(f"{x:,.0f}" for x in rates)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=1_000_000)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of each, taken in turn; the median is kept"
+    )
     parser.add_argument(
         "--child", nargs=3, metavar=("STRATEGY", "DATA", "TRACE_ROOT"), help=argparse.SUPPRESS
     )
@@ -223,7 +247,8 @@ def main() -> None:
     n = args.bars
     print(
         f"bars: {n:,} one-minute bars of {SYMBOL} per workload; nproc {os.cpu_count()}, "
-        f"loadavg {os.getloadavg()[0]:.2f}; each backtest in a fresh process"
+        f"loadavg {os.getloadavg()[0]:.2f}; each backtest in a fresh process; median of "
+        f"{args.repeat} runs taken in turn (all runs in brackets)"
     )
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -235,11 +260,12 @@ def main() -> None:
             heavy,
             "0.10x",
             workdir,
+            args.repeat,
             fixed=SmaHeavy.amount,
         )
         frame = generate_bars([SYMBOL], n, seed=1)[SYMBOL]
         print("sma_cross (95% of the cash a trade) on generated bars (seed 1):")
-        run_workload("sma_cross", "sma_cross", frame, "0.15x", workdir)
+        run_workload("sma_cross", "sma_cross", frame, "0.15x", workdir, args.repeat)
         noop = in_child(str(HERE / "noop_strategy.py"), workdir / "sma_cross.pkl")
         print(f"  do-nothing strategy: {n / noop['elapsed']:,.0f} bars/s (same bars)")
 
