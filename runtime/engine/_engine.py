@@ -28,10 +28,10 @@ Accounting rules:
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
 from typing import Any, cast
+
+import msgspec
 
 from runtime._errors import VigilError
 from runtime.model._assets import LONG, SHORT, AssetInstance, Balance, Position
@@ -53,10 +53,12 @@ class EngineError(VigilError):
 
 
 # Events. Plain frozen values: they are what the trace stores and what replay feeds back.
+# msgspec structs rather than frozen dataclasses: built in C (a frozen dataclass's __init__
+# sets each field through object.__setattr__: 1.3 µs for OrderCreated against 0.2 µs, and
+# a simulated order builds five events; measured).
 
 
-@dataclass(frozen=True, slots=True)
-class OrderCreated:
+class OrderCreated(msgspec.Struct, frozen=True):
     symbol: str
     client_id: str
     side: str
@@ -74,8 +76,7 @@ class OrderCreated:
     trigger_price: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class OrderAcknowledged:
+class OrderAcknowledged(msgspec.Struct, frozen=True):
     """The exchange's id for an order we created (Live: the ack may trail the first update)."""
 
     symbol: str
@@ -84,8 +85,7 @@ class OrderAcknowledged:
     timestamp: int
 
 
-@dataclass(frozen=True, slots=True)
-class OrderFilled:
+class OrderFilled(msgspec.Struct, frozen=True):
     symbol: str
     client_id: str
     trade_id: str
@@ -97,8 +97,7 @@ class OrderFilled:
     taker: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class OrderCancelled:
+class OrderCancelled(msgspec.Struct, frozen=True):
     symbol: str
     client_id: str
     timestamp: int
@@ -106,16 +105,14 @@ class OrderCancelled:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class OrderRejected:
+class OrderRejected(msgspec.Struct, frozen=True):
     symbol: str
     client_id: str
     timestamp: int
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class BalanceUpdated:
+class BalanceUpdated(msgspec.Struct, frozen=True):
     """The exchange's total for a currency: authoritative, overwrites the local total."""
 
     currency: str
@@ -123,8 +120,7 @@ class BalanceUpdated:
     timestamp: int
 
 
-@dataclass(frozen=True, slots=True)
-class PositionUpdated:
+class PositionUpdated(msgspec.Struct, frozen=True):
     """The exchange's view of a position; `contracts == 0` means flat."""
 
     symbol: str
@@ -136,15 +132,13 @@ class PositionUpdated:
     timestamp: int
 
 
-@dataclass(frozen=True, slots=True)
-class LeverageChanged:
+class LeverageChanged(msgspec.Struct, frozen=True):
     symbol: str
     leverage: float
     timestamp: int
 
 
-@dataclass(frozen=True, slots=True)
-class Halted:
+class Halted(msgspec.Struct, frozen=True):
     """Trading turned off (a breached limit, repeated strategy errors, or `halt`): orders are
     refused until `Resumed`. State, so a restart replays into the same halt."""
 
@@ -152,15 +146,13 @@ class Halted:
     timestamp: int
 
 
-@dataclass(frozen=True, slots=True)
-class Resumed:
+class Resumed(msgspec.Struct, frozen=True):
     """Trading turned back on by `resume`."""
 
     timestamp: int
 
 
-@dataclass(frozen=True, slots=True)
-class FundingPaid:
+class FundingPaid(msgspec.Struct, frozen=True):
     """Funding settled on a perpetual position at a funding time: `amount` of the settle
     currency paid (negative: received) = `contracts` (signed: long positive) × contract size ×
     `price` × `rate`. The strategy's state keeps it as history (`State.funding`); the balance
@@ -206,7 +198,7 @@ EVENT_TYPES: dict[str, type] = {
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {
-    t: tuple(f.name for f in dataclasses.fields(t)) for t in EVENT_TYPES.values()
+    t: tuple(f.name for f in msgspec.structs.fields(t)) for t in EVENT_TYPES.values()
 }
 
 
@@ -580,8 +572,7 @@ _CURRENCIES: dict[str, tuple[str, ...]] = {}
 def event_to_dict(event: Event) -> dict[str, Any]:
     """The event as a plain dict with its type name under "event" (for traces)."""
     out: dict[str, Any] = {"event": type(event).__name__}
-    for name in event.__dataclass_fields__:
-        out[name] = getattr(event, name)
+    out.update(msgspec.structs.asdict(event))
     return out
 
 

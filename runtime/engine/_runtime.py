@@ -7,7 +7,6 @@ it with the engine. That single path is what replay re-runs.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
 import uuid
@@ -15,6 +14,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+import msgspec
 import trio
 
 from runtime._errors import ConfigError
@@ -531,7 +531,7 @@ class Runtime:
             # the previous run applied.
             newest = self.state.position_as_of.get(event.symbol, 0)
             if event.timestamp < newest:
-                event = dataclasses.replace(event, timestamp=newest)
+                event = msgspec.structs.replace(event, timestamp=newest)
         result = self.emit(event, durable=not account, kind=tag)
         if account:
             self._account_changed()
@@ -601,7 +601,7 @@ class Runtime:
             return
         event = position_event(p, ai.leverage)
         if not event.timestamp:
-            event = dataclasses.replace(event, timestamp=default_ts or self.now_ms())
+            event = msgspec.structs.replace(event, timestamp=default_ts or self.now_ms())
         if p.get("side") not in ("long", "short"):
             # A one-way report that names no side (Binance's "both", Bybit's ""). Flat: every
             # side that was open is flat now (a protective order's fill closes a position with
@@ -611,10 +611,10 @@ class Runtime:
             if event.contracts == 0:
                 held = [pos for pos in (ai.long, ai.short) if pos is not None]
                 for pos in held:
-                    self._emit_report(dataclasses.replace(event, side=pos.side), tag)
+                    self._emit_report(msgspec.structs.replace(event, side=pos.side), tag)
                 if held:
                     return
-                event = dataclasses.replace(event, side="long")
+                event = msgspec.structs.replace(event, side="long")
         other = ai.short if event.side == "long" else ai.long
         if event.contracts > 0 and other is not None:  # one-way: the other side is flat now
             self._emit_report(

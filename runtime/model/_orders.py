@@ -11,8 +11,10 @@ Order types are generic over side and subscripting gives a concrete class::
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar, cast
+
+import msgspec
 
 from runtime._errors import ConfigError
 
@@ -206,9 +208,11 @@ def _fmt_ms(ms: int) -> str:
     return _dt.datetime.fromtimestamp(ms / 1000, _dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-@dataclass(slots=True, eq=False)
-class Order:
+class Order(msgspec.Struct, eq=False):
     """An order as the strategy knows it. Changed only by the engine.
+
+    A msgspec struct, as `Trade` and the engine's events are: built in C, where a dataclass's
+    generated __init__ costs a microsecond on every order of a backtest (measured).
 
     `committed` is what the open remainder reserves: quote currency for a spot buy, base
     currency for a spot sell, margin (settle currency) for a derivative order.
@@ -226,7 +230,7 @@ class Order:
     status: str = OPEN
     committed: float = 0.0
     reduce_only: bool = False
-    fills: list[Trade] = field(default_factory=list)
+    fills: list[Trade] = msgspec.field(default_factory=list)
     trigger_price: float | None = None  # a protective order's (StopOrder, TakeProfitOrder)
 
     @property
@@ -254,8 +258,7 @@ class Order:
         )
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class Trade:
+class Trade(msgspec.Struct, frozen=True, eq=False):
     """One fill of an order. `value` is amount × price × contract size, in the quote currency."""
 
     id: str
