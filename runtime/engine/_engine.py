@@ -534,29 +534,87 @@ def digest(state: State, event: Event) -> dict[str, Any]:
     """The state an event leaves behind, where it touched it: balance totals and commitments
     of its currencies, the order's progress and the asset's position. Traces store it with each
     event so replay can name the first event after which the state differs."""
-    out: dict[str, Any] = {}
-    balances = state.balances
-    symbol = getattr(event, "symbol", None)
-    ai = state.assets.get(symbol) if symbol is not None else None
-    if ai is not None:
-        currencies = _asset_currencies(ai)
-        if ai.contract:
-            out["p"] = [
-                ai.long.contracts if ai.long else 0.0,
-                ai.short.contracts if ai.short else 0.0,
-            ]
-        client_id = getattr(event, "client_id", None)
-        order = state.orders.get(client_id) if client_id else None
-        if order is not None:
-            out["o"] = [order.filled, order.status, order.committed]
-        if isinstance(event, OrderFilled) and event.fee_currency not in currencies:
-            currencies = tuple(sorted((*currencies, event.fee_currency)))
-    elif isinstance(event, BalanceUpdated):
-        currencies = (event.currency,)
-    else:
-        currencies = ()
-    out["b"] = {c: [balances[c].total, balances[c].committed] for c in currencies if c in balances}
+    return _DIGESTS[type(event)](state, event)
+
+
+# One digest function per event class: this runs on every event of a traced run, and the
+# class decides which parts exist (measured: half the cost of one generic function).
+def _order_digest(state: State, e: Any) -> dict[str, Any]:
+    ai = state.assets.get(e.symbol)
+    if ai is None:
+        return {"b": {}}
+    out = _position_digest(ai)
+    order = state.orders.get(e.client_id) if e.client_id else None
+    if order is not None:
+        out["o"] = [order.filled, order.status, order.committed]
+    out["b"] = _balances_digest(state.balances, _asset_currencies(ai))
     return out
+
+
+def _fill_digest(state: State, e: OrderFilled) -> dict[str, Any]:
+    ai = state.assets.get(e.symbol)
+    if ai is None:
+        return {"b": {}}
+    out = _position_digest(ai)
+    order = state.orders.get(e.client_id) if e.client_id else None
+    if order is not None:
+        out["o"] = [order.filled, order.status, order.committed]
+    currencies = _asset_currencies(ai)
+    if e.fee_currency not in currencies:
+        currencies = tuple(sorted((*currencies, e.fee_currency)))
+    out["b"] = _balances_digest(state.balances, currencies)
+    return out
+
+
+def _market_digest(state: State, e: Any) -> dict[str, Any]:
+    ai = state.assets.get(e.symbol)
+    if ai is None:
+        return {"b": {}}
+    out = _position_digest(ai)
+    out["b"] = _balances_digest(state.balances, _asset_currencies(ai))
+    return out
+
+
+def _balance_digest(state: State, e: BalanceUpdated) -> dict[str, Any]:
+    b = state.balances.get(e.currency)
+    return {"b": {e.currency: [b.total, b.committed]} if b is not None else {}}
+
+
+def _no_digest(state: State, e: Any) -> dict[str, Any]:
+    return {"b": {}}
+
+
+def _position_digest(ai: AssetInstance) -> dict[str, Any]:
+    if not ai.contract:
+        return {}
+    long, short = ai.long, ai.short
+    return {"p": [long.contracts if long else 0.0, short.contracts if short else 0.0]}
+
+
+def _balances_digest(
+    balances: dict[str, Balance], currencies: tuple[str, ...]
+) -> dict[str, list[float]]:
+    out = {}
+    for c in currencies:
+        b = balances.get(c)
+        if b is not None:
+            out[c] = [b.total, b.committed]
+    return out
+
+
+_DIGESTS: dict[type, Any] = {
+    OrderCreated: _order_digest,
+    OrderAcknowledged: _order_digest,
+    OrderFilled: _fill_digest,
+    OrderCancelled: _order_digest,
+    OrderRejected: _order_digest,
+    BalanceUpdated: _balance_digest,
+    PositionUpdated: _market_digest,
+    LeverageChanged: _market_digest,
+    Halted: _no_digest,
+    Resumed: _no_digest,
+    FundingPaid: _market_digest,
+}
 
 
 def _asset_currencies(ai: AssetInstance) -> tuple[str, ...]:

@@ -65,18 +65,19 @@ class OrderType(Generic[SideT]):
     _bound: ClassVar[dict[tuple[type, type], type]] = {}
 
     def __class_getitem__(cls, side: Any) -> Any:
+        if isinstance(side, type):  # hashable: the cache can answer
+            bound = OrderType._bound.get((cls, side))
+            if bound is not None:  # a strategy writes MarketOrder[Buy] on every order
+                return bound
         if isinstance(side, TypeVar):  # subclass definitions: defer to Generic
             return super().__class_getitem__(side)  # type: ignore[misc]
         if not (isinstance(side, type) and issubclass(side, Side) and side is not Side):
             raise ConfigError(f"{cls.__name__}[{side!r}]: the side must be Buy or Sell")
         if cls.side:
             raise ConfigError(f"{cls.__name__} is already bound to a side")
-        key = (cls, side)
-        bound = OrderType._bound.get(key)
-        if bound is None:
-            bound = type(f"{cls.__name__}[{side.__name__}]", (cls,), {"side": side.name})
-            bound.__module__ = cls.__module__
-            OrderType._bound[key] = bound
+        bound = type(f"{cls.__name__}[{side.__name__}]", (cls,), {"side": side.name})
+        bound.__module__ = cls.__module__
+        OrderType._bound[(cls, side)] = bound
         return bound
 
     def __init__(self) -> None:

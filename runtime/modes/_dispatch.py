@@ -128,7 +128,10 @@ def _refuse(rule: str, message: str) -> OrderCheckFailed:
 
 
 def _is_number(x: Any) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+    # float and int first: the ABC check costs more than the rest of a check (measured).
+    return type(x) is float or type(x) is int or (
+        isinstance(x, numbers.Real) and not isinstance(x, bool)
+    )
 
 
 def sendable_numbers(
