@@ -24,15 +24,19 @@ class SmaCross(Strategy):
     allocation = 0.95  # share of each market's slice of cash put to work
 
     async def on_tick(self, ts: Any) -> None:
-        for ai in self.universe:
+        universe = self.universe
+        for ai in universe:
             bars = ai.ohlcv
             fast = bars.sma("close", self.fast)
             slow = bars.sma("close", self.slow)
-            holding = (ai.cash - ai.cash_committed) * ai.price >= ai.cost_min
+            # Read once: each is a property, and this runs on every bar of every market.
+            price = ai.price
+            free = ai.cash - ai.cash_committed
+            holding = free * price >= ai.cost_min
             if fast > slow * (1 + self.band) and not holding:
-                budget = self.cash * self.allocation / len(self.universe)
-                amount = budget / (ai.price * (1 + ai.taker))
-                if amount * ai.price >= ai.cost_min:
+                budget = self.cash * self.allocation / len(universe)
+                amount = budget / (price * (1 + ai.taker))
+                if amount * price >= ai.cost_min:
                     await call(self, ai, MarketOrder[Buy], amount=amount)
             elif fast < slow * (1 - self.band) and holding:
-                await call(self, ai, MarketOrder[Sell], amount=ai.cash - ai.cash_committed)
+                await call(self, ai, MarketOrder[Sell], amount=free)
