@@ -299,35 +299,36 @@ def _bound_type(name: str, side: str) -> type:
 
 
 def _apply_created(state: State, e: OrderCreated) -> Order:
-    ai = state.asset(e.symbol)
-    known = state.orders.get(e.client_id)
+    ai = state.assets.get(e.symbol) or state.asset(e.symbol)  # the second raises
+    client_id = e.client_id
+    known = state.orders.get(client_id)
     if known is not None:  # a second report of the same order: idempotent
         if e.id and not known.id:
             known.id = e.id
             state.orders_by_id[e.id] = known
         return known
-    order_type = _bound_type(e.order_type, e.side)
+    order_type = _BOUND.get((e.order_type, e.side)) or _bound_type(e.order_type, e.side)
     order = Order(
-        symbol=e.symbol,
-        client_id=e.client_id,
-        side=e.side,
-        type=order_type,
-        amount=e.amount,
-        price=e.price,
-        timestamp=e.timestamp,
-        id=e.id,
+        e.symbol,
+        client_id,
+        e.side,
+        order_type,
+        e.amount,
+        e.price,
+        e.timestamp,
+        e.id,
         reduce_only=e.reduce_only,
         trigger_price=e.trigger_price,
     )
-    state.orders[e.client_id] = order
+    state.orders[client_id] = order
     if e.id:
         state.orders_by_id[e.id] = order
-    ai.open_orders[e.client_id] = order
-    # Only the event's own fields: replay must reach the same numbers without market data.
-    basis = e.price if e.price is not None else (e.reference_price or 0.0)
-    if not math.isfinite(basis):
-        basis = 0.0  # no price to value it at: a NaN here would poison the balance for good
+    ai.open_orders[client_id] = order
     if not e.reduce_only and e.trigger_price is None:
+        # Only the event's own fields: replay must reach the same numbers without market data.
+        basis = e.price if e.price is not None else (e.reference_price or 0.0)
+        if not math.isfinite(basis):
+            basis = 0.0  # no price to value it at: a NaN here would poison the balance for good
         value = commitment(ai, e.side, e.amount, basis)
         order.committed = value
         state.balance(commit_currency(ai, e.side)).committed += value
@@ -397,30 +398,33 @@ def _margin_fill(state: State, ai: AssetInstance, order: Order, e: OrderFilled) 
 
 
 def _apply_filled(state: State, e: OrderFilled) -> Trade | None:
-    if e.trade_id in state.trade_ids:
+    trade_ids = state.trade_ids
+    if e.trade_id in trade_ids:
         return None  # the same fill reported twice (websocket and REST)
-    ai = state.asset(e.symbol)
-    order = state.order(e.client_id)
-    state.trade_ids.add(e.trade_id)
-    remaining_before = order.remaining
+    ai = state.assets.get(e.symbol) or state.asset(e.symbol)  # the second raises
+    order = state.orders.get(e.client_id) or state.order(e.client_id)
+    trade_ids.add(e.trade_id)
+    amount = e.amount
+    remaining_before = order.amount - order.filled  # Order.remaining, inlined (every fill)
     if order.committed > 0 and remaining_before > 0:
-        _release(state, ai, order, order.committed * min(e.amount / remaining_before, 1.0))
-    order.filled = clean(order.filled + e.amount)
+        _release(state, ai, order, order.committed * min(amount / remaining_before, 1.0))
+    order.filled = filled = clean(order.filled + amount)
+    contract = ai.contract
     trade = Trade(
-        id=e.trade_id,
-        order=order,
-        timestamp=e.timestamp,
-        amount=e.amount,
-        price=e.price,
-        value=e.amount * e.price * ai.contract_size,
-        fee=e.fee,
-        fee_currency=e.fee_currency,
-        leverage=ai.leverage if ai.contract else 1.0,
-        taker=e.taker,
+        e.trade_id,
+        order,
+        e.timestamp,
+        amount,
+        e.price,
+        amount * e.price * ai.contract_size,
+        e.fee,
+        e.fee_currency,
+        ai.leverage if contract else 1.0,
+        e.taker,
     )
     order.fills.append(trade)
     ai.trades.append(trade)
-    if order.status == OPEN and order.remaining <= _eps(order.amount):
+    if order.status == OPEN and order.amount - filled <= _eps(order.amount):
         _close_order(state, ai, order, CLOSED)
     return trade
 
