@@ -93,6 +93,10 @@ async def test_futures_end_to_end(dialect: Dialect, tmp_path: Path) -> None:
         dialect.ex.set_price(BTC, 58_800.0)
         assert isinstance(await p.wait(10.0), Trade)
         await until(s, lambda: ai.long is not None and ai.long.contracts > 0.149)
+        # The fill's wallet report can trail its position report (a loaded machine showed
+        # it): wait for the exchange's wallet too before stopping.
+        wallet = dialect.wallet_usdt((await on_exchange(dialect, True, BTC_PERP))["balance"])
+        await until(s, lambda: s.cash == pytest.approx(wallet))
         assert await call(s, ai, CancelOrders()) is True
     state = await on_exchange(dialect, True, BTC_PERP)
     (pos,) = [p for p in state["positions"] if p["contracts"]]
