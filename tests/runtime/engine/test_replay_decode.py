@@ -7,6 +7,8 @@ class's types still replays, or is named, the generic way."""
 from __future__ import annotations
 
 import copy
+import gc
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from runtime.engine._engine import State, apply, digest, event_from_dict, settle
 from runtime.engine._replay import runtime_from_start
 from runtime.engine._replica import (
     _DECODE,
+    _ENGINE_CLASS,
     _FAST,
     _engine_event,
     digest_matches,
@@ -44,6 +47,18 @@ def encoded_events(path: Path) -> Iterator[tuple[int, bytes]]:
     for i, code in enumerate(cols["kind"].tolist()):
         if code in STATE_CODES:
             yield code, cols["payload"].raw(i)
+
+
+def reachable(root: object) -> list[object]:
+    """Every object `root` refers to, directly or not (not through classes or modules)."""
+    seen, todo, found = {id(root)}, [root], []
+    while todo:
+        for ref in gc.get_referents(todo.pop()):
+            if id(ref) not in seen and not isinstance(ref, type | types.ModuleType):
+                seen.add(id(ref))
+                todo.append(ref)
+                found.append(ref)
+    return found
 
 
 def damaged(recorded: Any) -> Iterator[Any]:
@@ -104,6 +119,8 @@ def test_typed_decode_and_in_place_check_agree_with_the_generic_path(path: Path)
         assert not digest_matches(state, event, [recorded])
         checked += 1
     assert snapshot(as_decoded) == snapshot(state)
+    # The engine kept no decoded event: it only read their fields.
+    assert not [o for o in reachable(as_decoded) if type(o) in _ENGINE_CLASS]
     assert checked > 100
 
 
