@@ -23,9 +23,7 @@ import dataclasses
 import gc
 import math
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from itertools import pairwise
 from pathlib import Path
 from typing import Any, Union, cast, get_type_hints
 
@@ -58,7 +56,6 @@ from runtime.model._assets import AssetInstance
 from runtime.model._orders import Order, Trade, client_seq_of
 from traces import STATE_KINDS, Kind, RunInfo, open_view, runs_of
 from traces._codec import Payloads
-from traces._view import TraceView
 
 
 def _num(x: float) -> float | str:
@@ -327,25 +324,6 @@ def _gc_deferred() -> Iterator[None]:
             gc.enable()
 
 
-def _read_ahead(
-    view: TraceView, lo: int, hi: int, fields: list[str]
-) -> Iterator[tuple[int, int, dict[str, Any]]]:
-    """Rows [lo, hi) in blocks of `BLOCK` (aligned to it, as chunks are), each read on a
-    thread while the one before is applied: zstd lets go of the GIL, so decompressing the
-    next block overlaps applying this one (a fifth of the time replay waited, measured)."""
-    if hi <= lo:
-        return
-    bounds = [lo, *range((lo // BLOCK + 1) * BLOCK, hi, BLOCK), hi]
-    blocks = list(pairwise(bounds))
-    with ThreadPoolExecutor(1, thread_name_prefix="replay-read") as reader:
-        pending = reader.submit(view.read, *blocks[0], fields)
-        for i, (start, end) in enumerate(blocks):
-            cols = pending.result()
-            if i + 1 < len(blocks):
-                pending = reader.submit(view.read, *blocks[i + 1], fields)
-            yield start, end, cols
-
-
 class Replica:
     """Rebuilds state from the trace at `path`: `replay(state, lo, hi)` applies the engine
     events of seqs [lo, hi), checking each (module docstring). `client_seq` is the highest
@@ -396,7 +374,9 @@ class Replica:
         expected = lo
         fields = ["seq", "kind", "payload"] + ([] if on_event is None else ["ts_ns"])
         with _gc_deferred():
-            for start, end, cols in _read_ahead(self.view, lo, hi, fields):
+            for start in range(lo, hi, BLOCK):
+                end = min(hi, start + BLOCK)
+                cols = self.view.read(start, end, fields)
                 self._check_contiguous(cols["seq"], expected)
                 expected += len(cols["seq"])
                 kinds = cols["kind"]
