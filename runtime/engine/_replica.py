@@ -20,10 +20,8 @@ generic way (`event_from_dict`, `digest`, `check_snapshot`), which decides and r
 from __future__ import annotations
 
 import dataclasses
-import gc
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Union, cast, get_type_hints
 
@@ -55,7 +53,7 @@ from runtime.engine._engine import (
 from runtime.model._assets import AssetInstance
 from runtime.model._orders import Order, Trade, client_seq_of
 from traces import STATE_KINDS, Kind, RunInfo, open_view, runs_of
-from traces._codec import Payloads
+from traces._codec import Payloads, gc_paused
 
 
 def _num(x: float) -> float | str:
@@ -304,26 +302,6 @@ _FAST: dict[type, tuple[Callable[[State, Any], Any], Callable[[State, Any, Any],
 }
 
 
-@contextmanager
-def _gc_deferred() -> Iterator[None]:
-    """The cyclic GC off while replay builds the state, as for a bulk decode (`gc_paused`).
-    Re-enabled as is, the next allocation would walk every object made meanwhile (the young
-    generation's count is far past its threshold): ~60 ms for a 180k-event replay (measured).
-    Instead they join the old generation, as long-lived state does, unwalked (freeze then
-    unfreeze moves the lists). Not while something else keeps a frozen heap (a backtest's
-    tuned collector), whose objects unfreeze would release."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            if gc.get_freeze_count() == 0:
-                gc.freeze()
-                gc.unfreeze()
-            gc.enable()
-
-
 class Replica:
     """Rebuilds state from the trace at `path`: `replay(state, lo, hi)` applies the engine
     events of seqs [lo, hi), checking each (module docstring). `client_seq` is the highest
@@ -373,7 +351,7 @@ class Replica:
         `settle_fills` (see `settles_fills`) moves balances by fills as the exchange did."""
         expected = lo
         fields = ["seq", "kind", "payload"] + ([] if on_event is None else ["ts_ns"])
-        with _gc_deferred():
+        with gc_paused():
             for start in range(lo, hi, BLOCK):
                 end = min(hi, start + BLOCK)
                 cols = self.view.read(start, end, fields)
