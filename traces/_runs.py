@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from runtime._errors import TraceError
+from traces._codec import Payloads
 from traces._schema import Kind
 from traces._view import TraceView, open_view
 
@@ -39,7 +41,7 @@ def runs_of(view: TraceView) -> list[RunInfo]:
     if not len(marks):
         return []
     cols = view.read_at(marks, ["seq", "ts_ns", "kind", "payload"])
-    payloads = cols["payload"].decode_all()
+    payloads = cols["payload"]
     runs: list[RunInfo] = []
     current: dict[str, Any] | None = None
 
@@ -49,14 +51,10 @@ def runs_of(view: TraceView) -> list[RunInfo]:
             RunInfo(current["run_id"], current["seq"], end, stop_seq, current["ts"], stopped_ns)
         )
 
-    for seq, ts, kind, payload in zip(
-        cols["seq"].tolist(),
-        cols["ts_ns"].tolist(),
-        cols["kind"].tolist(),
-        payloads,
-        strict=True,
+    for i, (seq, ts, kind) in enumerate(
+        zip(cols["seq"].tolist(), cols["ts_ns"].tolist(), cols["kind"].tolist(), strict=True)
     ):
-        run_id = str(payload.get("run_id")) if isinstance(payload, dict) else "None"
+        run_id = _run_id(payloads, i)
         if kind == Kind.RUN_STARTED:
             if current is not None:
                 close(seq, None, None)  # started again without stopping: the last one crashed
@@ -67,6 +65,26 @@ def runs_of(view: TraceView) -> list[RunInfo]:
     if current is not None:
         close(view.total, None, None)
     return runs
+
+
+class _RunMark(msgspec.Struct):
+    """The one key of a RUN_STARTED or RUN_STOPPED payload read here; the parser steps over
+    the others (a stop's snapshot holds every trade) without building them."""
+
+    run_id: Any = None
+
+
+_RUN_MARK = msgspec.msgpack.Decoder(_RunMark).decode
+
+
+def _run_id(payloads: Payloads, i: int) -> str:
+    start = int(payloads.offsets[i])
+    try:
+        data = payloads.blob[start : start + int(payloads.sizes[i])].data
+        return str(_RUN_MARK(data).run_id)
+    except (msgspec.DecodeError, msgspec.ValidationError):  # not a map of str keys
+        payload = payloads.decode(i)
+        return str(payload.get("run_id")) if isinstance(payload, dict) else "None"
 
 
 def list_runs(path: str | Path) -> list[RunInfo]:
@@ -91,5 +109,3 @@ def choose_run(runs: Sequence[RunInfo], run: int | str, path: Path) -> int:
             f"use 0..{len(runs) - 1} or -1 for the last"
         )
     return run % len(runs)
-
-

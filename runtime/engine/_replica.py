@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Union, cast
 
 import msgpack
 import msgspec
@@ -52,7 +52,7 @@ from runtime.engine._engine import (
 from runtime.model._assets import AssetInstance
 from runtime.model._orders import Order, Trade, client_seq_of
 from traces import STATE_KINDS, Kind, RunInfo, open_view, runs_of
-from traces._codec import encode, gc_paused
+from traces._codec import Payloads, gc_paused
 
 
 def _num(x: float) -> float | str:
@@ -134,34 +134,44 @@ def diff(expected: Any, actual: Any, path: str = "") -> list[str]:
 
 # Engine events, the run's stop (its snapshot) and order intents (client ids continue after
 # the last one) are decoded; everything else (market data, plumbing) is skipped unread.
-_STATE_CODES = frozenset(int(k) for k in STATE_KINDS)
-_READ = np.array(sorted(_STATE_CODES | {int(Kind.RUN_STOPPED)}), dtype=np.uint16)
+_IS_STATE = np.zeros(1 << 16, dtype=bool)  # by kind code (uint16)
+_IS_STATE[[int(k) for k in STATE_KINDS]] = True
 _REJECTED = int(Kind.ORDER_REJECTED)
 _INTENT = int(Kind.ORDER_INTENT)
+_RUN_STOPPED = int(Kind.RUN_STOPPED)
 BLOCK = 65_536  # rows read and decoded at a time
 
 # Called after each applied event: (seq, ts_ns, event, what `apply` returned).
 OnEvent = Callable[[int, int, Event, Any], None]
 
 
-class _Head(msgspec.Struct):
-    """What replay reads of an engine event's payload besides the event's fields: its class
-    name and the digest recorded with it. The parser steps over the other keys (a Live
-    event's ccxt report under "raw") without building them."""
+def _mirror(cls: type) -> type[msgspec.Struct]:
+    """A Struct with the fields of event class `cls` (names, types, defaults) and the digest
+    recorded with it (`check`), tagged by the class name under "event" as traces store it."""
+    fields: list[Any] = [
+        (f.name, f.type) if f.required else (f.name, f.type, f.default)
+        for f in msgspec.structs.fields(cls)
+    ]
+    fields.append(("check", Any, None))
+    # gc=False: a decoded event holds only numbers, strings and its digest, never a cycle.
+    return msgspec.defstruct(
+        cls.__name__, fields, tag_field="event", tag=cls.__name__, frozen=True, gc=False
+    )
 
-    event: Any = None
-    check: Any = None
 
-
-_HEAD = msgspec.msgpack.Decoder(_Head).decode
-# Each event decoded straight into its engine class (fields by name, the defaults for absent
-# ones, other keys skipped): one C call instead of a generic decode into a dict and a
-# dataclass built from it, which cost ~3 µs an event (measured). A payload that does not fit
-# its class's field types (an older trace's odd value) takes the generic path.
-_DECODE_AS: dict[str, Callable[[Any], Event]] = {
-    name: msgspec.msgpack.Decoder(cls).decode for name, cls in EVENT_TYPES.items()
-}
+# One C call decodes an engine event's payload (whichever class its "event" names, other keys
+# such as a Live event's ccxt report under "raw" skipped unbuilt) with its digest: half the
+# cost of reading the class name first and then decoding into the class (measured). A payload
+# that does not fit its class's field types (an older trace's odd value) takes the generic
+# path, as does one whose class is unknown.
+_ENGINE_CLASS: dict[type, type] = {_mirror(cls): cls for cls in EVENT_TYPES.values()}
+_DECODE = msgspec.msgpack.Decoder(cast(Any, Union)[tuple(_ENGINE_CLASS)]).decode
 _NOT_TYPED = (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError)
+
+
+def _engine_event(decoded: Any) -> Event:
+    """The engine's own event for a decoded one (its fields, less the digest)."""
+    return cast(Event, _ENGINE_CLASS[type(decoded)](*msgspec.structs.astuple(decoded)[:-1]))
 
 
 # A digest compared in place, by event class: True only when the recorded digest equals
@@ -174,7 +184,23 @@ def _order_matches(state: State, event: Any, recorded: Any) -> bool:
         return False
     client_id = event.client_id
     order = state.orders.get(client_id) if client_id else None
-    return _asset_matches(state, ai, order, recorded)
+    if order is None or ai.contract:
+        return _asset_matches(state, ai, order, recorded)
+    # A spot order's, inline (most events): {"o": [filled, status, committed], "b": {...}}.
+    if len(recorded) != 2 or recorded.get("o") != [order.filled, order.status, order.committed]:
+        return False
+    b = recorded.get("b")
+    if type(b) is not dict:
+        return False
+    balances = state.balances
+    present = 0
+    for currency in _asset_currencies(ai):
+        bal = balances.get(currency)
+        if bal is not None:
+            present += 1
+            if b.get(currency) != [bal.total, bal.committed]:
+                return False
+    return len(b) == present
 
 
 def _market_matches(state: State, event: Any, recorded: Any) -> bool:
@@ -252,6 +278,26 @@ def digest_matches(state: State, event: Event, recorded: Any) -> bool:
     return match is not None and match(state, event, recorded)
 
 
+# Engine events whose `apply` only reads the event's fields and keeps no reference to it: the
+# decoded Struct is applied as it is (no dataclass built). Any other (a FundingPaid is kept in
+# `State.funding`), and any event a caller or the full digest sees, is the engine's own class.
+_READS_FIELDS_ONLY = (
+    OrderCreated,
+    OrderAcknowledged,
+    OrderFilled,
+    OrderCancelled,
+    OrderRejected,
+    BalanceUpdated,
+    PositionUpdated,
+    LeverageChanged,
+)
+_FAST: dict[type, tuple[Callable[[State, Any], Any], Callable[[State, Any, Any], bool]]] = {
+    mirror: (_APPLY[cls], _MATCHERS[cls])
+    for mirror, cls in _ENGINE_CLASS.items()
+    if cls in _READS_FIELDS_ONLY
+}
+
+
 class Replica:
     """Rebuilds state from the trace at `path`: `replay(state, lo, hi)` applies the engine
     events of seqs [lo, hi), checking each (module docstring). `client_seq` is the highest
@@ -299,82 +345,144 @@ class Replica:
         """Apply the engine events of seqs [lo, hi) to `state`, checking that no seq is
         missing, each recorded digest, and at `stop_seq` the recorded snapshot.
         `settle_fills` (see `settles_fills`) moves balances by fills as the exchange did."""
-        path = self.path
-        unpackb = msgpack.unpackb
-        head_of, decode_as, apply_of, matchers = _HEAD, _DECODE_AS, _APPLY, _MATCHERS
-        state_codes = _STATE_CODES
         expected = lo
+        fields = ["seq", "kind", "payload"] + ([] if on_event is None else ["ts_ns"])
         with gc_paused():
             for start in range(lo, hi, BLOCK):
                 end = min(hi, start + BLOCK)
-                cols = self.view.read(start, end, ["seq", "ts_ns", "kind", "payload"])
-                seqs = cols["seq"]
-                self._check_contiguous(seqs, expected)
-                expected += len(seqs)
+                cols = self.view.read(start, end, fields)
+                self._check_contiguous(cols["seq"], expected)
+                expected += len(cols["seq"])
                 kinds = cols["kind"]
-                wanted = np.isin(kinds, _READ)
+                events = np.flatnonzero(_IS_STATE[kinds])
+                # The other rows read, each in its place in seq order: the block's last order
+                # intent (client ids continue after it) and the run's stop (its snapshot).
+                others = []
                 intents = np.flatnonzero(kinds == _INTENT)
                 if len(intents):
-                    wanted[intents[-1]] = True
-                index = np.flatnonzero(wanted)
-                payloads = cols["payload"]
-                blob = memoryview(payloads.blob)
-                offsets = payloads.offsets[index]
-                for seq, ts_ns, code, offset, end_at in zip(
-                    seqs[index].tolist(),
-                    cols["ts_ns"][index].tolist(),
-                    kinds[index].tolist(),
-                    offsets.tolist(),
-                    (offsets + payloads.sizes[index]).tolist(),
-                    strict=True,
-                ):
-                    data = blob[offset:end_at]
-                    if code in state_codes:
-                        try:
-                            head = head_of(data)
-                            event = decode_as[head.event](data)
-                            recorded = head.check
-                        except _NOT_TYPED:
-                            payload = unpackb(data, raw=False, strict_map_key=False)
-                            if code == _REJECTED and "event" not in payload:
-                                continue  # a send refusal from before ORDER_REFUSED: no change
-                            try:
-                                event = event_from_dict(payload)
-                            except Exception as exc:
-                                raise self._unappliable(seq, code, exc) from exc
-                            recorded = payload.get("check")
-                        cls = type(event)
-                        try:
-                            result = apply_of[cls](state, event)
-                            if settle_fills and isinstance(result, Trade):
-                                settle_fill(state, cast(OrderFilled, event))
-                        except Exception as exc:
-                            raise self._unappliable(seq, code, exc) from exc
-                        match = matchers.get(cls)
-                        if recorded is not None and (
-                            match is None or not match(state, event, recorded)
-                        ):
-                            rebuilt = digest(state, event)
-                            if recorded != rebuilt:
-                                raise ReplayMismatch(
-                                    f"trace {path}: state after event {seq} ({Kind(code).name} "
-                                    f"{type(event).__name__}) differs: recorded {recorded}, "
-                                    f"replay {rebuilt}"
-                                )
-                        if on_event is not None:
-                            on_event(seq, ts_ns, event, result)
-                    elif code == _INTENT:
-                        payload = unpackb(data, raw=False, strict_map_key=False)
-                        seq_of = client_seq_of(str(payload.get("client_id", "")))
-                        if seq_of is not None:
-                            self.client_seq = max(self.client_seq, seq_of)
-                    elif seq == stop_seq and not snapshot_bytes_match(state, data):
-                        payload = unpackb(data, raw=False, strict_map_key=False)
-                        check_snapshot(state, payload, seq, path)
-                if len(cols["ts_ns"]):
-                    self.last_ts_ns = int(cols["ts_ns"][-1])
+                    others.append(int(intents[-1]))
+                stop = -1 if stop_seq is None else stop_seq - start
+                if 0 <= stop < len(kinds) and kinds[stop] == _RUN_STOPPED:
+                    others.append(stop)
+                done = 0
+                for row in [*sorted(others), len(kinds)]:
+                    cut = int(np.searchsorted(events, row))
+                    self._apply_rows(state, start, events[done:cut], cols, on_event, settle_fills)
+                    done = cut
+                    if row < len(kinds):
+                        self._read_other(state, start + row, int(kinds[row]), cols["payload"], row)
                 if progress is not None:
-                    progress.update(min(hi, start + BLOCK) - lo)
+                    progress.update(end - lo)
+        if hi > lo:
+            self.last_ts_ns = int(self.view.read(hi - 1, hi, ["ts_ns"])["ts_ns"][0])
+
+    def _apply_rows(
+        self,
+        state: State,
+        seq0: int,
+        rows: np.ndarray,
+        cols: dict[str, Any],
+        on_event: OnEvent | None,
+        settle: bool,
+    ) -> None:
+        """Apply and check the engine events at `rows` of a block whose first seq is `seq0`."""
+        payloads = cols["payload"]
+        blob = memoryview(payloads.blob)
+        offsets = payloads.offsets[rows]
+        decode = _DECODE
+        fast_of = _FAST if on_event is None else {}  # a caller sees the engine's own events
+        for row, offset, end_at in zip(
+            rows.tolist(), offsets.tolist(), (offsets + payloads.sizes[rows]).tolist(), strict=True
+        ):
+            data = blob[offset:end_at]
+            try:
+                decoded = decode(data)
+            except _NOT_TYPED:
+                self._apply_generic(state, seq0, row, cols, data, on_event, settle)
+                continue
+            fast = fast_of.get(type(decoded))
+            if fast is None:
+                event = _engine_event(decoded)
+                self._apply_one(state, seq0, row, cols, event, decoded.check, on_event, settle)
+                continue
+            apply_event, matches = fast
+            try:
+                result = apply_event(state, decoded)
+                if settle and isinstance(result, Trade):
+                    settle_fill(state, decoded)
+            except Exception as exc:
+                raise self._unappliable(seq0 + row, int(cols["kind"][row]), exc) from exc
+            recorded = decoded.check
+            if recorded is not None and not matches(state, decoded, recorded):
+                self._check_digest(state, seq0, row, cols, _engine_event(decoded), recorded)
+
+    def _apply_generic(
+        self,
+        state: State,
+        seq0: int,
+        row: int,
+        cols: dict[str, Any],
+        data: memoryview,
+        on_event: OnEvent | None,
+        settle: bool,
+    ) -> None:
+        """An engine event whose payload does not fit its class: decoded as a dict."""
+        code = int(cols["kind"][row])
+        payload = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        if code == _REJECTED and "event" not in payload:
+            return  # a send refusal from before ORDER_REFUSED: no change
+        try:
+            event = event_from_dict(payload)
+        except Exception as exc:
+            raise self._unappliable(seq0 + row, code, exc) from exc
+        self._apply_one(state, seq0, row, cols, event, payload.get("check"), on_event, settle)
+
+    def _apply_one(
+        self,
+        state: State,
+        seq0: int,
+        row: int,
+        cols: dict[str, Any],
+        event: Event,
+        recorded: Any,
+        on_event: OnEvent | None,
+        settle: bool,
+    ) -> None:
+        try:
+            result = _APPLY[type(event)](state, event)
+            if settle and isinstance(result, Trade):
+                settle_fill(state, cast(OrderFilled, event))
+        except Exception as exc:
+            raise self._unappliable(seq0 + row, int(cols["kind"][row]), exc) from exc
+        if recorded is not None and not digest_matches(state, event, recorded):
+            self._check_digest(state, seq0, row, cols, event, recorded)
+        if on_event is not None:
+            on_event(seq0 + row, int(cols["ts_ns"][row]), event, result)
+
+    def _check_digest(
+        self, state: State, seq0: int, row: int, cols: dict[str, Any], event: Event, recorded: Any
+    ) -> None:
+        """Compare the full digest, which decides, and name the event if it differs."""
+        rebuilt = digest(state, event)
+        if recorded != rebuilt:
+            raise ReplayMismatch(
+                f"trace {self.path}: state after event {seq0 + row} "
+                f"({Kind(int(cols['kind'][row])).name} {type(event).__name__}) differs: "
+                f"recorded {recorded}, replay {rebuilt}"
+            )
+
+    def _read_other(self, state: State, seq: int, code: int, payloads: Payloads, row: int) -> None:
+        """An order intent (its client id) or the run's stop (its snapshot, compared)."""
+        start = int(payloads.offsets[row])
+        data = payloads.blob[start : start + int(payloads.sizes[row])].data
+        if code == _INTENT:
+            payload = msgpack.unpackb(data, raw=False, strict_map_key=False)
+            seq_of = client_seq_of(str(payload.get("client_id", "")))
+            if seq_of is not None:
+                self.client_seq = max(self.client_seq, seq_of)
+        elif not snapshot_bytes_match(state, data):
+            payload = msgpack.unpackb(data, raw=False, strict_map_key=False)
+            check_snapshot(state, payload, seq, self.path)
 
     def _unappliable(self, seq: int, code: int, exc: Exception) -> ReplayMismatch:
         return ReplayMismatch(
@@ -413,6 +521,9 @@ class _Stopped(msgspec.Struct):
 
 
 _STOPPED = msgspec.msgpack.Decoder(_Stopped).decode
+# A snapshot (numbers, strings, lists, dicts) encodes to the bytes the trace's msgpack packer
+# wrote, at half its cost (measured); bytes that differ only send it to the compare by value.
+_ENCODE = msgspec.msgpack.Encoder().encode
 
 
 def snapshot_bytes_match(state: State, data: Any) -> bool:
@@ -427,8 +538,8 @@ def snapshot_bytes_match(state: State, data: Any) -> bool:
     if not len(recorded):
         return False
     try:
-        rebuilt = encode(snapshot(state))
-    except (TypeError, ValueError, OverflowError):
+        rebuilt = _ENCODE(snapshot(state))
+    except (TypeError, ValueError, OverflowError, msgspec.MsgspecError):
         return False
     return memoryview(recorded) == rebuilt
 

@@ -211,6 +211,22 @@ def test_runs_and_replay_iteration(trace_path: Path) -> None:
         list(iter_events(trace_path, run=5))
 
 
+def test_run_ids_of_odd_run_marks(trace_path: Path) -> None:
+    # A run mark is read for its run_id alone; one that is no map of str keys reads as before.
+    with TraceWriter(trace_path, chunk_rows=CHUNK) as w:
+        w.record(Kind.RUN_STARTED, {"run_id": 7, "state": {"big": list(range(100))}}, ts_ns=1)
+        w.record(Kind.RUN_STOPPED, ["not", "a", "map"], ts_ns=2)  # type: ignore[arg-type]
+        w.record(Kind.RUN_STARTED, {1: "an int key", "run_id": "d"}, ts_ns=3)  # type: ignore[dict-item]
+        w.record(Kind.RUN_STOPPED, {"run_id": "d"}, ts_ns=4)
+        w.record(Kind.RUN_STARTED, {"no": "run id"}, ts_ns=5)
+    runs = list_runs(trace_path)
+    assert [(r.run_id, r.start_seq, r.end_seq, r.stop_seq) for r in runs] == [
+        ("7", 0, 2, 1),
+        ("d", 2, 4, 3),
+        ("None", 4, 5, None),
+    ]
+
+
 def test_missing_trace_is_a_trace_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.zarr"
     for read in (read_trace, tail_records, list_runs):

@@ -1,11 +1,14 @@
-"""Replay's fast path gives what the generic one gives: events decoded straight into their
-classes equal `event_from_dict`'s, the in-place digest comparison agrees with comparing the
-full digest (on the recorded digests and on damaged copies of them), and a payload that does
-not fit its class's types still replays, or is named, the generic way."""
+"""Replay's fast path gives what the generic one gives: an event decoded in one call holds
+`event_from_dict`'s fields and the recorded digest, applying it as decoded leaves the state the
+engine's own event leaves, the in-place digest comparison agrees with comparing the full digest
+(on the recorded digests and on damaged copies of them), and a payload that does not fit its
+class's types still replays, or is named, the generic way."""
 
 from __future__ import annotations
 
 import copy
+import gc
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,15 @@ import pytest
 from runtime import ReplayMismatch, Sim, start, strategy
 from runtime.engine._engine import State, apply, digest, event_from_dict, settle_fill
 from runtime.engine._replay import runtime_from_start
-from runtime.engine._replica import _DECODE_AS, _HEAD, digest_matches, settles_fills, snapshot
+from runtime.engine._replica import (
+    _DECODE,
+    _ENGINE_CLASS,
+    _FAST,
+    _engine_event,
+    digest_matches,
+    settles_fills,
+    snapshot,
+)
 from runtime.model._orders import Trade
 from traces import STATE_KINDS, Kind, TraceWriter, iter_events, open_view, replay_from_trace
 
@@ -36,6 +47,18 @@ def encoded_events(path: Path) -> Iterator[tuple[int, bytes]]:
     for i, code in enumerate(cols["kind"].tolist()):
         if code in STATE_CODES:
             yield code, cols["payload"].raw(i)
+
+
+def reachable(root: object) -> list[object]:
+    """Every object `root` refers to, directly or not (not through classes or modules)."""
+    seen, todo, found = {id(root)}, [root], []
+    while todo:
+        for ref in gc.get_referents(todo.pop()):
+            if id(ref) not in seen and not isinstance(ref, type | types.ModuleType):
+                seen.add(id(ref))
+                todo.append(ref)
+                found.append(ref)
+    return found
 
 
 def damaged(recorded: Any) -> Iterator[Any]:
@@ -65,28 +88,39 @@ def damaged(recorded: Any) -> Iterator[Any]:
 def test_typed_decode_and_in_place_check_agree_with_the_generic_path(path: Path) -> None:
     runs = [e.payload for e in iter_events(path) if e.kind == Kind.RUN_STARTED]
     state: State = runtime_from_start(runs[0], path).state
+    as_decoded: State = runtime_from_start(runs[0], path).state  # fed the decoded events
     settle = settles_fills(runs[0])
     checked = 0
     for _, raw in encoded_events(path):
         payload = msgpack.unpackb(raw, raw=False, strict_map_key=False)
-        head = _HEAD(raw)
-        event = _DECODE_AS[head.event](raw)
+        decoded = _DECODE(raw)
+        event = _engine_event(decoded)
         generic = event_from_dict(payload)
         assert type(event) is type(generic)
         assert event == generic
-        assert head.check == payload["check"]
+        assert decoded.check == payload["check"]
         result = apply(state, event)
         if settle and isinstance(result, Trade):
             settle_fill(state, event)  # type: ignore[arg-type]
+        fast = _FAST.get(type(decoded))
+        fed = decoded if fast is not None else event  # as replay feeds it
+        fed_result = fast[0](as_decoded, fed) if fast else apply(as_decoded, event)
+        if settle and isinstance(fed_result, Trade):
+            settle_fill(as_decoded, fed)
         recorded = payload["check"]
         assert digest(state, event) == recorded  # the golden traces replay
+        assert digest(as_decoded, event) == recorded
         assert digest_matches(state, event, recorded)  # and the fast check says so
+        assert fast is None or fast[1](as_decoded, decoded, recorded)
         for wrong in damaged(copy.deepcopy(recorded)):
             # Never equal where the full digest differs; equal only where it is equal.
             assert digest_matches(state, event, wrong) == (digest(state, event) == wrong)
         assert not digest_matches(state, event, None)
         assert not digest_matches(state, event, [recorded])
         checked += 1
+    assert snapshot(as_decoded) == snapshot(state)
+    # The engine kept no decoded event: it only read their fields.
+    assert not [o for o in reachable(as_decoded) if type(o) in _ENGINE_CLASS]
     assert checked > 100
 
 
