@@ -501,8 +501,11 @@ async def _place(
                 sends.spawn(lambda: sends.resolve_unknown(ai, client_id))
                 return Pending(rt, rt.state.orders[client_id], unknown=True)
         if report is not None:  # None: a simulated exchange already reported it
-            rt.on_exchange("order", report)
-            _apply_response_fills(rt, report)
+            # One write to the OS for the answer's events (they are applied in one step that
+            # nothing else sees half done), not one per durable record.
+            with rt.durable_together():
+                rt.on_exchange("order", report)
+                _apply_response_fills(rt, report)
     finally:
         rt.reserved[reserved] -= held
     order = rt.state.orders.get(client_id)
