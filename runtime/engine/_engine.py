@@ -543,19 +543,7 @@ def digest(state: State, event: Event) -> dict[str, Any]:
 
 # One digest function per event class: this runs on every event of a traced run, and the
 # class decides which parts exist (measured: half the cost of one generic function).
-def _order_digest(state: State, e: Any) -> dict[str, Any]:
-    ai = state.assets.get(e.symbol)
-    if ai is None:
-        return {"b": {}}
-    out = _position_digest(ai)
-    order = state.orders.get(e.client_id) if e.client_id else None
-    if order is not None:
-        out["o"] = [order.filled, order.status, order.committed]
-    out["b"] = _balances_digest(state.balances, _asset_currencies(ai))
-    return out
-
-
-def _fill_digest(state: State, e: OrderFilled) -> dict[str, Any]:
+def _order_digest(state: State, e: Any, fee_currency: str | None = None) -> dict[str, Any]:
     ai = state.assets.get(e.symbol)
     if ai is None:
         return {"b": {}}
@@ -564,10 +552,14 @@ def _fill_digest(state: State, e: OrderFilled) -> dict[str, Any]:
     if order is not None:
         out["o"] = [order.filled, order.status, order.committed]
     currencies = _asset_currencies(ai)
-    if e.fee_currency not in currencies:
-        currencies = tuple(sorted((*currencies, e.fee_currency)))
+    if fee_currency is not None and fee_currency not in currencies:
+        currencies = tuple(sorted((*currencies, fee_currency)))
     out["b"] = _balances_digest(state.balances, currencies)
     return out
+
+
+def _fill_digest(state: State, e: OrderFilled) -> dict[str, Any]:
+    return _order_digest(state, e, e.fee_currency)
 
 
 def _market_digest(state: State, e: Any) -> dict[str, Any]:
