@@ -11,10 +11,11 @@ A run that started fresh (Sim, a first Live run) begins from an empty state; a l
 Live restart) continues the state the earlier ones left.
 
 Speed (bench/replay.py): payloads replay does not read (market data, plumbing) are never
-decoded; an engine event is decoded straight into its class (msgspec), applied through the
-engine's own per-class apply, and its recorded digest compared in place; the final snapshot is
-compared by its encoded bytes. Each fast path only ever says "equal": anything else goes the
-generic way (`event_from_dict`, `digest`, `check_snapshot`), which decides and reports.
+decoded; an engine event is decoded with its recorded digest in one msgspec call, into a
+Struct with its class's fields that the engine's own per-class apply reads as it would the
+event, and the digest is compared in place; the final snapshot is compared by its encoded
+bytes. Each fast path only ever says "equal": anything else goes the generic way
+(`event_from_dict`, `digest`, `check_snapshot`), which decides and reports.
 """
 
 from __future__ import annotations
@@ -184,23 +185,7 @@ def _order_matches(state: State, event: Any, recorded: Any) -> bool:
         return False
     client_id = event.client_id
     order = state.orders.get(client_id) if client_id else None
-    if order is None or ai.contract:
-        return _asset_matches(state, ai, order, recorded)
-    # A spot order's, inline (most events): {"o": [filled, status, committed], "b": {...}}.
-    if len(recorded) != 2 or recorded.get("o") != [order.filled, order.status, order.committed]:
-        return False
-    b = recorded.get("b")
-    if type(b) is not dict:
-        return False
-    balances = state.balances
-    present = 0
-    for currency in _asset_currencies(ai):
-        bal = balances.get(currency)
-        if bal is not None:
-            present += 1
-            if b.get(currency) != [bal.total, bal.committed]:
-                return False
-    return len(b) == present
+    return _asset_matches(state, ai, order, recorded)
 
 
 def _market_matches(state: State, event: Any, recorded: Any) -> bool:
@@ -373,8 +358,8 @@ class Replica:
                         self._read_other(state, start + row, int(kinds[row]), cols["payload"], row)
                 if progress is not None:
                     progress.update(end - lo)
-        if hi > lo:
-            self.last_ts_ns = int(self.view.read(hi - 1, hi, ["ts_ns"])["ts_ns"][0])
+        if expected > lo:  # the time of the last row read
+            self.last_ts_ns = int(self.view.read(expected - 1, expected, ["ts_ns"])["ts_ns"][0])
 
     def _apply_rows(
         self,
