@@ -247,7 +247,17 @@ class State:
 def clean(quantity: float) -> float:
     """`quantity` without float noise (0.45999999999999996 -> 0.46): exchange quantities are
     decimals, and sums of their float forms drift below a step."""
-    return float(f"{quantity:.12g}")
+    cleaned = _CLEANED.get(quantity)
+    if cleaned is None:
+        cleaned = float(f"{quantity:.12g}")
+        # Not zero (0.0 and -0.0 are one key) nor NaN (never equal to itself).
+        if len(_CLEANED) < 4096 and quantity and quantity == quantity:
+            _CLEANED[quantity] = cleaned
+    return cleaned
+
+
+# A strategy's fills repeat the same few amounts: a dict lookup is a seventh of the formatting.
+_CLEANED: dict[float, float] = {}
 
 
 # Tolerance on amounts: exchanges report filled amounts in decimal strings we parse as floats.
