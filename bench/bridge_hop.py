@@ -13,6 +13,10 @@ client under trio, measured in the same run:
   next trio tick back to the host loop (``call_soon_threadsafe``).
 - **raw ping-pong** (the floor of any two-thread design): two plain Python threads, each
   blocked in ``epoll``, waking each other through a socket pair.
+- **one-thread floor** (the floor of any design that keeps both loops in trio's thread): a
+  trio task parks; a second trio task runs one asyncio loop iteration, in which an asyncio
+  task returns and reschedules the first. No bookkeeping: only the two schedulers' own steps
+  (two trio task switches, one ``_run_once`` with its ``select(0)``, one asyncio task step).
 
     python bench/bridge_hop.py [--n 5000] [--rounds 3]
 
@@ -95,6 +99,45 @@ def guest_latencies(n: int) -> list[float]:
     return asyncio.run(host())
 
 
+def one_thread_floor_latencies(n: int) -> list[float]:
+    async def main() -> list[float]:
+        loop = asyncio.new_event_loop()
+        caller = trio.lowlevel.current_task()
+        stepper: trio.lowlevel.Task | None = None
+
+        async def answer() -> None:
+            trio.lowlevel.reschedule(caller)
+
+        async def step(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            nonlocal stepper
+            stepper = trio.lowlevel.current_task()
+            task_status.started()
+            while True:
+                await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.SUCCEEDED)
+                task = loop.create_task(answer())
+                loop.stop()
+                loop.run_forever()  # one iteration: the task's first step answers
+                assert task.done()
+
+        out: list[float] = []
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(step)
+                assert stepper is not None
+                for i in range(n + n // 10):
+                    started = time.perf_counter()
+                    trio.lowlevel.reschedule(stepper)
+                    await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
+                    if i >= n // 10:
+                        out.append(time.perf_counter() - started)
+                nursery.cancel_scope.cancel()
+        finally:
+            loop.close()
+        return out
+
+    return trio.run(main)
+
+
 def ping_pong_latencies(n: int) -> list[float]:
     ours, theirs = socket.socketpair()
     for sock in (ours, theirs):
@@ -141,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     designs: dict[str, Callable[[int], list[float]]] = {
         "raw epoll thread ping-pong (floor)": ping_pong_latencies,
+        "one-thread floor (trio + asyncio steps)": one_thread_floor_latencies,
         "inline bridge (vigil)": lambda n: bridge_latencies(AsyncioBridge, n),
         "helper-thread bridge": lambda n: bridge_latencies(ThreadBridge, n),
         "trio guest mode on asyncio": guest_latencies,
@@ -154,9 +198,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         best = min(values)
         rounds = " ".join(f"{x * 1e6:.1f}" for x in values)
         print(
-            f"{name:<36} p50 {best * 1e6:6.1f} us  {best / floor:5.2f}x the floor "
+            f"{name:<40} p50 {best * 1e6:6.1f} us  {best / floor:5.2f}x the two-wake floor "
             f"(rounds: {rounds})"
         )
+    one = min(medians["one-thread floor (trio + asyncio steps)"])
+    inline = min(medians["inline bridge (vigil)"])
+    print(
+        f"inline bridge over the one-thread floor: +{(inline - one) * 1e6:.1f} us "
+        f"({inline / one:.2f}x); it wakes no thread, so the two-wake floor does not bound it"
+    )
     return 0
 
 

@@ -99,16 +99,25 @@ class LiveDriver:
 
     # Watchers.
     async def _apply_reports(self, receive: trio.MemoryReceiveChannel[Any]) -> None:
-        async for kind, payload in receive:
-            if kind == "ticker":  # market data: the price local checks use between bars
-                symbol, ticker = payload
-                last = ticker.get("last") or ticker.get("close")
-                if last is not None:
-                    self.rt.on_price(symbol, float(last))
-                continue
-            self.rt.on_exchange(kind, payload)
-            if self.rt.has_hooks:
-                await self.rt.run_hooks()
+        rt = self.rt
+        async for report in receive:
+            # Reports already queued are applied in this step (receive_nowait): a burst of
+            # user-data reports costs one wake-up of this task, not one each.
+            while True:
+                kind, payload = report
+                if kind == "ticker":  # market data: the price local checks use between bars
+                    symbol, ticker = payload
+                    last = ticker.get("last") or ticker.get("close")
+                    if last is not None:
+                        rt.on_price(symbol, float(last))
+                else:
+                    rt.on_exchange(kind, payload)
+                    if rt.has_hooks:
+                        await rt.run_hooks()
+                try:
+                    report = receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
 
     async def _run_asset_watchers(
         self, ai: AssetInstance, *, task_status: Any = trio.TASK_STATUS_IGNORED
@@ -441,6 +450,8 @@ class LiveSends:
                 watchers += [orders, trades]
             return [f"{w.name} ({w.health})" for w in watchers if w.health != HEALTHY]
 
+        if not unhealthy():  # the usual case: no deadline scope to set up
+            return None
         clock = self.driver.clock
         with trio.move_on_at(clock.trio_deadline(deadline_ms)):
             while unhealthy():

@@ -304,16 +304,14 @@ class AsyncioBridge(trio.abc.AsyncResource):
             if self._to_trio or not loop._ready:  # type: ignore[attr-defined]
                 return
 
-    def _delay(self) -> float:
-        """How long the loop would wait in its selector now: 0 with callbacks ready, the time
-        to its next timer, or infinity."""
+    def _due(self) -> float:
+        """When the loop would next have work without I/O, in loop time: -inf with callbacks
+        (or calls) ready, its next timer, or +inf."""
         loop = self.loop
         if loop._ready or self._inbox:  # type: ignore[attr-defined]
-            return 0.0
+            return -math.inf
         timers = loop._scheduled  # type: ignore[attr-defined]
-        if not timers:
-            return math.inf
-        return max(0.0, cast(float, timers[0].when()) - loop.time())
+        return cast(float, timers[0].when()) if timers else math.inf
 
     async def _pump(self) -> None:
         # A system task: it must not raise. It ends when the bridge closes (the kick or the
@@ -322,7 +320,8 @@ class AsyncioBridge(trio.abc.AsyncResource):
         try:
             while not self._closed:
                 self._steps()
-                delay = self._delay()
+                due = self._due()
+                delay = due - self.loop.time()
                 if delay <= 0:
                     if self._to_trio:
                         # Callers just answered are in trio's next batch, with this task:
@@ -331,7 +330,7 @@ class AsyncioBridge(trio.abc.AsyncResource):
                     await trio.lowlevel.checkpoint()
                     continue
                 self._idle = True
-                self._idle_until = self.loop.time() + delay
+                self._idle_until = due
                 try:
                     if delay == math.inf:
                         await trio.lowlevel.wait_readable(fd)
@@ -660,7 +659,14 @@ class Stream(trio.abc.ReceiveChannel[T]):
     # On trio's side.
     async def receive(self) -> T:
         """The next result; raises the stream's error or ``EndOfChannel`` when it ended."""
-        item = await self._receive.receive()
+        return self._take(await self._receive.receive())
+
+    def receive_nowait(self) -> T:
+        """The next result if one has arrived, else ``trio.WouldBlock``; ends as
+        :meth:`receive` does. Lets a consumer take a burst in one scheduling step."""
+        return self._take(self._receive.receive_nowait())
+
+    def _take(self, item: Any) -> T:
         if item is _END:
             raise trio.EndOfChannel
         if isinstance(item, _Failure):
