@@ -2,9 +2,10 @@
 
 Both sides talk to the same loopback Binance server in the same run, with the same concurrency:
 
-- **vigil/trio**: ``CcxtExchange`` under ``trio.run``; ccxt runs on the bridge's asyncio loop in
-  its helper thread, and every call crosses the bridge twice. The rate budget is installed with
-  no limit (``RateLimit(rate_per_s=inf)``), so its bookkeeping is measured but it never waits.
+- **vigil/trio**: ``CcxtExchange`` under ``trio.run``; ccxt runs on the bridge's asyncio loop,
+  which a trio task steps in trio's own thread (no thread wakes another). The rate budget is
+  installed with no limit (``RateLimit(rate_per_s=inf)``), so its bookkeeping is measured but
+  it never waits.
 - **bare ccxt/asyncio**: ``ccxt.async_support.binance`` under ``asyncio.run`` in the main thread,
   ccxt's throttle off.
 

@@ -24,7 +24,10 @@ The pump steps the loop with the documented ``loop.stop(); loop.run_forever()`` 
 iteration) and reads the loop's ready queue and timer heap (``_ready``, ``_scheduled``, stable
 in CPython's ``BaseEventLoop`` for a decade) to know how long it may wait. asyncio is the
 running loop only during a step, so trio code (zarr included) never sees it. Other threads may
-still use ``loop.call_soon_threadsafe``: its wake-up byte makes the selector readable.
+still use ``loop.call_soon_threadsafe``: its wake-up byte makes the selector readable. Work
+added on trio's thread outside a step without telling the pump (a finalizer the garbage
+collector runs, say) is caught just before trio next waits for I/O (:class:`_Backstop`), so
+nothing can sit on the loop while the pump sleeps.
 
 :meth:`AsyncioBridge.stream` runs a task on the loop that awaits a ``watch_*`` coroutine again and
 again and hands each result to trio, as a :class:`Stream` (a trio ``ReceiveChannel``). After a
