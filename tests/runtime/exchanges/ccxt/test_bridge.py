@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from runtime._errors import NetworkError
 from runtime.exchanges.ccxt import AsyncioBridge, Stream
@@ -368,6 +369,42 @@ async def test_other_threads_reach_the_loop_with_call_soon_threadsafe(
 
     with trio.fail_after(5):
         assert await bridge.run(from_a_thread) == "woken"
+
+
+async def test_work_added_on_trios_thread_outside_a_step_still_runs(
+    bridge: AsyncioBridge,
+) -> None:
+    # A callback put on the loop from trio's thread between steps, with nothing to wake the
+    # pump (as a finalizer run by the garbage collector would): trio's next wait for I/O
+    # finds it, instead of the pump sleeping on an idle selector for ever.
+    future, watch = await _pending_watch(bridge)
+    results: list[str] = []
+
+    async def wait_for_it() -> None:
+        results.append(await bridge.run(watch))
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait_for_it)
+            await trio.testing.wait_all_tasks_blocked()  # the pump waits on the selector
+            bridge.loop.call_soon(future.set_result, "ran")
+    assert results == ["ran"]
+
+
+async def test_receive_nowait_takes_the_results_that_have_arrived(bridge: AsyncioBridge) -> None:
+    values = [1, 2, 3]
+
+    async def produce() -> int:
+        if not values:
+            await _never()
+        return values.pop(0)
+
+    async with bridge.stream(produce, transform=lambda v: v, map_error=lambda e: e) as stream:
+        assert await stream.receive() == 1
+        await trio.testing.wait_all_tasks_blocked()  # the pump has delivered all it had
+        assert [stream.receive_nowait(), stream.receive_nowait()] == [2, 3]
+        with pytest.raises(trio.WouldBlock):
+            stream.receive_nowait()
 
 
 async def test_the_loop_exception_handler_logs_scrubbed_text(
