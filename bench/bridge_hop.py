@@ -7,7 +7,8 @@ client under trio, measured in the same run:
 - **helper-thread bridge** (the design before it, kept in ``bench/_thread_bridge.py``): the
   same call, with the loop on its own thread: the trio thread wakes the loop thread, and the
   loop thread wakes the trio thread back (two cross-thread wake-ups).
-- **trio guest mode** (``trio.lowlevel.start_guest_run`` on an asyncio host loop, one thread):
+- **trio guest mode** (``trio.lowlevel.start_guest_run`` on an asyncio host loop; trio's code
+  runs on the host's thread, its I/O wait on a thread of its own):
   the trio task creates the asyncio task directly, and its done-callback reschedules the trio
   task through ``TrioToken.run_sync_soon``, which wakes trio's I/O thread, which hands the
   next trio tick back to the host loop (``call_soon_threadsafe``).

@@ -16,14 +16,17 @@ task and parks the trio caller; the loop iteration that finishes the task resche
 caller directly (it runs inside trio). An answer arriving from the network wakes trio's own
 I/O wait once, as it would wake a bare asyncio client's. ``bench/bridge_hop.py`` measures this
 design against a helper thread (the design before it, ``bench/_thread_bridge.py``), against
-trio's guest mode on the asyncio loop, and against the floor of two threads waking each other.
-Guest mode is not an option for the product anyway: it makes the asyncio loop the running loop
-of trio's thread, and zarr's sync API (the traces) refuses to run inside a running loop.
+trio's guest mode on the asyncio loop, and against the floors of two threads waking each other
+and of one thread running both schedulers. Guest mode is slower (trio's I/O wait runs in a
+thread of its own, which hands every trio tick to the host loop across threads) and does not
+fit the public API anyway: users run trio themselves (``trio.run(start, s)``,
+``nursery.start(start, s)``, the CLI, the IPython loop), while guest mode needs asyncio to own
+the thread and start trio inside it.
 
 The pump steps the loop with the documented ``loop.stop(); loop.run_forever()`` (one
 iteration) and reads the loop's ready queue and timer heap (``_ready``, ``_scheduled``, stable
 in CPython's ``BaseEventLoop`` for a decade) to know how long it may wait. asyncio is the
-running loop only during a step, so trio code (zarr included) never sees it. Other threads may
+running loop only during a step, so trio code never sees it. Other threads may
 still use ``loop.call_soon_threadsafe``: its wake-up byte makes the selector readable. Work
 added on trio's thread outside a step without telling the pump (a finalizer the garbage
 collector runs, say) is caught just before trio next waits for I/O (:class:`_Backstop`), so
