@@ -79,6 +79,7 @@ STRATEGY = HERE / "noop_strategy.py"
 BALANCES = {"USDT": 10_000_000.0, BASE: 100.0}
 STALL_S = 1.0  # a call this slow waited for a deadline, not for the exchange
 RATE_REFILL_S = 1.5  # the Binance budget's one-second burst refills in this time
+TARGET_MS = 0.3  # issue 20: call's p50 over its baseline
 
 
 @contextmanager
@@ -207,11 +208,20 @@ class Breakdown:
     """Wall time of each step of `call`, from wrappers on the driver's and exchange's methods
     of one running strategy (instance attributes; the runtime's code is untouched)."""
 
-    STEPS = ("before_send", "create_order", "wait_order", "sync_order", "wait_account", "record")
+    STEPS = (
+        "before_send",
+        "refusal",
+        "create_order",
+        "on_exchange",
+        "wait_order",
+        "sync_order",
+        "wait_account",
+        "record",
+    )
 
     def __init__(self) -> None:
         self.current: dict[str, float] = defaultdict(float)
-        self.calls: list[dict[str, float]] = []
+        self.calls: dict[bool, list[dict[str, float]]] = {True: [], False: []}
 
     def _wrap(self, obj: Any, name: str, *, is_async: bool) -> None:
         fn = getattr(obj, name)
@@ -234,31 +244,40 @@ class Breakdown:
         setattr(obj, name, timed_async if is_async else timed)
 
     def install(self, rt: Any) -> None:
-        for name in ("before_send", "wait_order", "sync_order", "wait_account"):
-            self._wrap(rt.driver, name, is_async=True)
+        for name in ("before_send", "refusal", "sync_order", "wait_account"):
+            self._wrap(rt.sends, name, is_async=True)
+        self._wrap(rt.driver, "wait_order", is_async=True)
         self._wrap(rt.exchange, "create_order", is_async=True)
-        # Every trace record in the call's time span: its own and the watchers' (same thread).
+        # Every report applied and trace record in the call's time span: its own and the
+        # watchers' (same thread).
+        self._wrap(rt, "on_exchange", is_async=False)
         self._wrap(rt, "record", is_async=False)
 
     def start_call(self) -> None:
         self.current.clear()
 
-    def end_call(self, total: float) -> None:
+    def end_call(self, total: float, synced: bool) -> None:
         row = dict(self.current)
         row["total"] = total
-        self.calls.append(row)
+        self.calls[synced].append(row)
 
     def report(self) -> list[str]:
         def median_ms(values: Iterator[float]) -> float:
             return statistics.median(values) * 1000
 
-        lines = []
-        for step in self.STEPS:
-            ms = median_ms(c.get(step, 0.0) for c in self.calls)
-            lines.append(f"  {step:<13} {ms:7.3f} ms")
-        rest = median_ms(c["total"] - sum(c.get(s, 0.0) for s in self.STEPS) for c in self.calls)
-        lines.append(f"  {'other':<13} {rest:7.3f} ms")
-        lines.append(f"  {'total':<13} {median_ms(c['total'] for c in self.calls):7.3f} ms")
+        lines = [f"  {'step':<13} {'synced':>10} {'unsynced':>10}"]
+        for step in (*self.STEPS, "other", "total"):
+            cells = []
+            for synced in (True, False):
+                calls = self.calls[synced]
+                if step == "other":
+                    ms = median_ms(
+                        c["total"] - sum(c.get(s, 0.0) for s in self.STEPS) for c in calls
+                    )
+                else:
+                    ms = median_ms(c.get(step, 0.0) for c in calls)
+                cells.append(f"{ms:7.3f} ms")
+            lines.append(f"  {step:<13} {cells[0]:>10} {cells[1]:>10}")
         return lines
 
 
@@ -308,7 +327,7 @@ async def call_latencies(
             if i >= warmup:
                 out[synced].append(elapsed)
                 if breakdown is not None:
-                    breakdown.end_call(elapsed)
+                    breakdown.end_call(elapsed, synced)
             await trio.sleep(gap_s if i >= warmup or warmup_gap_s is None else warmup_gap_s)
         if profiler is not None:
             profiler.disable()
@@ -395,16 +414,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line("vigil CcxtExchange.create_order (bridge)", bridge, bare))
         print(line("call MarketOrder, synced=True (default)", calls[True], bare))
         print(line("call MarketOrder, synced=False", calls[False], bare))
-        for synced in (True, False):
-            overhead = pct(calls[synced], 50) - pct(bare, 50)
-            print(
-                f"p50 overhead of call(synced={synced}) over bare create_order: {overhead:.2f} ms "
-                f"(target <= 1 ms: {'met' if overhead <= 1.0 else 'NOT met'})"
-            )
+        # Issue 20's targets: synced=False within +0.3 ms of bare create_order; synced=True
+        # within +0.3 ms of the floor the exchange sets (bare ccxt.pro + balance websocket).
+        unsynced = pct(calls[False], 50) - pct(bare, 50)
+        print(
+            f"p50 of call(synced=False) over bare create_order: {unsynced:+.2f} ms "
+            f"(target <= +{TARGET_MS:g} ms: {'met' if unsynced <= TARGET_MS else 'NOT met'})"
+        )
         floor = pct(calls[True], 50) - pct(pro_synced, 50)
         print(
             f"p50 of call(synced=True) over bare ccxt.pro create_order + balance ws: "
-            f"{floor:+.2f} ms; rate-budget waits during timed calls: {budget_waits}"
+            f"{floor:+.2f} ms (target <= +{TARGET_MS:g} ms: "
+            f"{'met' if floor <= TARGET_MS else 'NOT met'}); over bare create_order: "
+            f"{pct(calls[True], 50) - pct(bare, 50):+.2f} ms; rate-budget waits during timed "
+            f"calls: {budget_waits}"
         )
         if args.steady:
             # ccxt.pro keeps up to 1000 orders and trades per connection, and its watch_*
@@ -424,9 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.profile:
             breakdown = Breakdown()
             run_trio(call_latencies, trace_root, *common, breakdown=breakdown)
-            print(
-                f"call, split into steps (median per call, both synced modes, n={2 * common[0]}):"
-            )
+            print(f"call, split into steps (median per call, n={common[0]} of each):")
             print("\n".join(breakdown.report()))
             profiler = cProfile.Profile()
             run_trio(call_latencies, trace_root, *common, profiler=profiler)

@@ -155,7 +155,12 @@ class Watcher:
             return None
 
     async def _follow(self, stream: Any, send: Send) -> None:
-        """Read the stream; on a stall while news is expected, gap-fill and mark stale."""
+        """Read the stream; on a stall while news is expected, gap-fill and mark stale.
+
+        Messages that have already arrived are taken without waiting (``receive_nowait``, when
+        the stream has it), and reports go out without waiting while the consumer has room:
+        a burst costs one trio scheduling step, not one per message and report."""
+        waiting = getattr(stream, "receive_nowait", None)
         while True:
             with trio.CancelScope(deadline=self._stall_deadline()) as scope:
                 self._scope = scope
@@ -166,9 +171,19 @@ class Watcher:
                 await self._sync(send, "stall")
                 self.expect_since = None  # REST caught up; stale until the stream speaks
                 continue
-            self._heard()
-            for report in self.reports(message):
-                await send.send(report)
+            while True:
+                self._heard()
+                for report in self.reports(message):
+                    try:
+                        send.send_nowait(report)
+                    except trio.WouldBlock:
+                        await send.send(report)
+                if waiting is None:
+                    break
+                try:
+                    message = waiting()
+                except trio.WouldBlock:
+                    break
 
     def _stall_deadline(self) -> float:
         if self.expect_since is None:

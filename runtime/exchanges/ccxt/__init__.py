@@ -1,9 +1,11 @@
 """The ccxt exchange: vigil's exchange interface over ccxt, for trio code.
 
 This package is the one place that imports ccxt (DESIGN §5). ccxt's asyncio client
-(``ccxt.async_support`` and ``ccxt.pro``) runs on one asyncio loop in one helper thread, and
-trio reaches it through a bridge: calls park the trio task on a doorbell (an eventfd) until
-the loop rings it with the outcome; ``watch_*`` results arrive as trio receive channels.
+(``ccxt.async_support`` and ``ccxt.pro``) runs on one asyncio loop that a trio system task
+steps in trio's own thread (waiting on the loop's selector descriptor and timers between
+steps), and trio reaches it through a bridge: a call parks the trio task until the loop step
+that finishes it reschedules the task, with no thread wake-up; ``watch_*`` results arrive as
+trio receive channels.
 
 Public names:
 
@@ -15,7 +17,7 @@ Public names:
 - :class:`Stream`: what ``ex.watch_orders(...)`` and the other ``watch_*`` return.
 - :class:`RateLimit` and :class:`RateBudget`: the account's shared rate budget, which backs off
   on 429/418 until ``Retry-After`` has passed.
-- :class:`AsyncioBridge`: the loop thread (one per process is shared by default).
+- :class:`AsyncioBridge`: the stepped loop (one per trio run is shared by default).
 - :func:`map_ccxt_error`: the one mapping of ccxt's errors onto vigil's; :class:`Scrubber`.
 - :func:`truncate_to_step`, :func:`round_to_tick`: ccxt's rounding, for the model's checks.
 

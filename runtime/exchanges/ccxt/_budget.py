@@ -5,7 +5,7 @@ ccxt calls ``await self.throttle(cost)`` before *every* REST request it sends, w
 endpoint's Binance weight as ``cost`` (``calculate_rate_limiter_cost``). So the budget sees all
 of an account's requests (``call``'s orders, the watchers' polls, and the requests ccxt makes on
 its own: markets, currencies, listen keys, order-book snapshots) with their true weights. One
-loop thread runs all of them, so it needs no lock (ccxt's own throttle, shared across threads,
+loop runs all of them, so it needs no lock (ccxt's own throttle, shared across threads,
 does not hold its rate; DESIGN §5). A trio caller still waits cancellably: cancelling the call
 cancels the asyncio task that waits here.
 

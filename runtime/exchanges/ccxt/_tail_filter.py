@@ -3,7 +3,7 @@
 Every ``watch_orders(symbol)`` / ``watch_my_trades(symbol)`` result is ccxt's cache (up to
 ``ordersLimit`` / ``tradesLimit`` entries) filtered by symbol, then cut to the new updates
 (``tail=True``, ``limit`` = how many arrived). ccxt scans the whole cache for that: about
-110 us per result with 200 cached orders, on the loop thread, once per stream per update.
+110 us per result with 200 cached orders, on the bridge loop, once per stream per update.
 Scanning from the newest entry and stopping after ``limit`` matches gives the same list in
 O(new updates). Any other combination of arguments goes to ccxt's own implementation.
 """

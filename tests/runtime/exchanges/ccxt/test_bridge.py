@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from runtime._errors import NetworkError
-from runtime.exchanges.ccxt import AsyncioBridge, Stream, _bridge
+from runtime.exchanges.ccxt import AsyncioBridge, Stream
 from runtime.exchanges.ccxt._bridge import acquire_shared_bridge, release_shared_bridge
 from tests.runtime.exchanges.ccxt.support import until
 
@@ -29,7 +30,7 @@ async def _never() -> None:
 
 
 async def _on_loop(bridge: AsyncioBridge, action: Callable[[], object]) -> None:
-    """Call ``action()`` on the bridge loop's thread (asyncio objects are not thread-safe)."""
+    """Call ``action()`` on the bridge's loop (inside one of its iterations)."""
 
     async def act() -> None:
         action()
@@ -54,14 +55,18 @@ async def _pending_watch(
     return future, watch
 
 
-async def test_run_returns_results_and_raises_errors_from_the_loop_thread(
+async def test_run_returns_results_and_raises_errors_from_the_loop(
     bridge: AsyncioBridge,
 ) -> None:
-    async def where(x: int) -> tuple[str, int]:
-        await asyncio.sleep(0)
-        return threading.current_thread().name, x * 2
+    async def where(x: int) -> tuple[bool, str, int]:
+        await asyncio.sleep(0.001)  # a timer: the pump waits for it as a trio deadline
+        return asyncio.get_running_loop() is bridge.loop, threading.current_thread().name, x * 2
 
-    assert await bridge.run(where, 21) == ("test-bridge", 42)
+    # On trio's own thread, with the bridge's loop running only inside its steps.
+    here = threading.current_thread().name
+    assert await bridge.run(where, 21) == (True, here, 42)
+    with pytest.raises(RuntimeError, match="no running event loop"):
+        asyncio.get_running_loop()
 
     async def fail() -> None:
         raise ValueError("from asyncio")
@@ -93,12 +98,9 @@ async def test_many_concurrent_calls_each_get_their_own_result(bridge: AsyncioBr
     assert results == {i: i for i in range(200)}
 
 
-async def test_calls_beyond_the_doorbell_cap_wait_on_trio_events(
-    bridge: AsyncioBridge, monkeypatch: pytest.MonkeyPatch
+async def test_a_call_cancelled_among_held_calls_leaves_them_answered(
+    bridge: AsyncioBridge,
 ) -> None:
-    # Each call in flight holds a doorbell (a file descriptor); past the cap, calls still
-    # work, cancellation included, and no more descriptors are opened.
-    monkeypatch.setattr(_bridge, "_MAX_DOORBELLS", 2)
     release = asyncio.Event()
     seen: list[str] = []
 
@@ -122,14 +124,14 @@ async def test_calls_beyond_the_doorbell_cap_wait_on_trio_events(
         for i in range(20):
             nursery.start_soon(one, i)
         await trio.sleep(0.05)
-        assert bridge._doorbells == 2
+        assert bridge.in_flight == 20
         with trio.move_on_after(0.05) as scope:
-            await bridge.run(slow)  # a call past the cap, cancelled
+            await bridge.run(slow)
         assert scope.cancelled_caught
         assert seen == ["cancelled on the loop"]
         await _on_loop(bridge, release.set)
     assert results == {i: i for i in range(20)}
-    assert bridge._doorbells == 2
+    assert bridge.in_flight == 0
 
 
 async def test_cancelling_the_trio_caller_cancels_the_asyncio_task(bridge: AsyncioBridge) -> None:
@@ -223,8 +225,7 @@ async def test_closing_fails_calls_in_flight_and_refuses_new_ones() -> None:
     assert len(errors) == 1
     assert "closed while a call was in flight" in str(errors[0])
     assert not bridge.running
-    assert bridge._thread is not None
-    assert not bridge._thread.is_alive()
+    assert bridge.loop.is_closed()
     with pytest.raises(trio.ClosedResourceError, match="is closed"):
         await bridge.run(asyncio.sleep, 0)
     await bridge.aclose()  # idempotent
@@ -321,7 +322,7 @@ async def test_a_stream_waiting_for_its_consumer_stops_at_once(bridge: AsyncioBr
     await until(lambda: bridge.in_flight == 0)
 
 
-def test_results_for_a_finished_trio_run_are_dropped_quietly() -> None:
+def test_a_bridge_left_open_closes_with_its_trio_run(caplog: pytest.LogCaptureFixture) -> None:
     bridge = AsyncioBridge()
     counter = 0
 
@@ -335,12 +336,75 @@ def test_results_for_a_finished_trio_run_are_dropped_quietly() -> None:
         bridge.start()
         stream = bridge.stream(tick, transform=lambda v: v, map_error=lambda e: e)
         assert await stream.receive() == 1
-        # Not closed: its pump keeps handing results to a run that is about to end.
+        # Not closed: the run ends with the stream's task still watching.
 
-    trio.run(leave_a_stream_open)
-    threading.Event().wait(0.1)  # the pump delivers to the finished run meanwhile
-    trio.run(bridge.aclose)
-    assert counter >= 2  # the pump ran on after the run ended, and nothing raised
+    with caplog.at_level(logging.WARNING, logger="vigil.ccxt"):
+        trio.run(leave_a_stream_open)
+    assert not bridge.running
+    assert bridge.loop.is_closed()
+    assert bridge.in_flight == 0
+    assert [r for r in caplog.records if r.name == "vigil.ccxt"] == []
+    trio.run(bridge.aclose)  # idempotent, from any run
+
+
+async def test_a_bridge_refuses_calls_from_another_trio_run(bridge: AsyncioBridge) -> None:
+    async def other_run() -> None:
+        await bridge.run(asyncio.sleep, 0)
+
+    with pytest.raises(RuntimeError, match="belongs to the trio run that started it"):
+        await trio.to_thread.run_sync(trio.run, other_run)
+    assert await bridge.run(asyncio.sleep, 0, "still usable") == "still usable"
+
+
+async def test_other_threads_reach_the_loop_with_call_soon_threadsafe(
+    bridge: AsyncioBridge,
+) -> None:
+    # What asyncio's default executor (aiohttp's DNS lookups) does: the loop's wake-up byte
+    # makes its selector readable, which wakes the pump waiting on trio's side.
+    async def from_a_thread() -> str:
+        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        threading.Timer(0.02, loop.call_soon_threadsafe, (future.set_result, "woken")).start()
+        return await future
+
+    with trio.fail_after(5):
+        assert await bridge.run(from_a_thread) == "woken"
+
+
+async def test_work_added_on_trios_thread_outside_a_step_still_runs(
+    bridge: AsyncioBridge,
+) -> None:
+    # A callback put on the loop from trio's thread between steps, with nothing to wake the
+    # pump (as a finalizer run by the garbage collector would): trio's next wait for I/O
+    # finds it, instead of the pump sleeping on an idle selector for ever.
+    future, watch = await _pending_watch(bridge)
+    results: list[str] = []
+
+    async def wait_for_it() -> None:
+        results.append(await bridge.run(watch))
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait_for_it)
+            await trio.testing.wait_all_tasks_blocked()  # the pump waits on the selector
+            bridge.loop.call_soon(future.set_result, "ran")
+    assert results == ["ran"]
+
+
+async def test_receive_nowait_takes_the_results_that_have_arrived(bridge: AsyncioBridge) -> None:
+    values = [1, 2, 3]
+
+    async def produce() -> int:
+        if not values:
+            await _never()
+        return values.pop(0)
+
+    async with bridge.stream(produce, transform=lambda v: v, map_error=lambda e: e) as stream:
+        assert await stream.receive() == 1
+        await trio.testing.wait_all_tasks_blocked()  # the pump has delivered all it had
+        assert [stream.receive_nowait(), stream.receive_nowait()] == [2, 3]
+        with pytest.raises(trio.WouldBlock):
+            stream.receive_nowait()
 
 
 async def test_the_loop_exception_handler_logs_scrubbed_text(

@@ -7,7 +7,7 @@ import trio
 
 from runtime._errors import ConfigError
 from runtime.exchanges.ccxt import CcxtExchange, Credentials
-from runtime.exchanges.ccxt._bridge import _shared
+from runtime.exchanges.ccxt._bridge import current_shared_bridge
 from runtime.exchanges.ccxt._config import env_name, resolve_settings
 from runtime.testing.loopback import LoopbackExchange
 from tests.runtime.exchanges.ccxt.support import FAST
@@ -70,10 +70,8 @@ async def test_a_bad_url_variable_is_named_and_nothing_is_left_running() -> None
     env = {"VIGIL_BINANCE_URL": "ftp://example"}
     with pytest.raises(ConfigError, match="VIGIL_BINANCE_URL='ftp://example'"):
         await CcxtExchange.connect("binance", env=env, load_markets=False)
-    from runtime.exchanges.ccxt import _bridge
-
-    assert _bridge._shared is None or not _bridge._shared.running
-    assert _shared is None or not _shared.running
+    shared = current_shared_bridge()
+    assert shared is None or not shared.running
 
 
 async def test_an_exchange_without_a_sandbox_is_refused_in_sandbox_mode() -> None:
