@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench._guest import run_as_guest  # noqa: E402
 from bench._thread_bridge import AsyncioBridge as ThreadBridge  # noqa: E402
 from runtime.exchanges.ccxt import AsyncioBridge  # noqa: E402
 
@@ -86,18 +87,7 @@ def guest_latencies(n: int) -> list[float]:
                 out.append(time.perf_counter() - started)
         return out
 
-    async def host() -> list[float]:
-        loop = asyncio.get_running_loop()
-        finished: asyncio.Future[outcome.Outcome[list[float]]] = loop.create_future()
-        trio.lowlevel.start_guest_run(
-            trio_main,
-            run_sync_soon_threadsafe=loop.call_soon_threadsafe,
-            run_sync_soon_not_threadsafe=loop.call_soon,
-            done_callback=finished.set_result,
-        )
-        return (await finished).unwrap()
-
-    return asyncio.run(host())
+    return run_as_guest(trio_main)
 
 
 def one_thread_floor_latencies(n: int) -> list[float]:

@@ -53,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench._guest import run_as_guest  # noqa: E402
 from bench._loopback import KEY, SECRET, serve_in_process  # noqa: E402
 from bench._thread_bridge import AsyncioBridge as ThreadBridge  # noqa: E402
 from runtime.exchanges.ccxt import CcxtExchange, RateLimit  # noqa: E402
@@ -179,18 +180,7 @@ def guest_round_trips(url: str, n: int, concurrency: int) -> float:
             await on_host(ex.close())
         return (n // concurrency) * concurrency / elapsed
 
-    async def host() -> float:
-        loop = asyncio.get_running_loop()
-        finished: asyncio.Future[outcome.Outcome[float]] = loop.create_future()
-        trio.lowlevel.start_guest_run(
-            trio_main,
-            run_sync_soon_threadsafe=loop.call_soon_threadsafe,
-            run_sync_soon_not_threadsafe=loop.call_soon,
-            done_callback=finished.set_result,
-        )
-        return (await finished).unwrap()
-
-    return asyncio.run(host())
+    return run_as_guest(trio_main)
 
 
 def _rates(values: list[float]) -> str:
