@@ -511,12 +511,12 @@ class _Call:
         result: outcome.Outcome[Any] | None = None  # None: cancelled
         try:
             if not self.cancel_requested:
-                value = await self._fn(*self._args)
-                result = outcome.Value(value)
-        except asyncio.CancelledError:
-            pass  # nobody awaits this task: the cancellation is reported to trio instead
-        except BaseException as exc:  # the caller's to handle, not the loop's
-            result = outcome.Error(exc)
+                # Whatever it raises is the caller's to handle, not the loop's.
+                result = await outcome.acapture(self._fn, *self._args)
+                if isinstance(result, outcome.Error) and isinstance(
+                    result.error, asyncio.CancelledError
+                ):
+                    result = None  # nobody awaits this task: trio is told it was cancelled
         finally:
             self._bridge._in_flight -= 1
             self.answer(result)
