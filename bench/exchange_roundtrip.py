@@ -40,7 +40,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -124,17 +124,26 @@ async def _vigil_round_trips(env: dict[str, str], n: int, concurrency: int, brid
     ) as ex:
         price = round((await ex.fetch_ticker(SYMBOL))["last"] * 0.8, 2)
 
-        async def worker(count: int) -> None:
-            for _ in range(count):
-                order = await ex.create_order(SYMBOL, "limit", "buy", 0.001, price)
-                await ex.cancel_order(order["id"], SYMBOL)
+        async def round_trip() -> None:
+            order = await ex.create_order(SYMBOL, "limit", "buy", 0.001, price)
+            await ex.cancel_order(order["id"], SYMBOL)
 
-        await worker(10)
-        started = time.perf_counter()
-        async with trio.open_nursery() as nursery:
-            for _ in range(concurrency):
-                nursery.start_soon(worker, n // concurrency)
-        elapsed = time.perf_counter() - started
+        return await _trio_rate(round_trip, n, concurrency)
+
+
+async def _trio_rate(round_trip: Callable[[], Awaitable[None]], n: int, concurrency: int) -> float:
+    """Round trips per second from `concurrency` trio tasks sharing `n`, after 10 untimed."""
+
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            await round_trip()
+
+    await worker(10)
+    started = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for _ in range(concurrency):
+            nursery.start_soon(worker, n // concurrency)
+    elapsed = time.perf_counter() - started
     return (n // concurrency) * concurrency / elapsed
 
 
@@ -165,20 +174,13 @@ def guest_round_trips(url: str, n: int, concurrency: int) -> float:
             await on_host(ex.load_markets())
             price = round((await on_host(ex.fetch_ticker(SYMBOL)))["last"] * 0.8, 2)
 
-            async def worker(count: int) -> None:
-                for _ in range(count):
-                    order = await on_host(ex.create_order(SYMBOL, "limit", "buy", 0.001, price))
-                    await on_host(ex.cancel_order(order["id"], SYMBOL))
+            async def round_trip() -> None:
+                order = await on_host(ex.create_order(SYMBOL, "limit", "buy", 0.001, price))
+                await on_host(ex.cancel_order(order["id"], SYMBOL))
 
-            await worker(10)
-            started = time.perf_counter()
-            async with trio.open_nursery() as nursery:
-                for _ in range(concurrency):
-                    nursery.start_soon(worker, n // concurrency)
-            elapsed = time.perf_counter() - started
+            return await _trio_rate(round_trip, n, concurrency)
         finally:
             await on_host(ex.close())
-        return (n // concurrency) * concurrency / elapsed
 
     return run_as_guest(trio_main)
 
