@@ -98,6 +98,17 @@ STATE_KINDS: frozenset[Kind] = frozenset(
 #: arrays): the writer does not scan them for secrets, whose byte patterns floats can mimic.
 NUMERIC_KINDS = frozenset({int(Kind.BAR), int(Kind.BARS)})
 
+class TypedPayload(dict[str, Any]):
+    """A payload the runtime built from one of its own typed events (an order acknowledged or
+    filled, a balance, a position, leverage, funding), whose strings are all ids, symbols,
+    currencies, sides or type names: nothing a secret could be in. The writer does not scan it
+    for secrets (on a backtest's order path the scan cost more than the encoding, measured);
+    any other payload, and any that carries the exchange's own report, is a plain dict and is
+    scanned."""
+
+    __slots__ = ()
+
+
 #: One event for `Recorder.record_rows`: (kind, payload, ts_ns, asset, ts_exchange_ns).
 Row = tuple[int, Mapping[str, Any], int, "str | None", int]
 

@@ -36,8 +36,16 @@ from zarr.core.buffer import Buffer
 from zarr.storage import LocalStore
 
 from runtime._errors import ConfigError, TraceError
-from traces._codec import encode_many, encode_redacted
-from traces._schema import COLUMNS, NO_ASSET, NUMERIC_KINDS, SCHEMA_VERSION, Kind, Row
+from traces._codec import encode, encode_many, encode_redacted
+from traces._schema import (
+    COLUMNS,
+    NO_ASSET,
+    NUMERIC_KINDS,
+    SCHEMA_VERSION,
+    Kind,
+    Row,
+    TypedPayload,
+)
 from traces._view import ARRAYS, LOCK_FILE, WAL_DIR, _sync, check_codecs, check_trace_path
 from traces._wal import (
     FSYNC_POLICIES,
@@ -344,7 +352,7 @@ class TraceWriter:
         if kind not in _KIND_CODES:
             raise TraceError(f"kind {kind!r} is not a Kind code: use a traces.Kind member")
         try:
-            data = encode_redacted(payload)
+            data = encode(payload) if type(payload) is TypedPayload else encode_redacted(payload)
         except (TypeError, ValueError, OverflowError) as exc:
             raise TraceError(f"cannot record a {Kind(kind).name} payload: {exc}") from exc
         with self._cond:
@@ -438,22 +446,34 @@ class TraceWriter:
         at a time, with one secret scan, one WAL frame and at most one write. Unlike the
         others it waits for the commits when more than one full chunk is waiting."""
         n = len(rows)
-        for row in rows:
-            if row[0] not in _KIND_CODES:
-                raise TraceError(f"kind {row[0]!r} is not a Kind code: use a traces.Kind member")
+        if not n:
+            with self._cond:
+                self._check_open()
+                return range(self._next_seq, self._next_seq)
+        kind_codes, payloads, ts_list, symbols, tsx_list = zip(*rows, strict=True)
+        if not _KIND_CODES.issuperset(kind_codes):
+            bad = next(k for k in kind_codes if k not in _KIND_CODES)
+            raise TraceError(f"kind {bad!r} is not a Kind code: use a traces.Kind member")
+        scan = [
+            k not in NUMERIC_KINDS and type(p) is not TypedPayload
+            for k, p in zip(kind_codes, payloads, strict=True)
+        ]
         try:
-            blob, sizes = encode_many(
-                [row[1] for row in rows], [row[0] not in NUMERIC_KINDS for row in rows]
-            )
-            ts = np.array([row[2] for row in rows], np.int64)
-            tsx = np.array([row[4] for row in rows], np.int64)
+            blob, sizes = encode_many(payloads, scan)
+            ts = np.array(ts_list, np.int64)
+            tsx = np.array(tsx_list, np.int64)
         except (TypeError, ValueError, OverflowError) as exc:
             raise TraceError(f"cannot record a batch of {n} events: {exc}") from exc
-        kinds = np.array([row[0] for row in rows], np.uint16)
+        kinds = np.array(kind_codes, np.uint16)
         with self._cond:
             self._check_open()
+            index = self._symbol_index
             assets = np.array(
-                [NO_ASSET if row[3] is None else self._symbol(row[3]) for row in rows], np.int32
+                [
+                    NO_ASSET if a is None else index[a] if a in index else self._symbol(a)
+                    for a in symbols
+                ],
+                np.int32,
             )
             seq0 = self._append_columns(ts, tsx, kinds, assets, sizes, blob, durable)
             self._wait_for_room()

@@ -48,7 +48,7 @@ from runtime.engine._translate import (
 from runtime.model._assets import AssetInstance, Balance, Universe, empty_window
 from runtime.model._modes import Mode, RunConfig
 from runtime.model._orders import Order, Trade
-from traces._schema import Kind, NullRecorder, Recorder, Row
+from traces._schema import Kind, NullRecorder, Recorder, Row, TypedPayload
 
 if TYPE_CHECKING:
     from runtime.engine._results import BarHistory, Results
@@ -70,6 +70,22 @@ EVENT_KINDS: dict[type, Kind] = {
     Resumed: Kind.RESUMED,
     FundingPaid: Kind.FUNDING,
 }
+
+
+# Events whose strings are all ids, symbols, currencies, sides or type names: recorded without
+# the exchange's report, their payloads skip the writer's secret scan (see `TypedPayload`).
+# The others carry free text (a cancel's, a rejection's or a halt's reason).
+_TYPED_EVENTS = frozenset(
+    {
+        OrderCreated,
+        OrderAcknowledged,
+        OrderFilled,
+        BalanceUpdated,
+        PositionUpdated,
+        LeverageChanged,
+        FundingPaid,
+    }
+)
 
 
 # Client ids the exchange gives the orders that liquidate a position (Binance: "autoclose-",
@@ -402,9 +418,13 @@ class Runtime:
                 self._hooks.append((self.state.assets[result.order.symbol], result))
             return result
         symbol = getattr(event, "symbol", None)
-        payload = event_to_dict(event)
-        if raw is not None:
-            payload["raw"] = raw
+        if raw is None and type(event) in _TYPED_EVENTS:
+            payload: dict[str, Any] = TypedPayload(event=type(event).__name__)
+            payload.update(msgspec.structs.asdict(event))
+        else:
+            payload = event_to_dict(event)
+            if raw is not None:
+                payload["raw"] = raw
         try:
             result = apply(self.state, event)
         except Exception as exc:

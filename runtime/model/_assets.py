@@ -110,7 +110,7 @@ class BarWindow:
     """The bars a strategy has seen so far. ``window["close"]`` is a numpy view, not a copy:
     cheap enough to take on every tick. ``window.time`` holds the bar open times."""
 
-    __slots__ = ("_cols", "_cs", "_cs_valid", "_cursor", "_time")
+    __slots__ = ("_cols", "_cs", "_cs_valid", "_cursor", "_sums", "_time")
 
     def __init__(
         self, time_ns: np.ndarray, columns: Mapping[str, np.ndarray], cursor: Cursor | None = None
@@ -120,6 +120,7 @@ class BarWindow:
         self._cursor = cursor if cursor is not None else Cursor(len(time_ns))
         self._cs: dict[str, np.ndarray] = {}  # running sums, for O(1) moving averages
         self._cs_valid: dict[str, int] = {}
+        self._sums: dict[str, memoryview] = {}  # views of `_cs`, read by `sma`
 
     @property
     def newest_ns(self) -> int:
@@ -134,14 +135,14 @@ class BarWindow:
         k = self._cursor.n
         if n <= 0 or k < n:
             return math.nan
-        cs = self._cs.get(column)
-        if cs is None or self._cs_valid[column] < k:
-            cs = self._extend_sums(column, k)
-        # .item gives Python floats: the same double arithmetic as numpy scalars, faster.
-        total = cs.item(k - 1) - cs.item(k - 1 - n) if k > n else cs.item(k - 1)
+        sums = self._sums.get(column)
+        if sums is None or self._cs_valid[column] < k:
+            sums = self._extend_sums(column, k)
+        # Indexing a memoryview gives Python floats (the same doubles) at half numpy's .item.
+        total = sums[k - 1] - sums[k - 1 - n] if k > n else sums[k - 1]
         return total / n
 
-    def _extend_sums(self, column: str, k: int) -> np.ndarray:
+    def _extend_sums(self, column: str, k: int) -> memoryview:
         values = self._cols[column]
         cs = self._cs.get(column)
         valid = self._cs_valid.get(column, 0)
@@ -158,7 +159,8 @@ class BarWindow:
             cs[valid - 1 : upto] = np.cumsum(np.concatenate(([cs[valid - 1]], values[valid:upto])))
         self._cs[column] = cs
         self._cs_valid[column] = upto
-        return cs
+        sums = self._sums[column] = memoryview(cs)
+        return sums
 
     def __getitem__(self, column: str) -> np.ndarray:
         try:
@@ -355,7 +357,8 @@ class Universe:
         self._assets = dict(assets)
 
     def __getitem__(self, symbol: str) -> AssetInstance:
-        ai = self.get(symbol)
+        # The exact symbol first: strategies look their markets up on every bar.
+        ai = self._assets.get(symbol) or self.get(symbol)
         if ai is None:
             raise KeyError(
                 f"{symbol!r} is not in this strategy's universe; it has {', '.join(self._assets)}"

@@ -19,7 +19,7 @@ from tracekit import CHUNK, all_bytes, trade, write_mixed
 from runtime._errors import ConfigError, TraceError
 from traces._codec import decode
 from traces._reader import read_trace, tail_records
-from traces._schema import SCHEMA_VERSION, Kind, Recorder
+from traces._schema import SCHEMA_VERSION, Kind, Recorder, TypedPayload
 from traces._wal import list_segments
 from traces._writer import TraceWriter
 
@@ -327,6 +327,28 @@ def test_secrets_never_reach_disk(trace_path: Path) -> None:
     df = read_trace(trace_path)
     assert df["payload"].iloc[0]["apiKey"] == "***"
     assert "&signature=***&" in df["payload"].iloc[-1]["url"]
+
+
+def test_batches_scan_every_payload_but_the_runtimes_typed_ones(trace_path: Path) -> None:
+    """The secret scan is skipped by construction, never by kind: a plain dict is scanned
+    whatever its kind (an order event with the exchange's report under "raw" is one), only a
+    `TypedPayload` (built by the runtime from its own typed events) and bars are not."""
+    secret = "sekretvalue0002"
+    typed = TypedPayload(event="BalanceUpdated", currency="USDT", total=1.0, timestamp=5)
+    rows = [
+        (Kind.ORDER_ACK, {"event": "OrderCreated", "raw": {"secret": secret}}, 1, "BTC/USDT", -1),
+        (Kind.BALANCE, typed, 2, None, -1),
+        (Kind.TRADE, {"url": f"https://x/api?signature={secret}&a=1"}, 3, "BTC/USDT", -1),
+    ]
+    with TraceWriter(trace_path) as w:
+        assert list(w.record_rows(rows)) == [0, 1, 2]
+        assert w.record(Kind.BALANCE, typed, ts_ns=4) == 3
+    for path, data in all_bytes(trace_path):
+        assert secret.encode() not in data, path
+    payloads = read_trace(trace_path)["payload"].tolist()
+    assert payloads[0]["raw"]["secret"] == "***"
+    assert payloads[1] == payloads[3] == dict(typed)
+    assert payloads[2]["url"] == "https://x/api?signature=***&a=1"
 
 
 def test_repr_names_the_state(trace_path: Path) -> None:
