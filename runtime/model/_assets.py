@@ -159,7 +159,7 @@ class BarWindow:
             cs[valid - 1 : upto] = np.cumsum(np.concatenate(([cs[valid - 1]], values[valid:upto])))
         self._cs[column] = cs
         self._cs_valid[column] = upto
-        sums = self._sums[column] = memoryview(cs)
+        sums = self._sums[column] = cs.data  # a memoryview of the float64 sums
         return sums
 
     def __getitem__(self, column: str) -> np.ndarray:
