@@ -98,6 +98,7 @@ STATE_KINDS: frozenset[Kind] = frozenset(
 #: arrays): the writer does not scan them for secrets, whose byte patterns floats can mimic.
 NUMERIC_KINDS = frozenset({int(Kind.BAR), int(Kind.BARS)})
 
+
 class TypedPayload(dict[str, Any]):
     """A payload the runtime built from one of its own typed events (an order acknowledged or
     filled, a balance, a position, leverage, funding), whose strings are all ids, symbols,
