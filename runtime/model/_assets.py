@@ -110,13 +110,14 @@ class BarWindow:
     """The bars a strategy has seen so far. ``window["close"]`` is a numpy view, not a copy:
     cheap enough to take on every tick. ``window.time`` holds the bar open times."""
 
-    __slots__ = ("_cols", "_cs", "_cs_valid", "_cursor", "_sums", "_time")
+    __slots__ = ("_close", "_cols", "_cs", "_cs_valid", "_cursor", "_sums", "_time")
 
     def __init__(
         self, time_ns: np.ndarray, columns: Mapping[str, np.ndarray], cursor: Cursor | None = None
     ) -> None:
         self._time = time_ns
         self._cols = dict(columns)
+        self._close = _float_view(self._cols.get("close"))
         self._cursor = cursor if cursor is not None else Cursor(len(time_ns))
         self._cs: dict[str, np.ndarray] = {}  # running sums, for O(1) moving averages
         self._cs_valid: dict[str, int] = {}
@@ -178,7 +179,10 @@ class BarWindow:
     @property
     def last_close(self) -> float:
         n = self._cursor.n
-        return self._cols["close"].item(n - 1) if n else math.nan
+        if not n:
+            return math.nan
+        close = self._close
+        return close[n - 1] if close is not None else float(self._cols["close"][n - 1])
 
     def df(self) -> pd.DataFrame:
         """The visible bars as a DataFrame indexed by UTC time (a copy; not for the hot path)."""
@@ -197,6 +201,7 @@ class BarWindow:
             cap = max(2 * len(self._time), 64)
             self._time = np.resize(self._time, cap)
             self._cols = {c: np.resize(a, cap) for c, a in self._cols.items()}
+            self._close = _float_view(self._cols.get("close"))
         self._time[n] = time_ns
         for column, value in zip(OHLCV, bar, strict=True):
             self._cols[column][n] = value
@@ -206,6 +211,14 @@ class BarWindow:
 
     def __repr__(self) -> str:
         return f"<BarWindow {len(self)} bars>"
+
+
+def _float_view(values: np.ndarray | None) -> memoryview | None:
+    """A memoryview of a float column (indexing it gives Python floats, at half numpy's
+    ``.item``), or None for a column of another dtype."""
+    if values is None or values.dtype.kind != "f" or values.ndim != 1:
+        return None
+    return values.data
 
 
 def empty_window() -> BarWindow:
@@ -302,7 +315,8 @@ class AssetInstance:
             return self.last_price
         window = self.ohlcv
         n = window._cursor.n
-        return window._cols["close"].item(n - 1) if n else math.nan
+        close = window._close  # `last_close`, inlined: strategies read it on every bar
+        return close[n - 1] if n and close is not None else window.last_close
 
     @property
     def orders(self) -> tuple[Order, ...]:

@@ -85,6 +85,9 @@ class BarFeed:
         # taken from it one at a time (a 1M-bar run keeps no other 8 MB copy of its clock).
         self.close_ns = bars.time_ns + bars.timeframe_ns
         self._frame_ms = bars.timeframe_ns // 1_000_000
+        # The clock read last (cursor position, ms): an order's events read it several times
+        # in one bar, and a numpy scalar costs more than the check (measured).
+        self._now = (-1, 0)
 
     def bar(self, symbol: str) -> Bar | None:
         i = self.cursor.n - 1
@@ -102,7 +105,12 @@ class BarFeed:
 
     def now_ms(self) -> int:
         """The close time of the newest visible bar."""
-        return int(self.close_ns[self.cursor.n - 1]) // 1_000_000
+        n = self.cursor.n
+        at, ms = self._now
+        if at != n:
+            ms = int(self.close_ns[n - 1]) // 1_000_000
+            self._now = (n, ms)
+        return ms
 
     def close_index(self, close_ms: npt.ArrayLike) -> npt.NDArray[np.intp]:
         """For each close time (ms), the index of the first bar closing at or after it."""
