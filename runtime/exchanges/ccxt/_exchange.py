@@ -554,7 +554,13 @@ class CcxtExchange(trio.abc.AsyncResource):
             raise ConfigError(f"{self.id} has no ccxt method {method!r}")
         if kwargs:
             fn = functools.partial(fn, **kwargs)
-        result = await self._run(method, fn, *args)
+        try:  # _run, inlined: every order goes this way
+            result = await self.bridge.run(fn, *args)
+        except Exception as exc:
+            mapped = self._map(exc, method)
+            if mapped is exc:
+                raise
+            raise mapped from exc
         return bybit_orders(method, result) if is_bybit(self.id) else result
 
     # The exchange interface.
