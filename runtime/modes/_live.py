@@ -41,7 +41,7 @@ from runtime.model._modes import Live
 from runtime.model._orders import Order, client_seq_of
 from runtime.modes._clock import WallClock
 from runtime.modes._dispatch import resume_brackets
-from runtime.modes._operations import on_stop_action, run_operations
+from runtime.modes._operations import ON_STOP_LIMIT_S, on_stop_action, run_operations
 from runtime.modes._venues import adopt_exchange_markets
 from traces._schema import Kind
 from watchers._account import BalanceWatcher, OrdersWatcher, PositionsWatcher, TradesWatcher
@@ -332,7 +332,9 @@ class LiveDriver:
                         await self.clock.tick_loop(s)
                     finally:
                         # Every way out (stop, an error, Ctrl-C, SIGTERM, a cancelled run).
+                        ends_by = trio.current_time() + ON_STOP_LIMIT_S
                         await on_stop_action(rt, self.mode.on_stop)
+                        await self._last_account_read(ends_by)
                     nursery.cancel_scope.cancel()
             finally:
                 self._nursery = None
@@ -340,6 +342,24 @@ class LiveDriver:
                 self.account_watchers.clear()
                 with trio.CancelScope(shield=True):
                     await send.aclose()
+
+    async def _last_account_read(self, ends_by: float) -> None:
+        """One REST read of the account as the run ends, so the state a stopped strategy
+        keeps (and its trace) matches the exchange even if the stream's last balance report
+        was lost. Shielded; it shares the on-stop action's time so `stop` keeps its bound."""
+        rt = self.rt
+        with trio.CancelScope(shield=True), trio.move_on_at(ends_by) as scope:
+            try:
+                await self._reconcile_account()
+            except ExchangeError as exc:
+                rt.record(Kind.ERROR, {"error": f"account read at stop failed: {exc}"})
+                log.warning("strategy %s: account read at stop failed: %s", rt.name, exc)
+        if scope.cancelled_caught:
+            log.warning(
+                "strategy %s: the account read at stop did not finish in time; the last "
+                "balances may lag the exchange's",
+                rt.name,
+            )
 
     async def _reconcile_every(self, every_s: float) -> None:
         """Periodic reconcile (DESIGN §4): a full REST read every `every_s`, differences

@@ -231,6 +231,23 @@ async def test_paused_user_data_makes_call_refuse_until_healthy(
         assert await call(s, ai, CancelOrders()) is True
 
 
+async def test_stop_reads_the_account_when_the_last_balance_report_is_held(
+    dialect: Dialect, tmp_path: Path
+) -> None:
+    async with running(MANUAL, tmp_path, dialect) as s:
+        ai = s.universe[BTC]
+        dialect.ex.faults.pause_user_data(60.0)  # the fill's balance report never comes
+        t = await call(s, ai, MarketOrder[Buy], amount=0.01, waitfor=0.5)
+        assert isinstance(t, Trade | Pending)
+    # After `stop`, the state and its trace hold the exchange's balances, not a report behind.
+    dialect.ex.faults.reset()
+    remote = (await on_exchange(dialect, False, BTC))["balance"]
+    for currency in ("BTC", "USDT"):
+        assert s.balances[currency].total == pytest.approx(remote[currency]["total"])
+    assert s.trace_path is not None
+    assert snapshot(replay_from_trace(s.trace_path)._rt.state) == snapshot(s._rt.state)
+
+
 async def test_restart_adopts_orders_and_position(dialect: Dialect, tmp_path: Path) -> None:
     async with running(MARGIN, tmp_path, dialect) as s:
         ai = s.universe[BTC]
