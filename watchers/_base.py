@@ -159,31 +159,50 @@ class Watcher:
 
         Messages that have already arrived are taken without waiting (``receive_nowait``, when
         the stream has it), and reports go out without waiting while the consumer has room:
-        a burst costs one trio scheduling step, not one per message and report."""
+        a burst costs one trio scheduling step, not one per message and report. The stall
+        deadline is one cancel scope's, moved as news is expected or heard, and left only on
+        a stall or a full consumer: a scope per message cost more than the message's own
+        work on the trio side (measured)."""
         waiting = getattr(stream, "receive_nowait", None)
         while True:
+            backlog: list[Report] = []
             with trio.CancelScope(deadline=self._stall_deadline()) as scope:
                 self._scope = scope
-                message = await stream.receive()
+                # No checkpoint between a message and the next receive, so the deadline can
+                # only pass (and cancel the scope) while the receive waits.
+                while not scope.cancel_called:
+                    message = await stream.receive()
+                    backlog = self._hand_on(message, send, waiting)
+                    if backlog:
+                        break  # the consumer is full: wait for it outside the deadline
+                    deadline = self._stall_deadline()
+                    if deadline != scope.deadline:
+                        scope.deadline = deadline
             self._scope = None
+            for report in backlog:
+                await send.send(report)
             if scope.cancelled_caught:
                 self._set_health(STALE)
                 await self._sync(send, "stall")
                 self.expect_since = None  # REST caught up; stale until the stream speaks
-                continue
-            while True:
-                self._heard()
-                for report in self.reports(message):
-                    try:
-                        send.send_nowait(report)
-                    except trio.WouldBlock:
-                        await send.send(report)
-                if waiting is None:
-                    break
+
+    def _hand_on(self, message: Any, send: Send, waiting: Any) -> list[Report]:
+        """Hand on the reports of `message` and of the messages queued behind it; the reports
+        the consumer had no room for, in order (the rest of the burst stays queued)."""
+        while True:
+            self._heard()
+            reports = self.reports(message)
+            for i, report in enumerate(reports):
                 try:
-                    message = waiting()
+                    send.send_nowait(report)
                 except trio.WouldBlock:
-                    break
+                    return reports[i:]
+            if waiting is None:
+                return []
+            try:
+                message = waiting()
+            except trio.WouldBlock:
+                return []
 
     def _stall_deadline(self) -> float:
         if self.expect_since is None:

@@ -560,20 +560,19 @@ class LiveSends:
         needs_wallet = bool(ai.contract and order.filled)
         if reflected() and (not needs_wallet or wallet_reported()):
             return  # already reported: no deadline scope to set up
-        with trio.move_on_at(self.driver.clock.trio_deadline(deadline_ms)):
-            # The holding moving by this order's fills is the proof. When an earlier order's
-            # report was still in flight at the send, the holding moves by both, so after a
-            # grace period any report since the fill is taken instead of waiting out the
-            # deadline.
-            grace = trio.current_time() + ACCOUNT_GRACE_S
+        # The holding moving by this order's fills is the proof. When an earlier order's
+        # report was still in flight at the send, the holding moves by both, so after a grace
+        # period any report since the fill is taken instead of waiting out the deadline.
+        # The usual case needs one scope: the grace period's (or the deadline's, if earlier).
+        deadline = self.driver.clock.trio_deadline(deadline_ms)
+        with trio.CancelScope(deadline=min(trio.current_time() + ACCOUNT_GRACE_S, deadline)):
             while not reflected():
-                if trio.current_time() < grace:
-                    with trio.move_on_at(grace):
-                        await rt.account_changed.wait()
-                elif reported_since():
-                    break
-                else:
-                    await rt.account_changed.wait()
+                await rt.account_changed.wait()
+        if reflected() and (not needs_wallet or wallet_reported()):
+            return
+        with trio.move_on_at(deadline):
+            while not reflected() and not reported_since():
+                await rt.account_changed.wait()
             if needs_wallet:
                 while not wallet_reported():
                     await rt.account_changed.wait()

@@ -9,10 +9,12 @@ iterations, for what the loop itself would have waited for:
 - its selector's file descriptor (an epoll or kqueue descriptor is readable when any socket
   registered in it is ready), with ``trio.lowlevel.wait_readable``;
 - its next timer, as a trio deadline;
-- a kick (an eventfd the loop watches) when trio hands it work while it waits.
+- a kick (an eventfd the loop watches) when work for the loop needs the pump awake.
 
-So a ccxt call costs no thread wake-up at all: :meth:`AsyncioBridge.run` creates the asyncio
-task and parks the trio caller; the loop iteration that finishes the task reschedules the
+So a ccxt call costs no thread wake-up at all: :meth:`AsyncioBridge.run` queues the call and
+parks the trio caller; while the pump waits, the loop takes the call in an iteration run just
+before trio next waits for I/O (an instrument hook, :class:`_Backstop`), which sends the
+request without waking the pump; the loop iteration that finishes the task reschedules the
 caller directly (it runs inside trio). An answer arriving from the network wakes trio's own
 I/O wait once, as it would wake a bare asyncio client's. ``bench/bridge_hop.py`` measures this
 design against a helper thread (the design before it, ``bench/_thread_bridge.py``), against
@@ -23,13 +25,15 @@ fit the public API anyway: users run trio themselves (``trio.run(start, s)``,
 ``nursery.start(start, s)``, the CLI, the IPython loop), while guest mode needs asyncio to own
 the thread and start trio inside it.
 
-The pump steps the loop with the documented ``loop.stop(); loop.run_forever()`` (one
-iteration) and reads the loop's ready queue and timer heap (``_ready``, ``_scheduled``, stable
-in CPython's ``BaseEventLoop`` for a decade) to know how long it may wait. asyncio is the
-running loop only during a step, so trio code never sees it. Other threads may
-still use ``loop.call_soon_threadsafe``: its wake-up byte makes the selector readable. Work
-added on trio's thread outside a step without telling the pump (a finalizer the garbage
-collector runs, say) is caught just before trio next waits for I/O (:class:`_Backstop`), so
+A step is what ``loop.stop(); loop.run_forever()`` does (one iteration each, the selector polled
+without blocking), with run_forever's set-up done once per turn of iterations rather than once per
+iteration: ``_run_once`` with ``_stopping`` set, between the running-loop set-up and tear-down
+run_forever does (``_run_forever_setup`` since 3.13). The pump reads the loop's ready queue and
+timer heap (``_ready``, ``_scheduled``) to know how long it may wait. These internals have been
+stable in CPython's ``BaseEventLoop`` for a decade. asyncio is the running loop only during a step,
+so trio code never sees it. Other threads may still use ``loop.call_soon_threadsafe``: its wake-up
+byte makes the selector readable. Work added on trio's thread outside a step (a call, a finalizer
+the garbage collector runs) is stepped just before trio next waits for I/O (:class:`_Backstop`), so
 nothing can sit on the loop while the pump sleeps.
 
 :meth:`AsyncioBridge.stream` runs a task on the loop that awaits a ``watch_*`` coroutine again and
@@ -41,11 +45,12 @@ the pump's turn (the loop idle, or a bounded number of steps).
 **Cancellation crosses both ways.** Cancelling the trio caller cancels the asyncio task (and with
 it the HTTP request or the wait in the rate budget); the trio task resumes once the asyncio task
 has actually finished, so nothing keeps running behind a cancelled call. A call cancelled before
-the loop took it (the pump takes new calls in a later trio scheduling round than the one that
-submitted them) is never sent. If the request completed before the cancellation reached it, the
-caller gets its result and the cancellation is delivered at its next checkpoint. Closing a
-stream stops its task (see :class:`Stream`); closing the bridge cancels whatever is left on the
-loop, fails the calls in flight with ``NetworkError`` (outcome unknown) and ends the streams.
+the loop took it (the loop takes new calls when trio next waits for I/O, after the other tasks of
+the scheduling round that submitted them) is never sent. If the request completed before the
+cancellation reached it, the caller gets its result and the cancellation is delivered at its next
+checkpoint. Closing a stream stops its task (see :class:`Stream`); closing the bridge cancels
+whatever is left on the loop, fails the calls in flight with ``NetworkError`` (outcome unknown) and
+ends the streams.
 
 **Lifetime.** A bridge is started inside a trio run and is driven by it: calls from another
 trio run are refused, and a bridge still open when its run ends is closed with it (its pump's
@@ -64,12 +69,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import logging
 import math
 import os
 import selectors
 import socket
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar, cast
 
@@ -181,8 +188,12 @@ class AsyncioBridge(trio.abc.AsyncResource):
         self._unanswered: set[_Call] = set()
         self._idle = False  # the pump waits on the selector (a kick wakes it)
         self._idle_until = math.inf  # loop time at which the idle pump wakes on its own
+        self._idle_scope: trio.CancelScope | None = None  # its deadline: _idle_until
+        # The context the calls' asyncio tasks copy (the pump's, wherever they are launched).
+        self._context = contextvars.Context()
         self._backstop: _Backstop | None = None
         self._to_trio = False  # this step answered a call
+        self._handed = False  # a step since the flag was cleared handed something to trio
         self.scrubbers: list[Callable[[str], str]] = []
 
     # Lifecycle.
@@ -278,37 +289,76 @@ class AsyncioBridge(trio.abc.AsyncResource):
             self._idle = False
             self._kick.ring()
 
-    def _wake_if_due(self) -> None:
-        # Just before trio's thread blocks (see _Backstop): a pump waiting on the selector
-        # while its loop has work it was not told of (a callback or an earlier timer added
-        # outside its steps on this thread, e.g. by a finalizer) steps now instead of never.
+    def _before_io_wait(self, timeout: float) -> None:
+        """Just before trio's thread blocks for up to `timeout` (see :class:`_Backstop`): an
+        idle pump's loop takes the work trio's thread gave it since (calls submitted, and
+        anything added outside a step, e.g. by a finalizer) in a step run here, rather than
+        after a kick has woken the pump (a trio scheduling round later). Must not raise."""
         if not self._idle:
             return
         loop = self._loop
         if loop is None or loop.is_closed():
             return
+        if self._inbox or loop._ready:  # type: ignore[attr-defined]
+            self._handed = False
+            try:
+                self._steps()
+            except Exception:
+                log.exception("ccxt bridge %r: a loop step failed; waking the pump", self.name)
+                self._wake()
+                return
+            if self._inbox or loop._ready or (self._handed and timeout > 0):  # type: ignore[attr-defined]
+                # More work, or a trio task made runnable that trio would not run before its
+                # wait ends: the pump goes on, and the kick cuts the wait short.
+                self._wake()
+                return
         timers = loop._scheduled  # type: ignore[attr-defined]
-        if (
-            self._inbox
-            or loop._ready  # type: ignore[attr-defined]
-            or (timers and timers[0].when() < self._idle_until)
-        ):
-            self._wake()
+        scope = self._idle_scope
+        if timers and scope is not None and timers[0].when() < self._idle_until:
+            due = timers[0].when()
+            delay = due - loop.time()
+            if delay < timeout:
+                self._wake()  # trio's wait would outlast the timer
+            else:
+                self._idle_until = due
+                scope.deadline = trio.current_time() + delay
 
     def _steps(self) -> None:
         """Run loop iterations until it has nothing ready, or something went to trio."""
         loop = self.loop
         inbox = self._inbox
-        for _ in range(_STEPS_PER_TURN):
-            while inbox:  # the calls trio handed over take their first step in this one
-                call = inbox.popleft()
-                self._unanswered.add(call)
-                call.launch()
-            self._to_trio = False
-            loop.stop()  # run_forever then runs one iteration, its selector polled at once
-            loop.run_forever()
-            if self._to_trio or not loop._ready:  # type: ignore[attr-defined]
-                return
+        unanswered = self._unanswered
+        run_once = loop._run_once  # type: ignore[attr-defined]
+        # What run_forever sets up around its iterations, once for the whole turn (not once
+        # per iteration); _stopping makes each iteration poll the selector without blocking.
+        loop._check_closed()  # type: ignore[attr-defined]
+        if loop.is_running():
+            raise RuntimeError(f"bridge {self.name!r}: its loop is already running")
+        loop._set_coroutine_origin_tracking(loop.get_debug())  # type: ignore[attr-defined]
+        hooks = sys.get_asyncgen_hooks()
+        loop._thread_id = threading.get_ident()  # type: ignore[attr-defined]
+        sys.set_asyncgen_hooks(
+            firstiter=loop._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
+            finalizer=loop._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
+        )
+        asyncio._set_running_loop(loop)
+        loop._stopping = True  # type: ignore[attr-defined]
+        try:
+            for _ in range(_STEPS_PER_TURN):
+                while inbox:  # the calls trio handed over take their first step in this one
+                    call = inbox.popleft()
+                    unanswered.add(call)
+                    call.launch()
+                self._to_trio = False
+                run_once()
+                if self._to_trio or not loop._ready:  # type: ignore[attr-defined]
+                    return
+        finally:
+            loop._stopping = False  # type: ignore[attr-defined]
+            loop._thread_id = None  # type: ignore[attr-defined]
+            asyncio._set_running_loop(None)
+            loop._set_coroutine_origin_tracking(False)  # type: ignore[attr-defined]
+            sys.set_asyncgen_hooks(*hooks)
 
     def _due(self) -> float:
         """When the loop would next have work without I/O, in loop time: -inf with callbacks
@@ -322,29 +372,16 @@ class AsyncioBridge(trio.abc.AsyncResource):
     async def _pump(self) -> None:
         # A system task: it must not raise. It ends when the bridge closes (the kick or the
         # selector's descriptor is closed under its wait) or the trio run ends (cancelled).
-        fd = self._fd
+        self._context = contextvars.copy_context()
         try:
             while not self._closed:
-                self._steps()
-                due = self._due()
-                delay = due - self.loop.time()
-                if delay <= 0:
-                    if self._to_trio:
-                        # Callers just answered are in trio's next batch, with this task:
-                        # let them run it out before the loop takes more messages.
-                        await trio.lowlevel.checkpoint()
-                    await trio.lowlevel.checkpoint()
-                    continue
-                self._idle = True
-                self._idle_until = due
-                try:
-                    if delay == math.inf:
-                        await trio.lowlevel.wait_readable(fd)
-                    else:
-                        with trio.move_on_after(delay):
-                            await trio.lowlevel.wait_readable(fd)
-                finally:
-                    self._idle = False
+                # One scope for many waits, its deadline moved with the loop's next timer:
+                # entering a scope per wait cost more than the wait's other work (measured).
+                # Re-entered after its deadline has passed.
+                with trio.CancelScope() as scope:
+                    self._idle_scope = scope
+                    self._idle_until = math.inf
+                    await self._steps_and_waits(scope)
         except (trio.Cancelled, trio.ClosedResourceError):
             pass  # the run is ending, or aclose closed the loop
         except Exception:
@@ -353,6 +390,30 @@ class AsyncioBridge(trio.abc.AsyncResource):
             self._closing = True
             if not self._closed:
                 self._shut_down()
+
+    async def _steps_and_waits(self, scope: trio.CancelScope) -> None:
+        """Step the loop, and wait for what it waits for, until `scope`'s deadline (its
+        next timer) passes or the bridge closes."""
+        fd = self._fd
+        while not self._closed:
+            self._steps()
+            due = self._due()
+            delay = due - self.loop.time()
+            if delay <= 0:
+                if self._to_trio:
+                    # Callers just answered are in trio's next batch, with this task:
+                    # let them run it out before the loop takes more messages.
+                    await trio.lowlevel.checkpoint()
+                await trio.lowlevel.checkpoint()
+                continue
+            if due != self._idle_until:
+                self._idle_until = due
+                scope.deadline = trio.current_time() + delay
+            self._idle = True
+            try:
+                await trio.lowlevel.wait_readable(fd)
+            finally:
+                self._idle = False
 
     def _shut_down(self) -> None:
         """Cancel what is left on the loop, answer every call and close the loop (trio's
@@ -408,8 +469,10 @@ class AsyncioBridge(trio.abc.AsyncResource):
         if trio.lowlevel.current_trio_token() is not self._token:
             self._check_run()
         call = _Call(self, fn, args, trio.lowlevel.current_task())
+        # The pump's next step launches it, or, while the pump waits for I/O, the step run
+        # just before trio next waits for I/O (_before_io_wait): after the other tasks of
+        # this scheduling round, so a call one of them cancels is never sent.
         self._inbox.append(call)
-        self._wake()
 
         def abort(_: Any) -> trio.lowlevel.Abort:
             if not call.launched:  # the loop never took it: it is never sent
@@ -459,19 +522,18 @@ class AsyncioBridge(trio.abc.AsyncResource):
 
 
 class _Backstop(trio.abc.Instrument):
-    """Wakes its bridge's idle pump, just before trio waits for I/O, if the loop has work.
-
-    Work trio hands the loop goes with a kick (``_wake``), and work from other threads with
-    asyncio's own wake-up byte; this catches anything else added on trio's thread outside a
-    step (a finalizer run by the garbage collector, say), which would otherwise wait until the
-    loop's next I/O. A check of the loop's queues per trio I/O wait; hooks must not raise.
+    """Steps its bridge's loop for an idle pump, just before trio waits for I/O, if the loop
+    has work: the calls submitted since (sent without waking the pump), and anything else added
+    on trio's thread outside a step (a finalizer run by the garbage collector, say), which would
+    otherwise wait until the loop's next I/O. Work from other threads comes with asyncio's own
+    wake-up byte. A check of the loop's queues per trio I/O wait; hooks must not raise.
     """
 
     def __init__(self, bridge: AsyncioBridge) -> None:
         self._bridge = bridge
 
     def before_io_wait(self, timeout: float) -> None:
-        self._bridge._wake_if_due()
+        self._bridge._before_io_wait(timeout)
 
 
 class _Call:
@@ -503,8 +565,9 @@ class _Call:
 
     def launch(self) -> None:
         self.launched = True
-        self._bridge._in_flight += 1
-        self._atask = self._bridge.loop.create_task(self._drive())
+        bridge = self._bridge
+        bridge._in_flight += 1
+        self._atask = bridge.loop.create_task(self._drive(), context=bridge._context.copy())
 
     async def _drive(self) -> None:
         self._started = True
@@ -529,7 +592,7 @@ class _Call:
         self.delivered = True
         bridge = self._bridge
         bridge._unanswered.discard(self)
-        bridge._to_trio = True
+        bridge._to_trio = bridge._handed = True
         if self.waiting:
             self.waiting = False
             trio.lowlevel.reschedule(self.task)
@@ -645,6 +708,7 @@ class Stream(trio.abc.ReceiveChannel[T]):
         # Never raises: it runs in the loop's tasks. A result does not stop the pump's turn
         # (only an answered call does): a call's answer, often right behind the user-data
         # messages it caused, is not held up by the watchers handling them.
+        self._bridge._handed = True
         try:
             self._send.send_nowait(item)
             if item is _END or isinstance(item, _Failure):
