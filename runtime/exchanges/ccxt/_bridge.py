@@ -194,6 +194,7 @@ class AsyncioBridge(trio.abc.AsyncResource):
         self._backstop: _Backstop | None = None
         self._to_trio = False  # this step answered a call
         self._handed = False  # a step since the flag was cleared handed something to trio
+        self._hook_lost = False  # trio dropped the _Backstop (it raised)
         self.scrubbers: list[Callable[[str], str]] = []
 
     # Lifecycle.
@@ -473,6 +474,8 @@ class AsyncioBridge(trio.abc.AsyncResource):
         # just before trio next waits for I/O (_before_io_wait): after the other tasks of
         # this scheduling round, so a call one of them cancels is never sent.
         self._inbox.append(call)
+        if self._hook_lost:
+            self._wake()
 
         def abort(_: Any) -> trio.lowlevel.Abort:
             if not call.launched:  # the loop never took it: it is never sent
@@ -526,14 +529,24 @@ class _Backstop(trio.abc.Instrument):
     has work: the calls submitted since (sent without waking the pump), and anything else added
     on trio's thread outside a step (a finalizer run by the garbage collector, say), which would
     otherwise wait until the loop's next I/O. Work from other threads comes with asyncio's own
-    wake-up byte. A check of the loop's queues per trio I/O wait; hooks must not raise.
+    wake-up byte. A check of the loop's queues per trio I/O wait; hooks must not raise (trio
+    drops one that does: the bridge's calls then wake the pump with a kick instead).
     """
 
     def __init__(self, bridge: AsyncioBridge) -> None:
         self._bridge = bridge
 
     def before_io_wait(self, timeout: float) -> None:
-        self._bridge._before_io_wait(timeout)
+        bridge = self._bridge
+        done = False
+        try:
+            bridge._before_io_wait(timeout)
+            done = True
+        finally:
+            if not done:
+                # trio drops an instrument that raises: from now on calls wake the pump.
+                bridge._hook_lost = True
+                bridge._wake()
 
 
 class _Call:

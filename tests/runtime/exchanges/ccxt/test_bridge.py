@@ -391,6 +391,22 @@ async def test_work_added_on_trios_thread_outside_a_step_still_runs(
     assert results == ["ran"]
 
 
+async def test_calls_still_reach_the_loop_after_trio_dropped_the_hook(
+    bridge: AsyncioBridge, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Calls submitted while the pump waits go to the loop from the instrument hook; trio
+    # drops an instrument that raises, and the calls must then wake the pump instead.
+    def broken(timeout: float) -> None:
+        raise RuntimeError("hook failed")
+
+    monkeypatch.setattr(bridge, "_before_io_wait", broken)
+    with caplog.at_level(logging.ERROR):
+        await trio.testing.wait_all_tasks_blocked()  # the pump waits; trio drops the hook
+    monkeypatch.undo()
+    for _ in range(3):
+        assert await bridge.run(asyncio.sleep, 0, "still") == "still"
+
+
 async def test_receive_nowait_takes_the_results_that_have_arrived(bridge: AsyncioBridge) -> None:
     values = [1, 2, 3]
 
