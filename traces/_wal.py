@@ -308,12 +308,38 @@ def _torn(data: bytes, pos: int) -> bool:
     if not (length > 0 and pos + FRAME.size + length >= n):
         return False
     mv = memoryview(data)
-    for at in range(pos + 1, n - FRAME.size):  # the rest of one frame at most, unless damaged
-        size, crc = FRAME.unpack_from(data, at)
-        end = at + FRAME.size + size
-        if size > 0 and end <= n and _crc32(mv[at + FRAME.size : end]) == crc:
+    # The rest of one frame at most, unless damaged.
+    return not any(_whole_frame_at(data, mv, at) for at in range(pos + 1, n - FRAME.size))
+
+
+def _whole_frame_at(data: bytes, mv: memoryview, at: int) -> bool:
+    """Whether a whole frame the writer could have written starts at `at`: a known type, a
+    body no shorter than its header (a batch's columns and payload sizes adding up), and its
+    CRC. The CRC alone is not enough: over one to four bytes it is a simple function of them
+    (``crc32(b"\\xff") == 0xff000000``), so the -1 columns of a torn batch (assets, exchange
+    times) held "frames" with a good CRC, and a crash was reported as damage."""
+    size, crc = FRAME.unpack_from(data, at)
+    start = at + FRAME.size
+    end = start + size
+    if size <= SYMBOL.size or end > len(data):
+        return False
+    t = data[start]
+    if t == T_EVENT:
+        if size < EVENT.size:
             return False
-    return True
+    elif t == T_BATCH:
+        if size < BATCH.size:
+            return False
+        _, _, count = BATCH.unpack_from(data, start)
+        cols_end = start + BATCH.size + count * _BATCH_ROW_BYTES
+        if cols_end > end:
+            return False
+        sizes = np.frombuffer(data, np.uint32, count, cols_end - 4 * count)
+        if int(sizes.sum(dtype=np.int64)) != end - cols_end:
+            return False
+    elif t != T_SYMBOL:
+        return False
+    return _crc32(mv[start:end]) == crc
 
 
 def scan_wal(wal_dir: Path, from_seq: int) -> WalScan:

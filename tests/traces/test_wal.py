@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from traces._codec import decode, encode
+from traces._schema import Kind
 from traces._wal import (
     FRAME,
     WalWriter,
@@ -18,6 +20,7 @@ from traces._wal import (
     segment_name,
     symbol_frame,
 )
+from traces._writer import TraceWriter
 
 
 def _events(first: int, n: int) -> bytes:
@@ -82,6 +85,47 @@ def test_every_torn_tail_is_dropped_cleanly(tmp_path: Path) -> None:
         scan = scan_wal(tmp_path, 0)
         assert _seqs(tmp_path) == [0, 1, 2], cut
         assert scan.segments[0].valid_bytes == last_start
+
+
+def test_every_cut_of_a_writers_segment_is_torn_not_damage(tmp_path: Path) -> None:
+    # A SIGKILL mid-write leaves a prefix of the writer's last frames. Its batches hold runs of
+    # 0xff bytes (rows with no exchange time), and over one to four bytes a CRC32 is a simple
+    # function of them (crc32(b"\xff") == 0xff000000): a check by CRC alone "found" whole
+    # frames inside such a torn batch (a last time of 256-511 ns reads as length 1, CRC
+    # 0xff000000, body 0xff) and reported the crash as damage (test_crash_writer, once).
+    rng = random.Random(7)
+    w = TraceWriter(tmp_path / "t", chunk_rows=100_000)
+    k = 0
+    for _ in range(24):
+        if rng.random() < 0.5:
+            asset = "BTC/USDT" if k % 2 else None
+            w.record(Kind.TRADE, {"k": k}, ts_ns=256 + k, asset=asset, durable=rng.random() < 0.5)
+            k += 1
+        else:
+            n = rng.randint(1, 12)
+            rows = [{"k": k + j} for j in range(n)]
+            w.record_many(
+                Kind.TICKER, rows, np.arange(256 + k, 256 + k + n), durable=rng.random() < 0.5
+            )
+            k += n
+    w.flush()
+    (_, segment), *_ = list_segments(tmp_path / "t" / "wal")
+    data = segment.read_bytes()
+    w.close()
+    frames, pos = [], 0
+    while pos < len(data):
+        frames.append(pos)
+        pos += FRAME.size + FRAME.unpack_from(data, pos)[0]
+    assert pos == len(data)
+    assert len(frames) > 8
+    cut_dir = tmp_path / "cut"
+    cut_dir.mkdir()
+    for begin, end in zip(frames, [*frames[1:], len(data)], strict=True):
+        for cut in range(begin + 1, end):
+            (cut_dir / segment_name(0)).write_bytes(data[:cut])
+            scan = scan_wal(cut_dir, 0)
+            assert scan.damage is None, (begin, cut)
+            assert scan.segments[0].valid_bytes == begin, (begin, cut)
 
 
 def test_a_corrupt_byte_with_records_after_it_is_damage(tmp_path: Path) -> None:
