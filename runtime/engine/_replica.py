@@ -146,6 +146,30 @@ BLOCK = 65_536  # rows read and decoded at a time
 OnEvent = Callable[[int, int, Event, Any], None]
 
 
+class _Check(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
+    """A recorded digest (`digest`) as decoded: ``b`` balances (total, committed) by currency,
+    ``o`` the order's (filled, status, committed), ``p`` the position's (long, short)
+    contracts. Typed, it decodes in a fifth less time than as dicts and lists (measured); a
+    digest of any other shape fails the decode and takes the generic path."""
+
+    b: dict[str, tuple[float, float]]
+    o: tuple[float, str, float] | None = None
+    p: tuple[float, float] | None = None
+
+
+def _check_dict(check: _Check | None) -> dict[str, Any] | None:
+    """The recorded digest as `digest` builds it (for the full comparison and messages)."""
+    if check is None:
+        return None
+    out: dict[str, Any] = {}
+    if check.p is not None:
+        out["p"] = list(check.p)
+    if check.o is not None:
+        out["o"] = list(check.o)
+    out["b"] = {currency: list(pair) for currency, pair in check.b.items()}
+    return out
+
+
 def _mirror(cls: type) -> type[msgspec.Struct]:
     """A Struct with the fields of event class `cls` (names, types, defaults) and the digest
     recorded with it (`check`), tagged by the class name under "event" as traces store it."""
@@ -153,7 +177,7 @@ def _mirror(cls: type) -> type[msgspec.Struct]:
         (f.name, f.type) if f.required else (f.name, f.type, f.default)
         for f in msgspec.structs.fields(cls)
     ]
-    fields.append(("check", Any, None))
+    fields.append(("check", _Check | None, None))
     # gc=False: a decoded event holds only numbers, strings and its digest, never a cycle.
     return msgspec.defstruct(
         cls.__name__, fields, tag_field="event", tag=cls.__name__, frozen=True, gc=False
@@ -254,6 +278,74 @@ _MATCHERS: dict[type, Callable[[State, Any, Any], bool]] = {
 }
 
 
+# The same comparisons on a typed digest (`_Check`), for replay's fast path.
+def _order_matches_typed(state: State, event: Any, check: _Check) -> bool:
+    ai = state.assets.get(event.symbol)
+    if ai is None:
+        return False
+    client_id = event.client_id
+    order = state.orders.get(client_id) if client_id else None
+    return _asset_matches_typed(state, ai, order, check)
+
+
+def _market_matches_typed(state: State, event: Any, check: _Check) -> bool:
+    ai = state.assets.get(event.symbol)
+    return ai is not None and _asset_matches_typed(state, ai, None, check)
+
+
+def _asset_matches_typed(
+    state: State, ai: AssetInstance, order: Order | None, check: _Check
+) -> bool:
+    if order is None:
+        if check.o is not None:
+            return False
+    elif check.o != (order.filled, order.status, order.committed):
+        return False
+    if ai.contract:
+        long, short = ai.long, ai.short
+        if check.p != (long.contracts if long else 0.0, short.contracts if short else 0.0):
+            return False
+    elif check.p is not None:
+        return False
+    b = check.b
+    balances = state.balances
+    present = 0
+    for currency in _asset_currencies(ai):
+        bal = balances.get(currency)
+        if bal is not None:
+            present += 1
+            if b.get(currency) != (bal.total, bal.committed):
+                return False
+    return len(b) == present
+
+
+def _fill_matches_typed(state: State, event: Any, check: _Check) -> bool:
+    ai = state.assets.get(event.symbol)
+    if ai is None or event.fee_currency not in _asset_currencies(ai):
+        return False
+    return _order_matches_typed(state, event, check)
+
+
+def _balance_matches_typed(state: State, event: Any, check: _Check) -> bool:
+    if check.o is not None or check.p is not None:
+        return False
+    b = check.b
+    bal = state.balances.get(event.currency)
+    return bal is not None and len(b) == 1 and b.get(event.currency) == (bal.total, bal.committed)
+
+
+_TYPED_MATCHERS: dict[type, Callable[[State, Any, _Check], bool]] = {
+    OrderCreated: _order_matches_typed,
+    OrderAcknowledged: _order_matches_typed,
+    OrderFilled: _fill_matches_typed,
+    OrderCancelled: _order_matches_typed,
+    OrderRejected: _order_matches_typed,
+    BalanceUpdated: _balance_matches_typed,
+    PositionUpdated: _market_matches_typed,
+    LeverageChanged: _market_matches_typed,
+}
+
+
 def digest_matches(state: State, event: Event, recorded: Any) -> bool:
     """Whether ``recorded == digest(state, event)``, compared in place rather than by building
     the digest. True only when they are equal; False when they differ or for an event this
@@ -276,8 +368,8 @@ _READS_FIELDS_ONLY = (
     PositionUpdated,
     LeverageChanged,
 )
-_FAST: dict[type, tuple[Callable[[State, Any], Any], Callable[[State, Any, Any], bool]]] = {
-    mirror: (_APPLY[cls], _MATCHERS[cls])
+_FAST: dict[type, tuple[Callable[[State, Any], Any], Callable[[State, Any, _Check], bool]]] = {
+    mirror: (_APPLY[cls], _TYPED_MATCHERS[cls])
     for mirror, cls in _ENGINE_CLASS.items()
     if cls in _READS_FIELDS_ONLY
 }
@@ -388,7 +480,8 @@ class Replica:
             fast = fast_of.get(type(decoded))
             if fast is None:
                 event = _engine_event(decoded)
-                self._apply_one(state, seq0, row, cols, event, decoded.check, on_event, settle)
+                check = _check_dict(decoded.check)
+                self._apply_one(state, seq0, row, cols, event, check, on_event, settle)
                 continue
             apply_event, matches = fast
             try:
@@ -399,7 +492,8 @@ class Replica:
                 raise self._unappliable(seq0 + row, int(cols["kind"][row]), exc) from exc
             recorded = decoded.check
             if recorded is not None and not matches(state, decoded, recorded):
-                self._check_digest(state, seq0, row, cols, _engine_event(decoded), recorded)
+                event = _engine_event(decoded)
+                self._check_digest(state, seq0, row, cols, event, _check_dict(recorded))
 
     def _apply_generic(
         self,
