@@ -203,99 +203,21 @@ def _engine_event(decoded: Any) -> Event:
 # `digest(state, event)`; False when it differs or the case is not covered here (then the
 # caller compares the full digest, which decides). Building the digest to compare it cost
 # twice as much (measured).
-def _order_matches(state: State, event: Any, recorded: Any) -> bool:
-    ai = state.assets.get(event.symbol)
-    if ai is None or type(recorded) is not dict:
-        return False
-    client_id = event.client_id
-    order = state.orders.get(client_id) if client_id else None
-    return _asset_matches(state, ai, order, recorded)
-
-
-def _market_matches(state: State, event: Any, recorded: Any) -> bool:
-    ai = state.assets.get(event.symbol)
-    if ai is None or type(recorded) is not dict:
-        return False
-    return _asset_matches(state, ai, None, recorded)
-
-
-def _asset_matches(state: State, ai: AssetInstance, order: Order | None, recorded: Any) -> bool:
-    keys = 1
-    if order is not None:
-        keys = 2
-        if recorded.get("o") != [order.filled, order.status, order.committed]:
-            return False
-    if ai.contract:
-        keys += 1
-        long, short = ai.long, ai.short
-        contracts = [long.contracts if long else 0.0, short.contracts if short else 0.0]
-        if recorded.get("p") != contracts:
-            return False
-    b = recorded.get("b")
-    if len(recorded) != keys or type(b) is not dict:
-        return False
-    balances = state.balances
-    present = 0
-    for currency in _asset_currencies(ai):
-        bal = balances.get(currency)
-        if bal is not None:
-            present += 1
-            if b.get(currency) != [bal.total, bal.committed]:
-                return False
-    return len(b) == present
-
-
-def _fill_matches(state: State, event: Any, recorded: Any) -> bool:
-    ai = state.assets.get(event.symbol)
-    if ai is None or event.fee_currency not in _asset_currencies(ai):
-        return False  # the digest adds the fee's currency: compared in full
-    return _order_matches(state, event, recorded)
-
-
-def _balance_matches(state: State, event: Any, recorded: Any) -> bool:
-    if type(recorded) is not dict or len(recorded) != 1:
-        return False
-    b = recorded.get("b")
-    bal = state.balances.get(event.currency)
-    return (
-        bal is not None
-        and type(b) is dict
-        and len(b) == 1
-        and b.get(event.currency) == [bal.total, bal.committed]
-    )
-
-
-_MATCHERS: dict[type, Callable[[State, Any, Any], bool]] = {
-    OrderCreated: _order_matches,
-    OrderAcknowledged: _order_matches,
-    OrderFilled: _fill_matches,
-    OrderCancelled: _order_matches,
-    OrderRejected: _order_matches,
-    BalanceUpdated: _balance_matches,
-    PositionUpdated: _market_matches,
-    LeverageChanged: _market_matches,
-    FundingPaid: _market_matches,
-}
-
-
-# The same comparisons on a typed digest (`_Check`), for replay's fast path.
-def _order_matches_typed(state: State, event: Any, check: _Check) -> bool:
+def _order_matches(state: State, event: Any, check: _Check) -> bool:
     ai = state.assets.get(event.symbol)
     if ai is None:
         return False
     client_id = event.client_id
     order = state.orders.get(client_id) if client_id else None
-    return _asset_matches_typed(state, ai, order, check)
+    return _asset_matches(state, ai, order, check)
 
 
-def _market_matches_typed(state: State, event: Any, check: _Check) -> bool:
+def _market_matches(state: State, event: Any, check: _Check) -> bool:
     ai = state.assets.get(event.symbol)
-    return ai is not None and _asset_matches_typed(state, ai, None, check)
+    return ai is not None and _asset_matches(state, ai, None, check)
 
 
-def _asset_matches_typed(
-    state: State, ai: AssetInstance, order: Order | None, check: _Check
-) -> bool:
+def _asset_matches(state: State, ai: AssetInstance, order: Order | None, check: _Check) -> bool:
     if order is None:
         if check.o is not None:
             return False
@@ -319,14 +241,14 @@ def _asset_matches_typed(
     return len(b) == present
 
 
-def _fill_matches_typed(state: State, event: Any, check: _Check) -> bool:
+def _fill_matches(state: State, event: Any, check: _Check) -> bool:
     ai = state.assets.get(event.symbol)
     if ai is None or event.fee_currency not in _asset_currencies(ai):
         return False
-    return _order_matches_typed(state, event, check)
+    return _order_matches(state, event, check)
 
 
-def _balance_matches_typed(state: State, event: Any, check: _Check) -> bool:
+def _balance_matches(state: State, event: Any, check: _Check) -> bool:
     if check.o is not None or check.p is not None:
         return False
     b = check.b
@@ -334,15 +256,16 @@ def _balance_matches_typed(state: State, event: Any, check: _Check) -> bool:
     return bal is not None and len(b) == 1 and b.get(event.currency) == (bal.total, bal.committed)
 
 
-_TYPED_MATCHERS: dict[type, Callable[[State, Any, _Check], bool]] = {
-    OrderCreated: _order_matches_typed,
-    OrderAcknowledged: _order_matches_typed,
-    OrderFilled: _fill_matches_typed,
-    OrderCancelled: _order_matches_typed,
-    OrderRejected: _order_matches_typed,
-    BalanceUpdated: _balance_matches_typed,
-    PositionUpdated: _market_matches_typed,
-    LeverageChanged: _market_matches_typed,
+_MATCHERS: dict[type, Callable[[State, Any, _Check], bool]] = {
+    OrderCreated: _order_matches,
+    OrderAcknowledged: _order_matches,
+    OrderFilled: _fill_matches,
+    OrderCancelled: _order_matches,
+    OrderRejected: _order_matches,
+    BalanceUpdated: _balance_matches,
+    PositionUpdated: _market_matches,
+    LeverageChanged: _market_matches,
+    FundingPaid: _market_matches,
 }
 
 
@@ -350,9 +273,17 @@ def digest_matches(state: State, event: Event, recorded: Any) -> bool:
     """Whether ``recorded == digest(state, event)``, compared in place rather than by building
     the digest. True only when they are equal; False when they differ or for an event this
     does not cover (trading halted or resumed, a fee in a fourth currency), where the caller
-    compares the full digest."""
+    compares the full digest. `recorded` is a `_Check` as replay decodes it, or a plain
+    digest (a dict), taken as one when it has a digest's shape."""
     match = _MATCHERS.get(type(event))
-    return match is not None and match(state, event, recorded)
+    if match is None:
+        return False
+    if type(recorded) is not _Check:
+        try:
+            recorded = msgspec.convert(recorded, _Check)
+        except msgspec.ValidationError:
+            return False
+    return match(state, event, recorded)
 
 
 # Engine events whose `apply` only reads the event's fields and keeps no reference to it: the
@@ -369,7 +300,7 @@ _READS_FIELDS_ONLY = (
     LeverageChanged,
 )
 _FAST: dict[type, tuple[Callable[[State, Any], Any], Callable[[State, Any, _Check], bool]]] = {
-    mirror: (_APPLY[cls], _TYPED_MATCHERS[cls])
+    mirror: (_APPLY[cls], _MATCHERS[cls])
     for mirror, cls in _ENGINE_CLASS.items()
     if cls in _READS_FIELDS_ONLY
 }
@@ -480,8 +411,7 @@ class Replica:
             fast = fast_of.get(type(decoded))
             if fast is None:
                 event = _engine_event(decoded)
-                check = _check_dict(decoded.check)
-                self._apply_one(state, seq0, row, cols, event, check, on_event, settle)
+                self._apply_one(state, seq0, row, cols, event, decoded.check, on_event, settle)
                 continue
             apply_event, matches = fast
             try:
@@ -492,8 +422,7 @@ class Replica:
                 raise self._unappliable(seq0 + row, int(cols["kind"][row]), exc) from exc
             recorded = decoded.check
             if recorded is not None and not matches(state, decoded, recorded):
-                event = _engine_event(decoded)
-                self._check_digest(state, seq0, row, cols, event, _check_dict(recorded))
+                self._check_digest(state, seq0, row, cols, _engine_event(decoded), recorded)
 
     def _apply_generic(
         self,
@@ -542,6 +471,8 @@ class Replica:
         self, state: State, seq0: int, row: int, cols: dict[str, Any], event: Event, recorded: Any
     ) -> None:
         """Compare the full digest, which decides, and name the event if it differs."""
+        if type(recorded) is _Check:
+            recorded = _check_dict(recorded)
         rebuilt = digest(state, event)
         if recorded != rebuilt:
             raise ReplayMismatch(

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-import msgspec
 import pytest
 
 from runtime import ReplayMismatch, Sim, start, strategy
@@ -24,7 +23,6 @@ from runtime.engine._replica import (
     _DECODE,
     _ENGINE_CLASS,
     _FAST,
-    _Check,
     _check_dict,
     _engine_event,
     digest_matches,
@@ -118,12 +116,6 @@ def test_typed_decode_and_in_place_check_agree_with_the_generic_path(path: Path)
         for wrong in damaged(copy.deepcopy(recorded)):
             # Never equal where the full digest differs; equal only where it is equal.
             assert digest_matches(state, event, wrong) == (digest(state, event) == wrong)
-            if fast is not None:  # and so for the typed digest, where the damage decodes
-                try:
-                    typed = msgspec.convert(wrong, _Check)
-                except msgspec.ValidationError:
-                    continue  # a shape replay decodes the generic way
-                assert fast[1](as_decoded, decoded, typed) == (digest(state, event) == wrong)
         assert not digest_matches(state, event, None)
         assert not digest_matches(state, event, [recorded])
         checked += 1
