@@ -58,8 +58,13 @@ class Mirror:
     def take_lease(self) -> None:
         """Become the trace's one writer, or raise TraceError naming the one that is."""
         lease = json.dumps(
-            {"token": self._token, "host": socket.gethostname(), "pid": os.getpid(),
-             "since": time.time(), "cache": str(self.local)}
+            {
+                "token": self._token,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "since": time.time(),
+                "cache": str(self.local),
+            }
         ).encode()
         for _ in range(2):
             if self.blobs.put_if_absent(LEASE, lease):
@@ -68,8 +73,9 @@ class Mirror:
             holder = self._holder()
             if holder is None or not _dead_here(holder):
                 break
-            log.warning("trace %s: taking over the lease of dead writer pid %s", self.url,
-                        holder.get("pid"))
+            log.warning(
+                "trace %s: taking over the lease of dead writer pid %s", self.url, holder.get("pid")
+            )
             self.blobs.delete(LEASE)
         holder = self._holder() or {}
         raise TraceError(
@@ -150,9 +156,7 @@ class Mirror:
         drop the store's WAL segments the local trace no longer has, and record `next_seq`."""
         self.catch_up()
         with self._lock:
-            local = {
-                f"{WAL_DIR}/{p.name}" for p in (self.local / WAL_DIR).iterdir() if p.is_file()
-            }
+            local = {f"{WAL_DIR}/{p.name}" for p in (self.local / WAL_DIR).iterdir() if p.is_file()}
             self._upload(sorted(local))
             for key in self.blobs.list(f"{WAL_DIR}/"):
                 if key not in local:

@@ -198,5 +198,3 @@ class PayloadArray(ExtensionArray):
                 p.get(key, default) if isinstance(p, dict) else default for p in self.to_numpy()
             ]
         return out
-
-

@@ -369,9 +369,7 @@ def open_view(path: str | Path) -> TraceView:
         except KeyError as exc:
             raise TraceError(f"trace {path} is incomplete: missing {exc}") from exc
         except json.JSONDecodeError as exc:  # zarr names no file: find the one that is broken
-            broken = [
-                str(meta) for meta in sorted(path.glob("**/zarr.json")) if not _is_json(meta)
-            ]
+            broken = [str(meta) for meta in sorted(path.glob("**/zarr.json")) if not _is_json(meta)]
             raise TraceError(
                 f"trace {path} is damaged: metadata file {', '.join(broken) or 'zarr.json'} is "
                 f"not valid JSON ({exc})"
@@ -399,8 +397,4 @@ def open_view(path: str | Path) -> TraceView:
         )
     if isinstance(last, TraceError):
         raise last  # the same on every attempt: not a writer moving on, a damaged trace
-    raise TraceError(
-        f"trace {path} kept changing while being read ({_RETRIES} attempts): {last!r}"
-    )
-
-
+    raise TraceError(f"trace {path} kept changing while being read ({_RETRIES} attempts): {last!r}")

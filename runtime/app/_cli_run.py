@@ -19,16 +19,13 @@ def add_override_args(parser: argparse.ArgumentParser) -> None:
         metavar="SYMBOL[,SYMBOL...]",
         help="trade these markets instead of the strategy's, e.g. ETH/BTC,LTC/BTC",
     )
-    parser.add_argument(
-        "--timeframe", default=None, help="tick at this timeframe instead, e.g. 5m"
-    )
+    parser.add_argument("--timeframe", default=None, help="tick at this timeframe instead, e.g. 5m")
     parser.add_argument(
         "--param",
         action="append",
         default=None,
         metavar="NAME=VALUE",
-        help="override a class attribute the strategy declares, e.g. --param fast=20 "
-        "(repeatable)",
+        help="override a class attribute the strategy declares, e.g. --param fast=20 (repeatable)",
     )
 
 

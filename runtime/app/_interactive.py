@@ -48,6 +48,7 @@ class Session:
 
     def call(self, s: Strategy, ai: Any, what: Any, **kwargs: Any) -> Any:
         """`runtime.call`, blocking until it returns."""
+
         async def run() -> Any:
             return await call(s, ai, what, **kwargs)
 

@@ -80,7 +80,6 @@ _TRADE_COLUMNS = (
 )
 
 
-
 @dataclass(frozen=True, slots=True)
 class Report:
     """The outcome of one run: statistics, equity, drawdown, prices and fills.

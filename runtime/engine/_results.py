@@ -329,9 +329,7 @@ def exposure_of(
     return float(np.mean(exposed[at]))
 
 
-def buy_and_hold(
-    closes: Mapping[str, np.ndarray], start: float, index: pd.Index
-) -> pd.Series:
+def buy_and_hold(closes: Mapping[str, np.ndarray], start: float, index: pd.Index) -> pd.Series:
     """The equity of putting `start` into the markets in equal parts at their first price and
     holding: what the strategy is measured against."""
     values = np.zeros(len(index))

@@ -201,7 +201,7 @@ def load_strategy_class(name_or_path: str | Path) -> tuple[str, type[Strategy]]:
 
 
 def _line_in(exc: BaseException, path: Path) -> str:
-    """", line N" of the deepest frame of `exc`'s traceback in the file `path`, or ""."""
+    """ ", line N" of the deepest frame of `exc`'s traceback in the file `path`, or ""."""
     line = ""
     tb = exc.__traceback__
     while tb is not None:

@@ -34,9 +34,7 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("damage", ["flip", "zeros", "length"])
-def test_damage_inside_the_wal_raises_for_readers_and_writers(
-    tmp_path: Path, damage: str
-) -> None:
+def test_damage_inside_the_wal_raises_for_readers_and_writers(tmp_path: Path, damage: str) -> None:
     path, segment = make(tmp_path)
     data = bytearray(segment.read_bytes())
     at = len(data) // 3

@@ -825,9 +825,7 @@ class SimExchange:
             "price": order.price if order.price is not None else average,
             "triggerPrice": order.trigger_price,
             "stopLossPrice": order.trigger_price if meta.trigger == "stop" else None,
-            "takeProfitPrice": (
-                order.trigger_price if meta.trigger == "take_profit" else None
-            ),
+            "takeProfitPrice": (order.trigger_price if meta.trigger == "take_profit" else None),
             "amount": order.amount,
             "filled": filled,
             "remaining": order.amount - filled,

@@ -113,10 +113,21 @@ def test_quiet_paper_run_prints_only_the_summary(
     from traces import read_trace
 
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "runtime.app._cli", "run", str(UPDOWN), "--mode", "paper",
-           "--quiet", "--trace-root", str(tmp_path)]
-    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "runtime.app._cli",
+        "run",
+        str(UPDOWN),
+        "--mode",
+        "paper",
+        "--quiet",
+        "--trace-root",
+        str(tmp_path),
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     path = tmp_path / "binance" / "paper" / "three_modes_strategy.zarr"
     try:
         deadline = time.monotonic() + 60
@@ -160,12 +171,19 @@ def test_console_lines_for_refusals_errors_and_alerts() -> None:
     out = io.StringIO()
     console = Console(s, out=out)
     console.attach(payloads=True)
-    refusal = {"type": "MarketOrder[Buy]", "amount": 5.0, "rule": "amount_max",
-               "reason": "amount 5 above the market maximum 1 for LTC/BTC"}
+    refusal = {
+        "type": "MarketOrder[Buy]",
+        "amount": 5.0,
+        "rule": "amount_max",
+        "reason": "amount 5 above the market maximum 1 for LTC/BTC",
+    }
     for _ in range(3):
         console.on_record(Kind.ORDER_CHECK_FAILED, refusal, "LTC/BTC")
-    error = {"error": "ZeroDivisionError('division by zero')", "bar": "2024-01-01T00:31:00",
-             "in_a_row": 1}
+    error = {
+        "error": "ZeroDivisionError('division by zero')",
+        "bar": "2024-01-01T00:31:00",
+        "in_a_row": 1,
+    }
     console.on_record(Kind.STRATEGY_ERROR, error, None)
     console.on_record(Kind.ALERT, {"kind": "strategy_error", "message": "on_tick raised"}, None)
     console.on_record(Kind.ALERT, {"kind": "drift", "message": "balance drifted"}, None)

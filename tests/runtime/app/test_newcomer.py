@@ -59,8 +59,17 @@ def test_a_strategy_file_with_a_syntax_error_names_the_line(tmp_path: Path) -> N
 def test_bad_since_is_a_message_and_since_without_data_is_refused(tmp_path: Path) -> None:
     csv = tmp_path / "btc.csv"
     csv.write_text("time,open,high,low,close\n2024-01-01,1,1,1,1\n")
-    out = vigil("run", "sma_cross", "--markets", "BTC/USDT", "--data", str(csv),
-                "--since", "2025-13-45", cwd=tmp_path)
+    out = vigil(
+        "run",
+        "sma_cross",
+        "--markets",
+        "BTC/USDT",
+        "--data",
+        str(csv),
+        "--since",
+        "2025-13-45",
+        cwd=tmp_path,
+    )
     assert_clean_error(out, "--since '2025-13-45' is not a date or time", "2024-01-31")
     out = vigil("run", "sma_cross", "--since", "2024-01-02", cwd=tmp_path)
     assert_clean_error(out, "--since and --until select bars of --data files")
@@ -101,15 +110,29 @@ async def test_default_cash_fits_the_quote_currency_and_refusals_are_counted(
     tmp_path: Path,
 ) -> None:
     # The user's case: two BTC-quoted markets. 10,000 BTC made every LTC order too big.
-    s = strategy("sma_cross", mode=Sim(bars=3000), config={"trace": False},
-                 params={"markets": ["ETH/BTC", "LTC/BTC"]})
+    s = strategy(
+        "sma_cross",
+        mode=Sim(bars=3000),
+        config={"trace": False},
+        params={"markets": ["ETH/BTC", "LTC/BTC"]},
+    )
     assert s.cash == 0.25
     await start(s)
     traded = set(s.results.trades["symbol"])
     assert traded == {"ETH/BTC", "LTC/BTC"}
     # Told to start with 10,000 BTC anyway, the refusals show in the summary, by rule.
-    out = vigil("run", "sma_cross", "--markets", "ETH/BTC,LTC/BTC", "--bars", "3000",
-                "--cash", "10000", "--no-trace", cwd=tmp_path)
+    out = vigil(
+        "run",
+        "sma_cross",
+        "--markets",
+        "ETH/BTC,LTC/BTC",
+        "--bars",
+        "3000",
+        "--cash",
+        "10000",
+        "--no-trace",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     refused = re.search(r"^refused orders +(\d+)$", out.stdout, re.M)
     assert refused is not None, out.stdout
@@ -121,8 +144,9 @@ def test_vigil_new_writes_a_template_that_runs(tmp_path: Path) -> None:
     out = vigil("new", "my_first", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "vigil run my_first.py" in out.stdout
-    out = vigil("run", "my_first.py", "--bars", "2000", "--param", "fast=10", "--no-trace",
-                cwd=tmp_path)
+    out = vigil(
+        "run", "my_first.py", "--bars", "2000", "--param", "fast=10", "--no-trace", cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     assert int(re.search(r"^trades +(\d+)$", out.stdout, re.M).group(1)) > 0  # type: ignore[union-attr]
     again = vigil("new", "my_first", cwd=tmp_path)
@@ -131,30 +155,55 @@ def test_vigil_new_writes_a_template_that_runs(tmp_path: Path) -> None:
 
 
 async def test_params_markets_and_timeframe_override_the_class() -> None:
-    s = strategy("sma_cross", mode=Sim(bars=300), config={"trace": False},
-                 params={"fast": "7", "markets": ["ETH/USDT"], "timeframe": "5m", "band": 0.01})
+    s = strategy(
+        "sma_cross",
+        mode=Sim(bars=300),
+        config={"trace": False},
+        params={"fast": "7", "markets": ["ETH/USDT"], "timeframe": "5m", "band": 0.01},
+    )
     assert s.fast == 7
     assert s.band == 0.01
     assert list(s.universe.keys()) == ["ETH/USDT"]
     times = s.universe["ETH/USDT"].ohlcv.time
     assert int(times[1] - times[0]) == 300 * 10**9  # generated at the new timeframe
-    with pytest.raises(ConfigError, match=r"has no parameter fsat; the parameters it declares "
-                                         r"are allocation, band, exchange, fast, "):
+    with pytest.raises(
+        ConfigError,
+        match=r"has no parameter fsat; the parameters it declares "
+        r"are allocation, band, exchange, fast, ",
+    ):
         strategy("sma_cross", mode=Sim(bars=300), params={"fsat": 3})
     with pytest.raises(ConfigError, match=r"fast='x' is not of type int"):
         strategy("sma_cross", mode=Sim(bars=300), params={"fast": "x"})
 
 
 def test_command_line_overrides(tmp_path: Path) -> None:
-    out = vigil("run", "sma_cross", "--markets", "SOL/USDT", "--timeframe", "5m",
-                "--param", "fast=5", "--param", "slow=20", "--param", "warmup=20",
-                "--bars", "500", "--no-trace", cwd=tmp_path)
+    out = vigil(
+        "run",
+        "sma_cross",
+        "--markets",
+        "SOL/USDT",
+        "--timeframe",
+        "5m",
+        "--param",
+        "fast=5",
+        "--param",
+        "slow=20",
+        "--param",
+        "warmup=20",
+        "--bars",
+        "500",
+        "--no-trace",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     assert "bars of SOL/USDT" in out.stdout
-    assert_clean_error(vigil("run", "sma_cross", "--param", "nope=1", cwd=tmp_path),
-                       "has no parameter nope")
-    assert_clean_error(vigil("run", "sma_cross", "--timeframe", "7m", cwd=tmp_path),
-                       "--timeframe '7m' is not a timeframe")
+    assert_clean_error(
+        vigil("run", "sma_cross", "--param", "nope=1", cwd=tmp_path), "has no parameter nope"
+    )
+    assert_clean_error(
+        vigil("run", "sma_cross", "--timeframe", "7m", cwd=tmp_path),
+        "--timeframe '7m' is not a timeframe",
+    )
 
 
 def test_paper_reads_production_data_unless_sandbox() -> None:

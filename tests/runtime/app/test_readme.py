@@ -195,9 +195,7 @@ def run_until_started(command: str, argv: list[str], cwd: Path, env: dict[str, s
     return out
 
 
-def test_readme_examples_run_as_written(
-    running_market: LoopbackExchange, tmp_path: Path
-) -> None:
+def test_readme_examples_run_as_written(running_market: LoopbackExchange, tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.update(running_market.env())
     ran = {"sh": 0, "saved": 0}

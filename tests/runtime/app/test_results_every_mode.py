@@ -64,4 +64,3 @@ async def test_live_and_paper_results_during_and_after_the_run(
         html = report.to_html(tmp_path / f"{report.mode}.html")
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert "<table" in html.read_text()
-

@@ -291,9 +291,7 @@ def test_only_the_ccxt_package_imports_ccxt() -> None:
     # loopback exchange to produce the markets that ship.
     root = Path(__file__).resolve().parents[3] / "runtime"
     allowed = {root / "testing" / "_snapshot.py"}
-    modules = [
-        p for p in root.rglob("*.py") if (root / "exchanges" / "ccxt") not in p.parents
-    ]
+    modules = [p for p in root.rglob("*.py") if (root / "exchanges" / "ccxt") not in p.parents]
     assert len(modules) > 20
     for module in sorted(set(modules) - allowed):
         tree = ast.parse(module.read_text(encoding="utf-8"))
