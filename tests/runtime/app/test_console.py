@@ -38,23 +38,18 @@ def _read_until(fd: int, buf: list[str], done: object, timeout: float) -> str:
     return "".join(buf)
 
 
+def vigil_run(*args: str, trace_root: Path) -> list[str]:
+    """`vigil run` of the up/down strategy as a command line (the module: no install needed)."""
+    cli = [sys.executable, "-m", "runtime.app._cli", "run", str(UPDOWN)]
+    return [*cli, *args, "--trace-root", str(trace_root)]
+
+
 def test_live_run_on_a_terminal_prints_orders_status_and_a_summary_after_ctrl_c(
     running_market: LoopbackExchange, tmp_path: Path
 ) -> None:
     master, slave = pty.openpty()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    cmd = [
-        sys.executable,
-        "-m",
-        "runtime.app._cli",
-        "run",
-        str(UPDOWN),
-        "--mode",
-        "live",
-        "--no-sandbox",
-        "--trace-root",
-        str(tmp_path),
-    ]
+    cmd = vigil_run("--mode", "live", "--no-sandbox", trace_root=tmp_path)
     proc = subprocess.Popen(
         cmd, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=tmp_path, close_fds=True
     )
@@ -113,18 +108,7 @@ def test_quiet_paper_run_prints_only_the_summary(
     from traces import read_trace
 
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    cmd = [
-        sys.executable,
-        "-m",
-        "runtime.app._cli",
-        "run",
-        str(UPDOWN),
-        "--mode",
-        "paper",
-        "--quiet",
-        "--trace-root",
-        str(tmp_path),
-    ]
+    cmd = vigil_run("--mode", "paper", "--quiet", trace_root=tmp_path)
     proc = subprocess.Popen(
         cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
