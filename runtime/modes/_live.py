@@ -351,9 +351,13 @@ class LiveDriver:
         with trio.CancelScope(shield=True), trio.move_on_at(ends_by) as scope:
             try:
                 await self._reconcile_account()
-            except ExchangeError as exc:
-                rt.record(Kind.ERROR, {"error": f"account read at stop failed: {exc}"})
-                log.warning("strategy %s: account read at stop failed: %s", rt.name, exc)
+            # Best effort on every way out, a failed run's included: what ended the run, not
+            # this read's error, is what propagates.
+            except Exception as exc:
+                # An ExchangeError's text is redacted where it is made; of another, its type.
+                why = str(exc) if isinstance(exc, ExchangeError) else type(exc).__name__
+                rt.record(Kind.ERROR, {"error": f"account read at stop failed: {why}"})
+                log.warning("strategy %s: account read at stop failed: %s", rt.name, why)
         if scope.cancelled_caught:
             log.warning(
                 "strategy %s: the account read at stop did not finish in time; the last "

@@ -248,6 +248,19 @@ async def test_stop_reads_the_account_when_the_last_balance_report_is_held(
     assert snapshot(replay_from_trace(s.trace_path)._rt.state) == snapshot(s._rt.state)
 
 
+async def test_stop_keeps_its_bound_when_the_last_account_read_fails(
+    dialect: Dialect, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running(MANUAL, tmp_path, dialect) as s:
+        assert s.balances["USDT"].total > 0
+        dialect.ex.faults.fail_next(10_000, status=503)  # every request from now on
+        began = trio.current_time()
+    # `stop` returned (the context's exit) within its 5 s, the read given up, not raised.
+    assert trio.current_time() - began < 5.0
+    dialect.ex.faults.reset()
+    assert "account read at stop" in caplog.text
+
+
 async def test_restart_adopts_orders_and_position(dialect: Dialect, tmp_path: Path) -> None:
     async with running(MARGIN, tmp_path, dialect) as s:
         ai = s.universe[BTC]
