@@ -22,6 +22,7 @@ class BalanceWatcher(Watcher):
     """Balances: the strategy's currencies (spot) or its collateral (margin)."""
 
     name = "balance"
+    stream_method = "watch_balance"
 
     def open_stream(self) -> Any | None:
         return self.exchange.watch_balance()
@@ -38,6 +39,7 @@ class PositionsWatcher(Watcher):
     """Positions of a margin strategy's markets; a REST snapshot also reports the flat ones."""
 
     name = "positions"
+    stream_method = "watch_positions"
 
     def __init__(
         self,

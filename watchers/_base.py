@@ -6,10 +6,12 @@ consumer applies them to the strategy, so state changes stay serial.
 
 Each watcher:
 
-* does a REST sync first (`gap_fill`) and reports `task_status.started()` once that worked;
-* then reads its websocket stream, if the exchange has one, or polls REST every
-  ``poll_interval_s`` otherwise;
-* after a stream failure, reconnects with exponential backoff and fills the gap from REST;
+* opens its websocket stream, if the exchange has one, waits until the venue has its
+  subscription, does a REST sync (`gap_fill`) and reports `task_status.started()` once that
+  worked;
+* then reads the stream, or polls REST every ``poll_interval_s`` when there is none;
+* after a stream failure, reconnects with exponential backoff, waits for the subscription
+  again, and fills the gap from REST;
 * after a silence longer than ``stall_timeout_s`` while the runtime expects news (an order
   was sent, a fill is due), fills the gap from REST and is *stale* until the stream speaks.
 
@@ -114,9 +116,8 @@ class Watcher:
         order goes out as soon as this watcher reports started."""
         first = self._open()
         try:
-            subscribed = getattr(self.exchange, "subscribed", None)
-            if first is not None and self.stream_method and subscribed is not None:
-                await subscribed(self.stream_method)
+            if first is not None:
+                await self._subscribed()
             await self._sync(send, "start")
         except BaseException:
             if first is not None:
@@ -134,6 +135,7 @@ class Watcher:
             try:
                 async with stream:
                     if self.reconnects:
+                        await self._subscribed()
                         await self._sync(send, "reconnect")
                     self._set_health(HEALTHY)
                     backoff = self.config.backoff_initial_s
@@ -147,6 +149,14 @@ class Watcher:
                 delay = exc.retry_after if isinstance(exc, RateLimited) and exc.retry_after else 0
                 await trio.sleep(max(backoff, delay))
                 backoff = min(backoff * 2, self.config.backoff_max_s)
+
+    async def _subscribed(self) -> None:
+        """Until the venue has the subscription of the stream just opened: a REST read made
+        earlier would miss an event sent between it and the subscription, one that reaches no
+        stream either (a reconnect subscribes again, and a venue may take its time)."""
+        subscribed = getattr(self.exchange, "subscribed", None)
+        if self.stream_method and subscribed is not None:
+            await subscribed(self.stream_method)
 
     def _open(self) -> Any | None:
         try:

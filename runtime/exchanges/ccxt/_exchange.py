@@ -14,7 +14,7 @@ import logging
 import os
 import pickle
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final, TypedDict, Unpack
 
@@ -42,8 +42,10 @@ from runtime.exchanges.ccxt._config import Settings, aim_client, resolve_setting
 from runtime.exchanges.ccxt._errors import RETRY_AFTER_ATTR, Scrubber, map_ccxt_error, retry_after_s
 from runtime.exchanges.ccxt._tail_filter import install_tail_filter
 from runtime.exchanges.ccxt._venues import (
+    BINANCE_HASHES,
     BYBIT_OPTIONS,
     BYBIT_TOPICS,
+    binance_subscribed,
     bybit_cancel_order,
     bybit_create_order,
     bybit_fetch_order,
@@ -52,6 +54,7 @@ from runtime.exchanges.ccxt._venues import (
     bybit_set_leverage,
     bybit_subscribed,
     bybit_ws_balance,
+    is_binance,
     is_bybit,
     track_bybit_acks,
 )
@@ -865,18 +868,30 @@ class CcxtExchange(trio.abc.AsyncResource):
         return stream
 
     async def subscribed(self, method: str, timeout_s: float = 5.0) -> None:
-        """Until a private stream just opened with ``method`` has sent its subscription, so an
-        event from now on reaches it (Bybit subscribes ``order``/``execution`` per call; other
-        venues' account streams are subscribed as a whole: no wait). Gives up after
-        ``timeout_s``: the watcher's gap fills cover what a late subscription misses."""
-        topic = BYBIT_TOPICS.get(method) if is_bybit(self.id) else None
-        if topic is None:
+        """Until a private stream just opened with ``method`` is subscribed on the venue, so an
+        event from now on reaches it: Bybit acknowledges each topic (``order``, ``execution``...
+        subscribed per call); Binance's user data flows once ccxt has authenticated the call
+        and connected it. Other venues: no wait. Gives up after ``timeout_s`` (logged): the
+        watcher's gap fills cover what a late subscription misses."""
+        check: Callable[[], Awaitable[bool]] | None = None
+        if is_bybit(self.id) and method in BYBIT_TOPICS:
+            # ccxt signals nothing on an acknowledgement: poll the record track_bybit_acks keeps.
+            check = functools.partial(bybit_subscribed, self._client, BYBIT_TOPICS[method])
+        elif is_binance(self.id) and method in BINANCE_HASHES:
+            check = functools.partial(binance_subscribed, self._client, method)
+        if check is None:
             await trio.lowlevel.checkpoint()
             return
-        with trio.move_on_after(timeout_s):
-            # ccxt signals nothing on an acknowledgement: poll the record track_bybit_acks keeps.
-            while not await self.bridge.run(bybit_subscribed, self._client, topic):  # noqa: ASYNC110
+        with trio.move_on_after(timeout_s) as scope:
+            while not await self.bridge.run(check):  # noqa: ASYNC110
                 await trio.sleep(0.005)
+        if scope.cancelled_caught:
+            log.warning(
+                "%s: %s not subscribed after %.0f s; reading REST anyway",
+                self.id,
+                method,
+                timeout_s,
+            )
 
     def watch_orders(
         self, symbol: str | None = None, *, buffer: int = _DEFAULT_BUFFER

@@ -15,9 +15,11 @@ from typing import Any, Final
 import ccxt
 
 __all__ = [
+    "BINANCE_HASHES",
     "BYBIT_OPTIONS",
     "BYBIT_TOPICS",
     "ORDER_METHODS",
+    "binance_subscribed",
     "bybit_cancel_order",
     "bybit_create_order",
     "bybit_fetch_order",
@@ -26,6 +28,7 @@ __all__ = [
     "bybit_orders",
     "bybit_set_leverage",
     "bybit_subscribed",
+    "is_binance",
     "is_bybit",
 ]
 
@@ -110,6 +113,40 @@ async def bybit_subscribed(client: Any, topic: str) -> bool:
             ):
                 return True
     return False
+
+
+#: The part of its message hash by which ccxt.pro binance files a ``watch_*`` call's future
+#: ("spot:balance", "orders:BTC/USDT", "myTrades:BTC/USDT", "future:positions::...").
+BINANCE_HASHES: Final = {
+    "watch_orders": "orders",
+    "watch_my_trades": "myTrades",
+    "watch_balance": "balance",
+    "watch_positions": "positions",
+}
+
+
+async def binance_subscribed(client: Any, method: str) -> bool:
+    """Whether a ``method`` call of ccxt.pro binance (``client``) waits on a live user-data
+    subscription: its future is filed on a connected websocket and no authentication is under
+    way. ccxt files that future only once the call has authenticated (a WebSocket API
+    ``userDataStream.subscribe`` answered, for spot) and connected (the listenKey stream,
+    for futures), i.e. once Binance sends the account's events to that connection."""
+    token = BINANCE_HASHES[method]
+    armed = False
+    for connection in list(getattr(client, "clients", {}).values()):
+        futures = list(getattr(connection, "futures", {}))
+        if any(str(key).startswith("authenticate") for key in futures):
+            return False  # a listenKey or a subscription still being made
+        connected = getattr(connection, "connected", None)
+        if connected is None or not connected.done() or connected.cancelled():
+            continue
+        if connected.exception() is None and any(token in str(k).split(":") for k in futures):
+            armed = True
+    return armed
+
+
+def is_binance(exchange_id: str) -> bool:
+    return exchange_id.startswith("binance")
 
 
 def is_bybit(exchange_id: str) -> bool:

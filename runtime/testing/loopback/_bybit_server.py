@@ -651,6 +651,16 @@ class BybitLoopbackExchange(ServedExchange):
                         {"success": False, "ret_msg": "Invalid JSON", "conn_id": conn.conn_id}
                     )
                     continue
+                if (
+                    conn.kind == "private"
+                    and request_body.get("op") == "subscribe"
+                    and (delay := self.faults.take_subscribe_delay_s())
+                ):
+                    # Each topic's own delay, as ccxt subscribes them one call at a time.
+                    asyncio.get_running_loop().call_later(
+                        delay, self._ws_message, conn, request_body
+                    )
+                    continue
                 self._ws_message(conn, request_body)
             return ws
         finally:

@@ -43,6 +43,9 @@ class Faults:
     - :meth:`pause_user_data`: hold user-data events for ``seconds``, then deliver them in order.
     - :meth:`suppress_user_data`: never deliver the next ``k`` user-data events (a stream that
       silently lost them: only a REST read finds the change).
+    - :meth:`delay_user_data_subscriptions`: a user-data subscription made from now on takes
+      effect (and is acknowledged) only ``seconds`` later: a slow venue after a reconnect, when
+      events it sends in between reach no stream.
     - :meth:`reset`: everything back to normal.
     """
 
@@ -54,6 +57,8 @@ class Faults:
         self._banned_until = 0.0  # clock() time before which an early retry gets 418
         self._pause_until = 0.0
         self._suppress = 0
+        self._subscribe_delay_s = 0.0
+        self._subscriptions_delayed = 0
         self._close_ws: Callable[[], None] | None = None
         self.clock: Callable[[], float] = time.monotonic  # time of bans and pauses; tests fake it
 
@@ -131,9 +136,26 @@ class Faults:
             self._suppress -= 1
             return True
 
+    def delay_user_data_subscriptions(self, seconds: float) -> None:
+        """Until :meth:`reset`, hold each new user-data subscription ``seconds`` before it takes
+        effect: Binance's WebSocket API ``userDataStream.subscribe`` (answered then), the
+        handshake of a futures listenKey connection, Bybit's private ``subscribe``."""
+        if not seconds >= 0:
+            raise ValueError(f"seconds={seconds!r} must be >= 0")
+        with self._lock:
+            self._subscribe_delay_s = float(seconds)
+
+    @property
+    def subscriptions_delayed(self) -> int:
+        """How many user-data subscriptions have been held so far (one is being held from the
+        moment this counts it)."""
+        with self._lock:
+            return self._subscriptions_delayed
+
     def reset(self) -> None:
         with self._lock:
             self._suppress = 0
+            self._subscribe_delay_s = 0.0
             self._latency_ms = 0.0
             self._fail.clear()
             self._drop.clear()
@@ -183,6 +205,13 @@ class Faults:
         """Seconds user-data events must still wait (0 when not paused)."""
         with self._lock:
             return max(self._pause_until - self.clock(), 0.0)
+
+    def take_subscribe_delay_s(self) -> float:
+        """Seconds to hold the user-data subscription being made now (counted when > 0)."""
+        with self._lock:
+            if self._subscribe_delay_s > 0:
+                self._subscriptions_delayed += 1
+            return self._subscribe_delay_s
 
     def _bind(self, close_ws: Callable[[], None] | None) -> None:
         with self._lock:

@@ -649,6 +649,11 @@ class LoopbackExchange(ServedExchange):
             log.warning("loopback: no WebSocket route for %s", path)
             return web.Response(status=404, text="Not Found")
         kind, mode, name = route
+        listen_key = request.query.get("listenKey") or name
+        streams = request.query.get("streams", "").split("/") if mode == "stream" else []
+        user_data = kind == "futures" and self.futures.listen_key in (listen_key, *streams)
+        if user_data and (delay := self.faults.take_subscribe_delay_s()):
+            await asyncio.sleep(delay)  # the listenKey connection is the subscription
         ws = web.WebSocketResponse(heartbeat=None, autoping=True)
         await ws.prepare(request)
         conn = _Conn(ws, kind, combined=mode == "stream", path=path, sink=self._sink)
@@ -658,14 +663,13 @@ class LoopbackExchange(ServedExchange):
             if mode == "api":
                 await self._serve_ws_api(conn)
                 return ws
-            listen_key = request.query.get("listenKey") or name
             if kind == "futures" and listen_key and listen_key == self.futures.listen_key:
                 conn.listen_key = listen_key
                 self._futures_user.conns.add(conn)
             elif name and "@" in name:
                 self._subscribe(conn, [name])
             if mode == "stream":
-                for stream in request.query.get("streams", "").split("/"):
+                for stream in streams:
                     if stream == self.futures.listen_key and kind == "futures":
                         conn.listen_key = stream
                         self._futures_user.conns.add(conn)
@@ -773,6 +777,10 @@ class LoopbackExchange(ServedExchange):
             latency = self.faults.latency_ms
             if latency:
                 await asyncio.sleep(latency / 1000)
+            if str(request.get("method")).startswith("userDataStream.subscribe") and (
+                delay := self.faults.take_subscribe_delay_s()
+            ):
+                await asyncio.sleep(delay)
             try:
                 result = self._ws_api_call(
                     conn, str(request.get("method")), request.get("params") or {}

@@ -185,6 +185,31 @@ async def test_fill_while_the_websocket_is_down_is_recovered(
         assert all(w.gap_fills >= 2 for w in watchers if w.reconnects)  # and filled the gap
 
 
+@pytest.mark.parametrize("path", [MANUAL, MARGIN], ids=["spot", "futures"])
+async def test_fill_while_the_venue_subscribes_again_is_not_lost(
+    dialect: Dialect, path: Path, tmp_path: Path
+) -> None:
+    """After a reconnect a watcher reads REST only once the venue has the new user-data
+    subscription: an event sent before it reaches no stream, so a REST read made earlier
+    would leave a fill nobody expects unseen for good."""
+    async with running(path, tmp_path, dialect) as s:
+        ai = s.universe[BTC]
+        p = await call(s, ai, GTCOrder[Buy], amount=0.01, price=59_000.0, waitfor=0.3)
+        assert isinstance(p, Pending), (p, s._rt.last_refusal)
+        faults = dialect.ex.faults
+        orders = s._rt.driver.asset_watchers[ai.symbol][0]
+        synced = orders.gap_fills
+        faults.delay_user_data_subscriptions(1.0)
+        faults.close_websockets()
+        # The orders watcher has reconnected and read REST: from here the order fills.
+        await until(s, lambda: orders.reconnects >= 1 and orders.gap_fills > synced)
+        assert faults.subscriptions_delayed >= 1
+        faults.delay_user_data_subscriptions(0.0)
+        dialect.ex.set_price(BTC, 58_500.0)
+        await until(s, lambda: not p.order.is_open, seconds=8.0)
+        assert p.order.fills
+
+
 async def test_5xx_and_429_bursts_converge(dialect: Dialect, tmp_path: Path) -> None:
     async with running(MANUAL, tmp_path, dialect) as s:
         ai = s.universe[BTC]

@@ -1,5 +1,5 @@
 """Fault knobs: latency, 5xx, 429/418 with Retry-After, lost order replies, dropped sockets,
-paused user data."""
+paused user data, slow user-data subscriptions."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import ccxt.async_support as ccxt
 import pytest
 from trio.testing import MockClock
 
+from runtime.exchanges.ccxt._venues import binance_subscribed
 from runtime.testing.loopback import Faults, LoopbackExchange
 from tests.runtime.testing.loopback.support import (
     BTC,
@@ -147,6 +148,32 @@ def test_paused_user_data_is_delivered_in_order_afterwards(loopback: LoopbackExc
     assert reports(events) == ["NEW", "TRADE"]
 
 
+def test_a_delayed_subscription_takes_effect_late_and_ccxt_is_seen_waiting(
+    loopback: LoopbackExchange,
+) -> None:
+    # While Binance holds the WebSocket API subscription, no user data flows to the connection
+    # and ccxt's watch_orders is still authenticating: `binance_subscribed` says so, then
+    # says it is live once the subscription is answered.
+    async def go() -> list[bool]:
+        async with opened(pro_spot(loopback)) as p:
+            loopback.faults.delay_user_data_subscriptions(0.3)
+            watch = asyncio.ensure_future(p.watch_orders(BTC))
+            await until(lambda: loopback.faults.subscriptions_delayed == 1)
+            seen = [await binance_subscribed(p, "watch_orders")]
+            assert loopback.user_data_listeners("spot") == 0
+            await until(lambda: loopback.user_data_listeners("spot") == 1)
+            await until(
+                lambda: "orders:" + BTC in p.clients[p.urls["api"]["ws"]["ws-api"]["spot"]].futures
+            )
+            seen.append(await binance_subscribed(p, "watch_orders"))
+            seen.append(await binance_subscribed(p, "watch_balance"))  # no balance call made
+            loopback.faults.reset()
+            watch.cancel()
+            return seen
+
+    assert run(go()) == [False, True, False]
+
+
 def test_faults_validate_their_knobs() -> None:
     faults = Faults()
     with pytest.raises(ValueError, match="5xx"):
@@ -155,8 +182,12 @@ def test_faults_validate_their_knobs() -> None:
         faults.rate_limit_next(1, retry_after_s=0.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="mode"):
         faults.drop_next_order_response(mode="later")
+    with pytest.raises(ValueError, match="seconds"):
+        faults.delay_user_data_subscriptions(-1.0)
     with pytest.raises(RuntimeError, match="not running"):
         faults.close_websockets()
+    faults.delay_user_data_subscriptions(2.0)
     faults.fail_next(3)
     faults.reset()
     assert faults.take_request_fault() is None
+    assert faults.take_subscribe_delay_s() == 0.0
