@@ -117,7 +117,7 @@ class Watcher:
         first = self._open()
         try:
             if first is not None:
-                await self._subscribed()
+                await self._subscribed(first)
             await self._sync(send, "start")
         except BaseException:
             if first is not None:
@@ -135,7 +135,7 @@ class Watcher:
             try:
                 async with stream:
                     if self.reconnects:
-                        await self._subscribed()
+                        await self._subscribed(stream)
                         await self._sync(send, "reconnect")
                     self._set_health(HEALTHY)
                     backoff = self.config.backoff_initial_s
@@ -150,13 +150,14 @@ class Watcher:
                 await trio.sleep(max(backoff, delay))
                 backoff = min(backoff * 2, self.config.backoff_max_s)
 
-    async def _subscribed(self) -> None:
-        """Until the venue has the subscription of the stream just opened: a REST read made
-        earlier would miss an event sent between it and the subscription, one that reaches no
-        stream either (a reconnect subscribes again, and a venue may take its time)."""
+    async def _subscribed(self, stream: Any) -> None:
+        """Until the venue has the subscription of `stream`, just opened, or it ended: a REST
+        read made earlier would miss an event sent between it and the subscription, one that
+        reaches no stream either (a reconnect subscribes again, and a venue may take its
+        time)."""
         subscribed = getattr(self.exchange, "subscribed", None)
         if self.stream_method and subscribed is not None:
-            await subscribed(self.stream_method)
+            await subscribed(self.stream_method, stream)
 
     def _open(self) -> Any | None:
         try:

@@ -675,6 +675,7 @@ class Stream(trio.abc.ReceiveChannel[T]):
         self._closed = False  # by the consumer
         self._stopping = False  # the task is to stop
         self._watching = False  # the task is inside watch_*
+        self.ended = False  # the task has put its last item (an end or a failure)
 
     # On the loop (its tasks and callbacks run inside the bridge's trio run).
     def _launch(self) -> None:
@@ -725,6 +726,7 @@ class Stream(trio.abc.ReceiveChannel[T]):
         try:
             self._send.send_nowait(item)
             if item is _END or isinstance(item, _Failure):
+                self.ended = True
                 self._send.close()
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass  # the consumer closed the stream; the result is not wanted

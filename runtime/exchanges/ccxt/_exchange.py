@@ -867,15 +867,18 @@ class CcxtExchange(trio.abc.AsyncResource):
         self._streams.add(stream)
         return stream
 
-    async def subscribed(self, method: str, timeout_s: float = 5.0) -> None:
+    async def subscribed(
+        self, method: str, stream: Stream[Any] | None = None, timeout_s: float = 5.0
+    ) -> None:
         """Until a private stream just opened with ``method`` is subscribed on the venue, so an
         event from now on reaches it: Bybit acknowledges each topic (``order``, ``execution``...
         subscribed per call); Binance's user data flows once ccxt has authenticated the call
         and connected it. Other venues: no wait. Gives up after ``timeout_s`` (logged): the
-        watcher's gap fills cover what a late subscription misses."""
+        watcher's gap fills cover what a late subscription misses. Returns at once when
+        ``stream`` (the one opened) has ended: its error is what the watcher must see."""
         check: Callable[[], Awaitable[bool]] | None = None
         if is_bybit(self.id) and method in BYBIT_TOPICS:
-            # ccxt signals nothing on an acknowledgement: poll the record track_bybit_acks keeps.
+            # The record track_bybit_acks keeps (ccxt drops the acknowledgement).
             check = functools.partial(bybit_subscribed, self._client, BYBIT_TOPICS[method])
         elif is_binance(self.id) and method in BINANCE_HASHES:
             check = functools.partial(binance_subscribed, self._client, method)
@@ -883,7 +886,10 @@ class CcxtExchange(trio.abc.AsyncResource):
             await trio.lowlevel.checkpoint()
             return
         with trio.move_on_after(timeout_s) as scope:
-            while not await self.bridge.run(check):  # noqa: ASYNC110
+            # ccxt signals no subscription made: poll its state, on its own loop.
+            while not await self.bridge.run(check):
+                if stream is not None and stream.ended:
+                    return
                 await trio.sleep(0.005)
         if scope.cancelled_caught:
             log.warning(
