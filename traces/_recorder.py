@@ -20,7 +20,7 @@ from typing import Any
 from traces._blobs import is_url
 from traces._fetch import cache_path
 from traces._mirror import Mirror
-from traces._schema import Kind, Row
+from traces._schema import Kind, RecordPayload, Row
 from traces._writer import TraceWriter
 
 _holders: dict[Path, TraceRecorder] = {}
@@ -84,7 +84,7 @@ class TraceRecorder:
     def record(
         self,
         kind: Kind,
-        payload: Mapping[str, Any],
+        payload: RecordPayload,
         *,
         ts_ns: int,
         asset: str | None = None,

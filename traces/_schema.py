@@ -6,6 +6,8 @@ import enum
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+import msgspec
+
 SCHEMA_VERSION = 1
 
 # Each column is a 1-D Zarr array of this dtype; `payload` holds msgpack bytes.
@@ -110,8 +112,16 @@ class TypedPayload(dict[str, Any]):
     __slots__ = ()
 
 
+#: A payload as a recorder takes it: a mapping, or the msgpack of one as `msgspec.Raw`, which
+#: is written as is and, like a `TypedPayload`, not scanned: what the runtime makes of its
+#: typed events on a traced backtest (the same bytes as the dict, built without the dict).
+RecordPayload = Mapping[str, Any] | msgspec.Raw
+
+#: Payload types the writer does not scan for secrets (see `TypedPayload`).
+UNSCANNED: frozenset[type] = frozenset({TypedPayload, msgspec.Raw})
+
 #: One event for `Recorder.record_rows`: (kind, payload, ts_ns, asset, ts_exchange_ns).
-Row = tuple[int, Mapping[str, Any], int, "str | None", int]
+Row = tuple[int, RecordPayload, int, "str | None", int]
 
 
 class Recorder(Protocol):
@@ -120,7 +130,7 @@ class Recorder(Protocol):
     def record(
         self,
         kind: Kind,
-        payload: Mapping[str, Any],
+        payload: RecordPayload,
         *,
         ts_ns: int,
         asset: str | None = None,
@@ -157,7 +167,7 @@ class NullRecorder:
     def record(
         self,
         kind: Kind,
-        payload: Mapping[str, Any],
+        payload: RecordPayload,
         *,
         ts_ns: int,
         asset: str | None = None,

@@ -24,7 +24,7 @@ from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import trio
@@ -42,9 +42,10 @@ from traces._schema import (
     NO_ASSET,
     NUMERIC_KINDS,
     SCHEMA_VERSION,
+    UNSCANNED,
     Kind,
+    RecordPayload,
     Row,
-    TypedPayload,
 )
 from traces._view import ARRAYS, LOCK_FILE, WAL_DIR, _sync, check_codecs, check_trace_path
 from traces._wal import (
@@ -335,7 +336,7 @@ class TraceWriter:
     def record(
         self,
         kind: Kind,
-        payload: Mapping[str, Any],
+        payload: RecordPayload,
         *,
         ts_ns: int,
         asset: str | None = None,
@@ -352,7 +353,10 @@ class TraceWriter:
         if kind not in _KIND_CODES:
             raise TraceError(f"kind {kind!r} is not a Kind code: use a traces.Kind member")
         try:
-            data = encode(payload) if type(payload) is TypedPayload else encode_redacted(payload)
+            if type(payload) in UNSCANNED:
+                data = encode(payload)
+            else:
+                data = encode_redacted(cast(Mapping[str, Any], payload))
         except (TypeError, ValueError, OverflowError) as exc:
             raise TraceError(f"cannot record a {Kind(kind).name} payload: {exc}") from exc
         with self._cond:
@@ -455,7 +459,7 @@ class TraceWriter:
             bad = next(k for k in kind_codes if k not in _KIND_CODES)
             raise TraceError(f"kind {bad!r} is not a Kind code: use a traces.Kind member")
         scan = [
-            k not in NUMERIC_KINDS and type(p) is not TypedPayload
+            k not in NUMERIC_KINDS and type(p) not in UNSCANNED
             for k, p in zip(kind_codes, payloads, strict=True)
         ]
         try:

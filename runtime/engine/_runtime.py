@@ -48,7 +48,7 @@ from runtime.engine._translate import (
 from runtime.model._assets import AssetInstance, Balance, Universe, empty_window
 from runtime.model._modes import Mode, RunConfig
 from runtime.model._orders import Order, Trade
-from traces._schema import Kind, NullRecorder, Recorder, Row, TypedPayload
+from traces._schema import Kind, NullRecorder, Recorder, RecordPayload, Row, TypedPayload
 
 if TYPE_CHECKING:
     from runtime.engine._results import BarHistory, Results
@@ -86,6 +86,41 @@ _TYPED_EVENTS = frozenset(
         FundingPaid,
     }
 )
+
+
+# A backtest's order is inside a held batch: a generator's context manager a time cost more.
+_NO_BLOCK = contextlib.nullcontext()
+
+_ENCODE = msgspec.msgpack.Encoder().encode
+_CHECK_KEY = _ENCODE("check")
+
+
+def _typed_head(cls: type) -> bytes:
+    """The msgpack a typed event's payload starts with: the header of a map of its fields plus
+    "event" and "check" (a fixmap: 15 entries at most, checked), then its "event" entry.
+    Encoding the event itself gives a fixmap of its fields: all that follows its header byte
+    comes next, then "check" (`Runtime.emit`)."""
+    n = len(msgspec.structs.fields(cls)) + 2
+    if n > 15:
+        raise TypeError(f"{cls.__name__} has {n - 2} fields; a typed payload takes 13 at most")
+    return bytes((0x80 | n,)) + _ENCODE("event") + _ENCODE(cls.__name__)
+
+
+_TYPED_HEADS: dict[type, bytes] = {cls: _typed_head(cls) for cls in _TYPED_EVENTS}
+
+
+def _encoded_payload(head: bytes, event: Event, check: dict[str, Any]) -> msgspec.Raw:
+    """The msgpack of ``{"event": name, **fields, "check": check}`` for a typed event whose
+    `_typed_head` is `head`, built without that dict (1.1 -> 0.84 µs with its encoding)."""
+    fields = memoryview(_ENCODE(event))[1:]  # its fields, less their map header
+    return msgspec.Raw(b"".join((head, fields, _CHECK_KEY, _ENCODE(check))))
+
+
+def typed_payload(event: Event, check: dict[str, Any]) -> msgspec.Raw | None:
+    """What `Runtime.emit` records for `event` with `check` as its digest when nothing but the
+    trace reads it, or None for an event of another class (recorded as a dict)."""
+    head = _TYPED_HEADS.get(type(event))
+    return None if head is None else _encoded_payload(head, event, check)
 
 
 # Client ids the exchange gives the orders that liquidate a position (Binance: "autoclose-",
@@ -209,6 +244,7 @@ class Runtime:
         self._held: list[Row] | None = None  # records kept for one write (`hold_records`)
         self._held_seq0 = 0  # the seq of the first held record
         self._held_durable = False  # whether a held record asked to be durable
+        self._held_clock: Callable[[], int] = self.now_ms  # the time of held records (ms)
         self._hooks: list[tuple[AssetInstance, Trade]] = []
         # Called for each new fill before `on_trade`: the brackets' one-cancels-other
         # (runtime.modes._brackets), once the strategy has a bracket.
@@ -293,7 +329,7 @@ class Runtime:
     def record(
         self,
         kind: Kind,
-        payload: dict[str, Any],
+        payload: RecordPayload,
         *,
         asset: str | None = None,
         durable: bool = False,
@@ -308,7 +344,7 @@ class Runtime:
                 (
                     kind,
                     payload,
-                    self.now_ms() * 1_000_000,
+                    self._held_clock() * 1_000_000,
                     asset,
                     -1 if ts_exchange_ms is None else ts_exchange_ms * 1_000_000,
                 )
@@ -329,17 +365,19 @@ class Runtime:
                 self._durable_batch = seq
             elif durable:
                 self.last_durable_seq = seq
-        for observer in self.observers:
+        for observer in self.observers:  # a Raw payload is made only when there is none
             try:
-                observer(kind, payload, asset)
+                observer(kind, cast(Mapping[str, Any], payload), asset)
             except Exception as exc:  # a display must never stop a run
                 log.warning("observer %r failed on %s: %r", observer, kind.name, exc)
         return seq
 
-    def hold_records(self) -> list[Row]:
+    def hold_records(self, clock: Callable[[], int] | None = None) -> list[Row]:
         """From now on keep records in the returned list until `write_held`, which writes them
         as one batch (durable if any asked to be). A backtest writes each bar's events this way:
-        one frame and one write per bar instead of per event. `stop_holding` ends it."""
+        one frame and one write per bar instead of per event. `stop_holding` ends it. `clock`
+        gives held records their time (ms), when it is `now_ms` read more directly."""
+        self._held_clock = clock or self.now_ms
         if self._held is None:
             self._held = []
         return self._held
@@ -364,14 +402,16 @@ class Runtime:
         finally:
             self._held = None
 
-    @contextlib.contextmanager
-    def durable_together(self) -> Iterator[None]:
+    def durable_together(self) -> contextlib.AbstractContextManager[None]:
         """Records that ask to be durable inside this block become durable together when it
         ends, with one write to the OS: for a simulated exchange, whose answer and everything
         it reports with it happen in one step that nothing outside can see half done."""
         if self._durable_batch is not None or self._held is not None:
-            yield  # the outer block (or the held batch) writes
-            return
+            return _NO_BLOCK  # the outer block (or the held batch) writes
+        return self._durable_block()
+
+    @contextlib.contextmanager
+    def _durable_block(self) -> Iterator[None]:
         self._durable_batch = -1
         try:
             yield
@@ -418,19 +458,26 @@ class Runtime:
                 self._hooks.append((self.state.assets[result.order.symbol], result))
             return result
         symbol = getattr(event, "symbol", None)
-        if raw is None and type(event) in _TYPED_EVENTS:
-            payload: dict[str, Any] = TypedPayload(event=type(event).__name__)
-            payload.update(msgspec.structs.asdict(event))
-        else:
-            payload = event_to_dict(event)
-            if raw is not None:
-                payload["raw"] = raw
+        head = _TYPED_HEADS.get(type(event)) if raw is None and not self.observers else None
         try:
             result = apply(self.state, event)
         except Exception as exc:
-            self.record(Kind.ERROR, {"error": str(exc), "event": payload}, asset=symbol)
+            error = {"error": str(exc), "event": event_to_dict(event)}
+            self.record(Kind.ERROR, error, asset=symbol)
             raise
-        payload["check"] = digest(self.state, event)
+        payload: RecordPayload
+        if head is not None:
+            # The bytes of the dict below, built without it: nothing but the writer reads it.
+            payload = _encoded_payload(head, event, digest(self.state, event))
+        else:
+            if raw is None and type(event) in _TYPED_EVENTS:
+                payload = TypedPayload(event=type(event).__name__)
+                payload.update(msgspec.structs.asdict(event))
+            else:
+                payload = event_to_dict(event)
+                if raw is not None:
+                    payload["raw"] = raw
+            payload["check"] = digest(self.state, event)
         self.record(
             kind or EVENT_KINDS[type(event)],
             payload,

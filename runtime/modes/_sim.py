@@ -326,7 +326,7 @@ class SimDriver:
         # Events reach the trace in batches of whole bars, one frame and one write each: a
         # write per order cost more than the rest of its path (measured). A backtest is run
         # again, not resumed, so its events need not reach the OS bar by bar.
-        held = rt.hold_records()
+        held = rt.hold_records(self.feed.now_ms)  # `now_ms`, two calls fewer a record
         try:
             while not rt.stopping:
                 if len(held) >= HELD_ROWS:

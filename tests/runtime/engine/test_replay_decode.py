@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import msgspec
 import pytest
 
 from runtime import ReplayMismatch, Sim, start, strategy
@@ -29,8 +30,10 @@ from runtime.engine._replica import (
     settles_fills,
     snapshot,
 )
+from runtime.engine._runtime import typed_payload
 from runtime.model._orders import Trade
 from traces import STATE_KINDS, Kind, TraceWriter, iter_events, open_view, replay_from_trace
+from traces._codec import encode
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 TRACES = [
@@ -196,3 +199,24 @@ async def test_the_final_snapshot_is_compared_by_value_when_its_bytes_differ(
     )
     with pytest.raises(ReplayMismatch, match=rf"{symbol}\.trades\[3\]\[4\]"):
         replay_from_trace(rewrite(tmp_path / "nudged.zarr", nudged))
+
+
+def test_a_typed_events_encoded_payload_is_the_bytes_of_its_dict() -> None:
+    """`Runtime.emit` records a typed event without building its dict: the bytes it makes are
+    those the dict encodes to, and those the golden traces hold, for every such event there."""
+    seen: set[str] = set()
+    for path in TRACES:
+        for _, data in encoded_events(path):
+            payload = msgpack.unpackb(data, raw=False, strict_map_key=False)
+            if "raw" in payload:
+                continue  # a report's payload is recorded as a dict
+            event = event_from_dict(payload)
+            made = typed_payload(event, payload["check"])
+            if made is None:
+                continue  # a class recorded as a dict (a reason in free text)
+            seen.add(payload["event"])
+            fields = {"event": payload["event"], **msgspec.structs.asdict(event)}
+            assert bytes(made) == encode({**fields, "check": payload["check"]})
+            if list(payload) == [*fields, "check"]:  # written with every field, in order
+                assert bytes(made) == bytes(data), payload
+    assert {"OrderCreated", "OrderFilled", "BalanceUpdated", "PositionUpdated"} <= seen, seen
