@@ -362,8 +362,7 @@ class BybitLoopbackExchange(ServedExchange):
                 conn.send(message)
 
     async def _flush(self) -> None:
-        while (wait := self.faults.user_data_pause_s()) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(wait)
+        await self.faults.user_data_resumed()
         held, self._held = self._held, []
         for topic, messages in held:
             for message in messages:

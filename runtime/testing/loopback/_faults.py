@@ -7,6 +7,7 @@ so ``fail_next(2)`` fails exactly two requests whatever their order across threa
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +17,9 @@ from typing import Final
 __all__ = ["Faults", "RequestFault"]
 
 _HTTP_ERRORS: Final = frozenset({500, 502, 503, 504})
+# How often a paused user-data stream looks at its deadline again: a test may push it back or
+# end it (`Faults.reset`) from another thread while the server waits.
+_PAUSE_POLL_S: Final = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +216,12 @@ class Faults:
             if self._subscribe_delay_s > 0:
                 self._subscriptions_delayed += 1
             return self._subscribe_delay_s
+
+    async def user_data_resumed(self) -> None:
+        """On the server's loop: until user data is no longer paused (the pause over, or
+        :meth:`reset`), within ~50 ms."""
+        while (wait := self.user_data_pause_s()) > 0:  # noqa: ASYNC110 (a deadline, not an event)
+            await asyncio.sleep(min(wait, _PAUSE_POLL_S))
 
     def _bind(self, close_ws: Callable[[], None] | None) -> None:
         with self._lock:

@@ -153,9 +153,7 @@ class _UserData:
             conn.send(self.wrap(conn, event))
 
     async def _flush(self) -> None:
-        # The pause is a deadline a test may push back while we wait, not an event.
-        while (wait := self.server.faults.user_data_pause_s()) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(wait)
+        await self.server.faults.user_data_resumed()
         held, self.held = self.held, []
         for event in held:
             self._deliver(event)

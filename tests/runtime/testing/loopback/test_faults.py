@@ -148,6 +148,22 @@ def test_paused_user_data_is_delivered_in_order_afterwards(loopback: LoopbackExc
     assert reports(events) == ["NEW", "TRADE"]
 
 
+def test_reset_ends_a_pause_and_delivers_what_it_held(loopback: LoopbackExchange) -> None:
+    async def go() -> list:
+        async with opened(pro_spot(loopback)) as p:
+            watch = asyncio.ensure_future(p.watch_orders(BTC))
+            await until(lambda: loopback.user_data_listeners("spot") == 1)
+            loopback.faults.pause_user_data(60.0)
+            placed = await p.create_order(BTC, "market", "buy", 0.01)
+            assert not watch.done()  # held
+            loopback.faults.reset()
+            orders = await asyncio.wait_for(watch, 5)  # not the pause's 60 s
+            assert orders[0]["id"] == placed["id"]
+            return orders
+
+    assert run(go())
+
+
 def test_a_delayed_subscription_takes_effect_late_and_ccxt_is_seen_waiting(
     loopback: LoopbackExchange,
 ) -> None:
