@@ -112,6 +112,12 @@ def _encoder() -> msgspec.msgpack.Encoder:
     return e
 
 
+def payload_encoder() -> msgspec.msgpack.Encoder:
+    """This thread's payload encoder: msgspec's, with the fallback for numpy scalars and
+    arrays, sets, Decimals and other mappings."""
+    return _encoder()
+
+
 def encode(payload: Any) -> bytes:
     """msgpack-encode ``payload`` as is (no redaction). Tuples and sets come back as lists."""
     return _encoder().encode(payload)

@@ -15,10 +15,18 @@ from typing import Any
 
 import msgpack
 import msgspec
+import numpy as np
 import pytest
 
 from runtime import ReplayMismatch, Sim, start, strategy
-from runtime.engine._engine import State, apply, digest, event_from_dict, settle_fill
+from runtime.engine._engine import (
+    OrderFilled,
+    State,
+    apply,
+    digest,
+    event_from_dict,
+    settle_fill,
+)
 from runtime.engine._replay import runtime_from_start
 from runtime.engine._replica import (
     _DECODE,
@@ -220,3 +228,11 @@ def test_a_typed_events_encoded_payload_is_the_bytes_of_its_dict() -> None:
             if list(payload) == [*fields, "check"]:  # written with every field, in order
                 assert bytes(made) == bytes(data), payload
     assert {"OrderCreated", "OrderFilled", "BalanceUpdated", "PositionUpdated"} <= seen, seen
+    # numpy numbers (a strategy's own amounts, say) encode as the dict's fallback makes them.
+    fill = OrderFilled("BTC/USDT", "c1", "t1", np.int64(5), np.float64(0.5), 60_000.0, 0.1, "USDT")
+    check = {"o": [0.5, "closed", 0.0], "b": {"USDT": [1.0, 0.0]}}
+    made = typed_payload(fill, check)
+    assert made is not None
+    fields = {"event": "OrderFilled", **msgspec.structs.asdict(fill), "check": check}
+    assert bytes(made) == encode(fields)
+    assert msgpack.unpackb(bytes(made))["timestamp"] == 5
