@@ -192,7 +192,11 @@ class Watcher:
             self._scope = None
             for report in backlog:
                 await send.send(report)
-            if scope.cancelled_caught:
+            # `cancel_called`, not `cancelled_caught`: a deadline already past when the scope
+            # opens (news expected while this waited outside it, on the consumer or a REST read)
+            # ends the loop above before any checkpoint, with nothing caught; going round again
+            # would then spin without one and freeze the whole run.
+            if scope.cancel_called:
                 self._set_health(STALE)
                 await self._sync(send, "stall")
                 self.expect_since = None  # REST caught up; stale until the stream speaks
