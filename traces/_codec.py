@@ -108,14 +108,14 @@ _local = threading.local()
 def _encoder() -> msgspec.msgpack.Encoder:
     e: msgspec.msgpack.Encoder | None = getattr(_local, "encoder", None)
     if e is None:
-        e = _local.encoder = msgspec.msgpack.Encoder(enc_hook=_default)
+        e = _local.encoder = payload_encoder()
     return e
 
 
 def payload_encoder() -> msgspec.msgpack.Encoder:
-    """This thread's payload encoder: msgspec's, with the fallback for numpy scalars and
-    arrays, sets, Decimals and other mappings."""
-    return _encoder()
+    """A new payload encoder: msgspec's, with the fallback for numpy scalars and arrays, sets,
+    Decimals and other mappings. For one thread at a time (see `_encoder`)."""
+    return msgspec.msgpack.Encoder(enc_hook=_default)
 
 
 def encode(payload: Any) -> bytes:
