@@ -20,6 +20,7 @@ import pytest
 
 from runtime import ReplayMismatch, Sim, start, strategy
 from runtime.engine._engine import (
+    BalanceUpdated,
     OrderFilled,
     State,
     apply,
@@ -236,3 +237,52 @@ def test_a_typed_events_encoded_payload_is_the_bytes_of_its_dict() -> None:
     fields = {"event": "OrderFilled", **msgspec.structs.asdict(fill), "check": check}
     assert bytes(made) == encode(fields)
     assert msgpack.unpackb(bytes(made))["timestamp"] == 5
+
+
+class _Kept:
+    """A recorder that keeps what it is given (a runtime's records, to look at)."""
+
+    def __init__(self) -> None:
+        self.kept: list[tuple[Kind, Any]] = []
+
+    def record(self, kind: Kind, payload: Any, **_: Any) -> int:
+        self.kept.append((kind, payload))
+        return len(self.kept) - 1
+
+    def record_rows(self, rows: Any, *, durable: bool = False) -> range:
+        seq0 = len(self.kept)
+        self.kept.extend((kind, payload) for kind, payload, *_ in rows)
+        return range(seq0, len(self.kept))
+
+    @property
+    def next_seq(self) -> int:
+        return len(self.kept)
+
+    def persist(self) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_event_the_engine_refuses_is_recorded_with_its_report() -> None:
+    """A refused event is recorded as an ERROR holding the event and the exchange's report
+    it came from; a typed event the trace alone reads is recorded as its encoded bytes."""
+    start = next(e.payload for e in iter_events(TRACES[0]) if e.kind == Kind.RUN_STARTED)
+    rt = runtime_from_start(start, TRACES[0])
+    rt.recorder = kept = _Kept()
+    unknown = OrderFilled("DOGE/USDT", "c1", "t1", 5, 1.0, 0.1, 0.0, "USDT")
+    with pytest.raises(Exception, match="not in the universe"):
+        rt.emit(unknown, raw={"id": "t1", "info": {"orderId": 7}})
+    kind, payload = kept.kept[-1]
+    assert kind == Kind.ERROR
+    assert payload["event"]["symbol"] == "DOGE/USDT"
+    assert payload["event"]["raw"] == {"id": "t1", "info": {"orderId": 7}}
+    rt.emit(BalanceUpdated("USDT", 123.0, 5))
+    kind, payload = kept.kept[-1]
+    assert kind == Kind.BALANCE
+    assert isinstance(payload, msgspec.Raw)
+    assert msgpack.unpackb(bytes(payload))["total"] == 123.0
