@@ -649,7 +649,8 @@ class LoopbackExchange(ServedExchange):
         kind, mode, name = route
         listen_key = request.query.get("listenKey") or name
         streams = request.query.get("streams", "").split("/") if mode == "stream" else []
-        user_data = kind == "futures" and self.futures.listen_key in (listen_key, *streams)
+        key = self.futures.listen_key
+        user_data = kind == "futures" and key is not None and key in (listen_key, *streams)
         if user_data and (delay := self.faults.take_subscribe_delay_s()):
             await asyncio.sleep(delay)  # the listenKey connection is the subscription
         ws = web.WebSocketResponse(heartbeat=None, autoping=True)
