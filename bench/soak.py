@@ -140,9 +140,18 @@ def compare(local: dict[str, Any], remote: dict[str, Any]) -> list[str]:
     return problems
 
 
-def run_soak(seconds: float, seed: int, root: Path, kill_every_s: float = 10.0) -> dict[str, Any]:
+def run_soak(
+    seconds: float,
+    seed: int,
+    root: Path,
+    kill_every_s: float = 10.0,
+    min_fills: int = 0,
+    fills_grace_s: float = 60.0,
+) -> dict[str, Any]:
     """Run the soak for `seconds`; returns the counts and the problems found (none is a pass).
-    Faults come every 0.2-1.0 s, a SIGKILL about every `kill_every_s`."""
+    Faults come every 0.2-1.0 s, a SIGKILL about every `kill_every_s`. With `min_fills`, the
+    strategy then runs on without faults until the exchange holds that many of its fills (at
+    most `fills_grace_s` more), so a slow host's long restarts still leave fills to check."""
     rng = random.Random(seed)
     counts: collections.Counter[str] = collections.Counter()
     deaths: list[str] = []  # the end of the strategy's log each time it died on its own
@@ -184,6 +193,15 @@ def run_soak(seconds: float, seed: int, root: Path, kill_every_s: float = 10.0) 
                 counts[kind] += 1
         finally:
             ex.faults.reset()
+        try:
+            give_up = time.monotonic() + fills_grace_s
+            while (
+                len(exchange_view(ex, "")["fills"]) < min_fills
+                and child.alive()
+                and time.monotonic() < give_up
+            ):
+                time.sleep(0.5)  # another process trades: nothing to wait on but the exchange
+        finally:
             done.set()
             walker.join()
         (root / "stop").write_text("")

@@ -11,7 +11,7 @@ from bench.soak import FAULTS, run_soak
 
 
 def test_a_short_soak_converges(tmp_path: Path) -> None:
-    report = run_soak(24.0, seed=5, root=tmp_path, kill_every_s=6.0)
+    report = run_soak(24.0, seed=5, root=tmp_path, kill_every_s=6.0, min_fills=11)
     assert report["problems"] == [], report
     assert report["counts"].get("sigkill", 0) >= 2
     assert sum(report["counts"].get(kind, 0) for kind in FAULTS) >= 20
