@@ -11,8 +11,13 @@ Each is measured untraced and traced (every order event in the Zarr trace, the d
 baseline is a plain-Python loop computing the same SMA(10)/SMA(30) signals from running sums and
 the same fills (price, slippage and fee formulas of the simulated exchange), without the
 runtime; the fill counts must be equal. Each backtest runs in a fresh process, whose peak RSS
-(VmHWM) is printed beside its figure. The loop and the backtests run `--repeat` times in turn
-and the median of each is kept: this host's speed drifts by a fifth from minute to minute.
+(VmHWM, read before anything else runs in it) is printed beside its figure.
+
+This host's speed drifts by a fifth from one minute to the next and by more for seconds at a
+time, so each backtest's baseline brackets it: the loop runs just before it (in this process)
+and just after it (in the backtest's own process, once its peak RSS is read), and the backtest's
+ratio is against the mean of the two. Every backtest runs `--repeat` times in turn; the median
+of the ratios is kept, and every run's figures are printed in brackets.
 
     python bench/sim_throughput.py [--bars N] [--repeat 3]
 """
@@ -150,35 +155,56 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child(name: str, data_path: str, trace_root: str) -> None:
-    """One backtest in this fresh process: prints its figures and the process's peak RSS."""
+def child(name: str, data_path: str, trace_root: str, loop_json: str) -> None:
+    """One backtest in this fresh process: prints its figures and the process's peak RSS,
+    then (with loop keywords in `loop_json`) the plain loop's rate on the same bars, timed
+    right after the backtest; it runs once the peak is read, so it does not raise it."""
     # The bars as a script gets them from a file: the runtime keeps its own arrays, and the
     # frame is dropped once the strategy is built (`backtest` holds the last reference).
-    data = {SYMBOL: pd.read_pickle(data_path)}
+    frame = pd.read_pickle(data_path)
+    cols = columns(frame) if loop_json else {}
+    data = {SYMBOL: frame}
+    del frame
     before = peak_rss_mb()
     elapsed, fills, cash = trio.run(backtest, name, data, trace_root or None)
-    print(
-        json.dumps(
-            {
-                "elapsed": elapsed,
-                "fills": fills,
-                "cash": cash,
-                "before_mb": before,
-                "peak_mb": peak_rss_mb(),
-            }
-        )
-    )
+    figures = {
+        "elapsed": elapsed,
+        "fills": fills,
+        "cash": cash,
+        "before_mb": before,
+        "peak_mb": peak_rss_mb(),
+    }
+    if loop_json:
+        figures["loop_rate"] = timed_loop(cols, json.loads(loop_json))[0]
+    print(json.dumps(figures))
 
 
-def in_child(name: str, data_path: Path, trace_root: str = "") -> dict[str, float]:
+def in_child(
+    name: str, data_path: Path, trace_root: str = "", loop: dict[str, Any] | None = None
+) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", name, str(data_path), trace_root],
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            name,
+            str(data_path),
+            trace_root,
+            "" if loop is None else json.dumps(loop),
+        ],
         check=True,
         capture_output=True,
         text=True,
     )
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
+
+
+def timed_loop(cols: dict[str, np.ndarray], loop: dict[str, Any]) -> tuple[float, int, float]:
+    """The plain loop's bars per second on `cols`, its fills and its final cash."""
+    t0 = time.perf_counter()
+    fills, cash = plain_loop(cols, **loop)
+    return len(cols["close"]) / (time.perf_counter() - t0), fills, cash
 
 
 def columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -194,36 +220,43 @@ def run_workload(
     repeat: int,
     **loop: Any,
 ) -> None:
-    """The plain loop here, then the strategy untraced and traced, each in a fresh process,
-    `repeat` times in turn; the median of each is printed, all of them in brackets."""
+    """The strategy untraced and traced, each in a fresh process, `repeat` times in turn, each
+    against the plain loop run just before it and just after it (module docstring); the
+    median ratio is printed, every run's figures in brackets."""
     n = len(frame)
     data_path = workdir / f"{label}.pkl"
     frame.to_pickle(data_path)
-    base_rates: list[float] = []
-    runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    cols = columns(frame)
+    loop_rates: list[float] = []
+    runs: dict[bool, list[tuple[dict[str, float], float]]] = {False: [], True: []}
+    base_fills = 0
+    base_cash = 0.0
     for r in range(repeat):
-        t0 = time.perf_counter()
-        base_fills, base_cash = plain_loop(columns(frame), **loop)
-        base_rates.append(n / (time.perf_counter() - t0))
         for traced in (False, True):
+            before, base_fills, base_cash = timed_loop(cols, loop)
             root = str(workdir / f"traces-{label}-{r}") if traced else ""
-            runs[traced].append(in_child(name, data_path, root))
-    base = statistics.median(base_rates)
+            result = in_child(name, data_path, root, loop)
+            after = result["loop_rate"]
+            loop_rates += [before, after]
+            runs[traced].append((result, (before + after) / 2))
     print(
-        f"  plain-Python loop (baseline): {base:,.0f} bars/s ({spread(base_rates)}), "
-        f"{base_fills:,} fills, final cash {base_cash:,.2f}"
+        f"  plain-Python loop (baseline): {statistics.median(loop_rates):,.0f} bars/s median "
+        f"of {len(loop_rates)} runs, each just before or after a backtest "
+        f"({spread(loop_rates)}), {base_fills:,} fills, final cash {base_cash:,.2f}"
     )
     for traced, results in runs.items():
-        rates = [n / r["elapsed"] for r in results]
-        rate = statistics.median(rates)
-        fills = {int(r["fills"]) for r in results}
+        rates = [n / r["elapsed"] for r, _ in results]
+        ratios = [n / r["elapsed"] / base for r, base in results]
+        fills = {int(r["fills"]) for r, _ in results}
         same = "same as the loop" if fills == {base_fills} else f"THE LOOP HAS {base_fills}"
         print(
-            f"  {label} {'traced:  ' if traced else 'untraced:'} {rate:,.0f} bars/s "
-            f"({spread(rates)}), {min(fills):,} fills ({same}), {rate / base:.3f}x baseline"
-            + (f" (target {target})" if traced else "")
-            + f"; peak RSS {max(r['peak_mb'] for r in results):,.0f} MB at most "
-            f"({results[0]['before_mb']:,.0f} MB before the run)"
+            f"  {label} {'traced:  ' if traced else 'untraced:'} {statistics.median(ratios):.3f}x "
+            f"its bracketing loops (runs {', '.join(f'{x:.3f}x' for x in ratios)})"
+            + (f", target {target}" if traced else "")
+            + f"; {statistics.median(rates):,.0f} bars/s ({spread(rates)}); "
+            f"{min(fills):,} fills ({same}); peak RSS "
+            f"{max(r['peak_mb'] for r, _ in results):,.0f} MB at most "
+            f"({results[0][0]['before_mb']:,.0f} MB before the run)"
         )
 
 
@@ -238,7 +271,10 @@ def main() -> None:
         "--repeat", type=int, default=3, help="runs of each, taken in turn; the median is kept"
     )
     parser.add_argument(
-        "--child", nargs=3, metavar=("STRATEGY", "DATA", "TRACE_ROOT"), help=argparse.SUPPRESS
+        "--child",
+        nargs=4,
+        metavar=("STRATEGY", "DATA", "TRACE_ROOT", "LOOP"),
+        help=argparse.SUPPRESS,
     )
     args = parser.parse_args()
     if args.child:
@@ -266,8 +302,11 @@ def main() -> None:
         frame = generate_bars([SYMBOL], n, seed=1)[SYMBOL]
         print("sma_cross (95% of the cash a trade) on generated bars (seed 1):")
         run_workload("sma_cross", "sma_cross", frame, "0.15x", workdir, args.repeat)
-        noop = in_child(str(HERE / "noop_strategy.py"), workdir / "sma_cross.pkl")
-        print(f"  do-nothing strategy: {n / noop['elapsed']:,.0f} bars/s (same bars)")
+        noop = in_child(str(HERE / "noop_strategy.py"), workdir / "sma_cross.pkl", loop={})
+        print(
+            f"  do-nothing strategy: {n / noop['elapsed']:,.0f} bars/s (same bars; the loop "
+            f"just after it: {noop['loop_rate']:,.0f} bars/s)"
+        )
 
 
 if __name__ == "__main__":
