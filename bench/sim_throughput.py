@@ -161,10 +161,7 @@ def child(name: str, data_path: str, trace_root: str, loop_json: str) -> None:
     right after the backtest; it runs once the peak is read, so it does not raise it."""
     # The bars as a script gets them from a file: the runtime keeps its own arrays, and the
     # frame is dropped once the strategy is built (`backtest` holds the last reference).
-    frame = pd.read_pickle(data_path)
-    cols = columns(frame) if loop_json else {}
-    data = {SYMBOL: frame}
-    del frame
+    data = {SYMBOL: pd.read_pickle(data_path)}
     before = peak_rss_mb()
     elapsed, fills, cash = trio.run(backtest, name, data, trace_root or None)
     figures = {
@@ -174,8 +171,10 @@ def child(name: str, data_path: str, trace_root: str, loop_json: str) -> None:
         "before_mb": before,
         "peak_mb": peak_rss_mb(),
     }
-    if loop_json:
-        figures["loop_rate"] = timed_loop(cols, json.loads(loop_json))[0]
+    if loop_json:  # the bars read again: holding them through the backtest would raise its peak
+        figures["loop_rate"] = timed_loop(
+            columns(pd.read_pickle(data_path)), json.loads(loop_json)
+        )[0]
     print(json.dumps(figures))
 
 
