@@ -742,6 +742,11 @@ class Stream(trio.abc.ReceiveChannel[T]):
             self._bridge._wake()
 
     # On trio's side.
+    @property
+    def delivered(self) -> int:
+        """Results the stream's task has handed to trio so far (taken or not)."""
+        return self._delivered
+
     async def receive(self) -> T:
         """The next result; raises the stream's error or ``EndOfChannel`` when it ended."""
         return self._take(await self._receive.receive())

@@ -875,7 +875,10 @@ class CcxtExchange(trio.abc.AsyncResource):
         subscribed per call); Binance's user data flows once ccxt has authenticated the call
         and connected it. Other venues: no wait. Gives up after ``timeout_s`` (logged): the
         watcher's gap fills cover what a late subscription misses. Returns at once when
-        ``stream`` (the one opened) has ended: its error is what the watcher must see."""
+        ``stream`` (the one opened) has ended: its error is what the watcher must see; and
+        once it has delivered two results: the second came from a message on the new
+        subscription (a first may be a REST snapshot), and a stream whose buffer fills stops
+        re-arming the watch that the venue checks look for."""
         check: Callable[[], Awaitable[bool]] | None = None
         if is_bybit(self.id) and method in BYBIT_TOPICS:
             # The record track_bybit_acks keeps (ccxt drops the acknowledgement).
@@ -888,7 +891,7 @@ class CcxtExchange(trio.abc.AsyncResource):
         with trio.move_on_after(timeout_s) as scope:
             # ccxt signals no subscription made: poll its state, on its own loop.
             while not await self.bridge.run(check):
-                if stream is not None and stream.ended:
+                if stream is not None and (stream.ended or stream.delivered >= 2):
                     return
                 await trio.sleep(0.005)
         if scope.cancelled_caught:

@@ -148,3 +148,20 @@ async def test_closing_the_exchange_ends_its_streams_cleanly(loopback: LoopbackE
     with pytest.raises(trio.ClosedResourceError, match="closed"):
         await ex.fetch_ticker(BTC)
     await stream.aclose()
+
+
+async def test_a_stream_whose_buffer_filled_counts_as_subscribed(
+    spot: CcxtExchange, loopback: LoopbackExchange
+) -> None:
+    # A busy account fills a new stream's buffer before the watcher looks: the stream stops
+    # re-arming ccxt's watch, so the venue check finds no watch waiting. The results it
+    # delivered came through the subscription, so the wait ends there, not at its timeout.
+    async with spot.watch_orders(BTC, buffer=2) as orders:
+        await until(lambda: loopback.user_data_listeners("spot") == 1)
+        await watching(spot, 1)
+        for _ in range(2):
+            await spot.create_order(BTC, "market", "buy", 0.01)
+        await until(lambda: orders.delivered >= 2)
+        with trio.fail_after(10):  # the wait's own bound is 60 s
+            await spot.subscribed("watch_orders", orders, timeout_s=60.0)
+        assert len(await orders.receive()) >= 1
