@@ -18,12 +18,16 @@ note of issue 20 (``bench/bridge_hop.py`` times their bare hop):
 - **trio guest mode**: trio runs as a guest of the asyncio loop (``start_guest_run``); trio
   tasks call a bare ccxt client on the host loop and are rescheduled through
   ``TrioToken.run_sync_soon`` when its task is done.
+- **a bare ccxt client on vigil's bridge**: ``bridge.run(ex.create_order, ...)`` on an
+  ``AsyncioBridge``, without ``CcxtExchange``: what the loop's stepping costs by itself.
 
 Each round trip places a limit buy far below the market (it rests) and cancels it. The server
 runs in its own process by default (``--server process``), as a real exchange would be remote;
 ``--server thread`` runs it in this process (it then competes for the GIL with both clients).
-Rounds alternate between the two clients (ABBA); the median round of each counts. "vigil
-adds" is the extra time per round trip: ``bare_rate / vigil_rate - 1``.
+Rounds alternate between the clients (ABBA); the median round of each counts. "vigil
+adds" is the extra time per round trip: ``bare_rate / vigil_rate - 1``. Bare ccxt and vigil
+run next to each other in every round, so the median of the rounds' own ratios, printed beside
+it, is free of the host's slower drifts.
 
     python bench/exchange_roundtrip.py [--n 400] [--concurrency 1 8] [--rounds 4] [--no-designs]
 
@@ -57,6 +61,7 @@ from bench._guest import run_as_guest  # noqa: E402
 from bench._loopback import KEY, SECRET, serve_in_process  # noqa: E402
 from bench._thread_bridge import AsyncioBridge as ThreadBridge  # noqa: E402
 from runtime.exchanges.ccxt import CcxtExchange, RateLimit  # noqa: E402
+from runtime.exchanges.ccxt._bridge import AsyncioBridge  # noqa: E402
 from runtime.testing.loopback import LoopbackExchange, point_ccxt_at  # noqa: E402
 
 SYMBOL = "BTC/USDT"
@@ -74,15 +79,20 @@ def loopback_server(where: str) -> Iterator[str]:
         yield env["VIGIL_BINANCE_URL"]
 
 
-# The asyncio side.
-async def bare_round_trips(url: str, n: int, concurrency: int) -> float:
-    """Round trips per second through a bare ccxt.async_support.binance."""
-    ex = point_ccxt_at(
+def bare_client(url: str) -> Any:
+    """ccxt's asyncio Binance client on the loopback, its throttle off."""
+    return point_ccxt_at(
         ccxt_async.binance(
             {"apiKey": KEY, "secret": SECRET, "enableRateLimit": False, "timeout_on_exit": 0}
         ),
         url,
     )
+
+
+# The asyncio side.
+async def bare_round_trips(url: str, n: int, concurrency: int) -> float:
+    """Round trips per second through a bare ccxt.async_support.binance."""
+    ex = bare_client(url)
     try:
         await ex.load_markets()
         price = round((await ex.fetch_ticker(SYMBOL))["last"] * 0.8, 2)
@@ -131,6 +141,28 @@ async def _vigil_round_trips(env: dict[str, str], n: int, concurrency: int, brid
         return await _trio_rate(round_trip, n, concurrency)
 
 
+async def bridge_round_trips(url: str, n: int, concurrency: int) -> float:
+    """Round trips per second through a bare ccxt client on vigil's bridge: vigil's loop
+    stepping, without `CcxtExchange` (its budget, error mapping and result handling)."""
+    async with AsyncioBridge(name="bench-bare-client") as bridge:
+
+        async def make() -> Any:  # on the bridge's loop, which ccxt binds to
+            return bare_client(url)
+
+        ex = await bridge.run(make)
+        try:
+            await bridge.run(ex.load_markets)
+            price = round((await bridge.run(ex.fetch_ticker, SYMBOL))["last"] * 0.8, 2)
+
+            async def round_trip() -> None:
+                order = await bridge.run(ex.create_order, SYMBOL, "limit", "buy", 0.001, price)
+                await bridge.run(ex.cancel_order, order["id"], SYMBOL)
+
+            return await _trio_rate(round_trip, n, concurrency)
+        finally:
+            await bridge.run(ex.close)
+
+
 async def _trio_rate(round_trip: Callable[[], Awaitable[None]], n: int, concurrency: int) -> float:
     """Round trips per second from `concurrency` trio tasks sharing `n`, after 10 untimed."""
 
@@ -152,12 +184,7 @@ def guest_round_trips(url: str, n: int, concurrency: int) -> float:
     host asyncio loop."""
 
     async def trio_main() -> float:
-        ex = point_ccxt_at(
-            ccxt_async.binance(
-                {"apiKey": KEY, "secret": SECRET, "enableRateLimit": False, "timeout_on_exit": 0}
-            ),
-            url,
-        )
+        ex = bare_client(url)
         loop = asyncio.get_running_loop()
         token = trio.lowlevel.current_trio_token()
 
@@ -199,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--designs",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="also time the helper-thread bridge and trio guest mode",
+        help="also time a bare client on the bridge, the helper-thread bridge and guest mode",
     )
     args = parser.parse_args(argv)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())  # other work on the machine skews both
@@ -209,7 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.rounds} rounds per side; {os.cpu_count()} CPUs, load average {load}"
         )
         for concurrency in args.concurrency:
-            sides = ["bare", "vigil"] + (["thread", "guest"] if args.designs else [])
+            # bare and vigil run next to each other in every round, in either order.
+            sides = ["bare", "vigil"] + (["bridge", "thread", "guest"] if args.designs else [])
             rates: dict[str, list[float]] = {side: [] for side in sides}
             for i in range(args.rounds):
                 # Alternating order, so a drift in the machine's load favours no side.
@@ -218,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         rate = asyncio.run(bare_round_trips(url, args.n, concurrency))
                     elif side == "guest":
                         rate = guest_round_trips(url, args.n, concurrency)
+                    elif side == "bridge":
+                        rate = trio.run(bridge_round_trips, url, args.n, concurrency)
                     else:
                         rate = trio.run(
                             vigil_round_trips, url, args.n, concurrency, side == "thread"
@@ -228,12 +258,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Two calls per round trip. Sequentially this is the latency vigil adds to a call;
             # with concurrency, the throughput cost of a call (calls overlap).
             extra_us = (1 / v - 1 / b) / 2 * 1e6
+            # Each round's pair ran back to back: their ratio is free of slower drifts.
+            paired = statistics.median(
+                bare / vigil for bare, vigil in zip(rates["bare"], rates["vigil"], strict=True)
+            )
             print(
                 f"{label}: vigil/trio: {v:.0f} round trips/s; bare ccxt/asyncio: {b:.0f}/s; "
-                f"vigil adds {(b / v - 1) * 100:.1f}% ({extra_us:+.0f} us per call; medians of "
-                f"rounds: vigil {_rates(rates['vigil'])}, bare {_rates(rates['bare'])})"
+                f"vigil adds {(b / v - 1) * 100:.1f}% ({extra_us:+.0f} us per call; median of "
+                f"the rounds' pairs {(paired - 1) * 100:+.1f}%; medians of rounds: vigil "
+                f"{_rates(rates['vigil'])}, bare {_rates(rates['bare'])})"
             )
-            for side, name in (("thread", "helper-thread bridge"), ("guest", "trio guest mode")):
+            for side, name in (
+                ("bridge", "bare ccxt client on vigil's bridge"),
+                ("thread", "helper-thread bridge"),
+                ("guest", "trio guest mode"),
+            ):
                 if side in rates:
                     r = statistics.median(rates[side])
                     print(
