@@ -60,8 +60,7 @@ if str(ROOT) not in sys.path:
 from bench._guest import run_as_guest  # noqa: E402
 from bench._loopback import KEY, SECRET, serve_in_process  # noqa: E402
 from bench._thread_bridge import AsyncioBridge as ThreadBridge  # noqa: E402
-from runtime.exchanges.ccxt import CcxtExchange, RateLimit  # noqa: E402
-from runtime.exchanges.ccxt._bridge import AsyncioBridge  # noqa: E402
+from runtime.exchanges.ccxt import AsyncioBridge, CcxtExchange, RateLimit  # noqa: E402
 from runtime.testing.loopback import LoopbackExchange, point_ccxt_at  # noqa: E402
 
 SYMBOL = "BTC/USDT"
