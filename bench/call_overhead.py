@@ -37,7 +37,9 @@ filters every ``watch_*`` result from them, so a long-running strategy pays more
                                   [--profile]
 
 ``--profile`` adds two passes of ``call``: one timing its steps (local work, the REST send, the
-wait for the fill, the wait for the balance, trace records), one under cProfile (trio thread).
+wait for the fill, the wait for the balance, trace records) and its two spans around the
+exchange request (from the call to the send, and from the answer to the return), one under
+cProfile (trio thread).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import ccxt.async_support as ccxt_async
 import ccxt.pro as ccxt_pro
@@ -219,9 +221,15 @@ class Breakdown:
         "record",
     )
 
+    # Spans of the call around its exchange request: up to the send, and after the answer.
+    SPANS = ("until the send", "after the answer")
+
     def __init__(self) -> None:
         self.current: dict[str, float] = defaultdict(float)
         self.calls: dict[bool, list[dict[str, float]]] = {True: [], False: []}
+        self._call_started = 0.0
+        self._sent_at = 0.0
+        self._answered_at = 0.0
 
     def _wrap(self, obj: Any, name: str, *, is_async: bool) -> None:
         fn = getattr(obj, name)
@@ -229,10 +237,15 @@ class Breakdown:
 
         async def timed_async(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
+            if name == "create_order":
+                self._sent_at = started
             try:
                 return await fn(*args, **kwargs)
             finally:
-                current[name] += time.perf_counter() - started
+                ended = time.perf_counter()
+                current[name] += ended - started
+                if name == "create_order":
+                    self._answered_at = ended
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
@@ -255,18 +268,21 @@ class Breakdown:
 
     def start_call(self) -> None:
         self.current.clear()
+        self._call_started = time.perf_counter()
 
     def end_call(self, total: float, synced: bool) -> None:
         row = dict(self.current)
         row["total"] = total
+        row["until the send"] = self._sent_at - self._call_started
+        row["after the answer"] = self._call_started + total - self._answered_at
         self.calls[synced].append(row)
 
     def report(self) -> list[str]:
         def median_ms(values: Iterator[float]) -> float:
             return statistics.median(values) * 1000
 
-        lines = [f"  {'step':<13} {'synced':>10} {'unsynced':>10}"]
-        for step in (*self.STEPS, "other", "total"):
+        lines = [f"  {'step':<16} {'synced':>10} {'unsynced':>10}"]
+        for step in (*self.STEPS, "other", "total", *self.SPANS):
             cells = []
             for synced in (True, False):
                 calls = self.calls[synced]
@@ -277,7 +293,7 @@ class Breakdown:
                 else:
                     ms = median_ms(c.get(step, 0.0) for c in calls)
                 cells.append(f"{ms:7.3f} ms")
-            lines.append(f"  {step:<13} {cells[0]:>10} {cells[1]:>10}")
+            lines.append(f"  {step:<16} {cells[0]:>10} {cells[1]:>10}")
         return lines
 
 
@@ -314,7 +330,7 @@ async def call_latencies(
             if i == warmup:
                 # Let the last fills' reports land; a fast warm-up may have used the budget.
                 await trio.sleep(RATE_REFILL_S if warmup_gap_s is not None else 0.2)
-                waits = rt.exchange.budget.waits
+                waits = cast(CcxtExchange, rt.exchange).budget.waits
                 if profiler is not None:
                     profiler.enable()
             if breakdown is not None:
@@ -331,7 +347,7 @@ async def call_latencies(
             await trio.sleep(gap_s if i >= warmup or warmup_gap_s is None else warmup_gap_s)
         if profiler is not None:
             profiler.disable()
-        waits = rt.exchange.budget.waits - waits
+        waits = cast(CcxtExchange, rt.exchange).budget.waits - waits
         await stop(s)
     return out, waits
 
@@ -441,9 +457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.gap_ms / 1000,
                 warmup_gap_s=0.002,
             )
-            for synced in (True, False):
-                label = f"  after {args.steady} orders, synced={synced}"
-                print(line(label, late[synced], bare))
+            for late_synced in (True, False):
+                label = f"  after {args.steady} orders, synced={late_synced}"
+                print(line(label, late[late_synced], bare))
         if args.profile:
             breakdown = Breakdown()
             run_trio(call_latencies, trace_root, *common, breakdown=breakdown)
